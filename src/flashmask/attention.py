@@ -1,0 +1,146 @@
+"""``flashmask_attention``: the public entry point, its autograd function and backend dispatch."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Literal
+
+import torch
+
+from . import _torch_path
+from ._column_mask import ColumnMask, Intervals, intervals_of
+from ._validation import check_qkv, resolve_mask
+
+Backend = Literal["torch", "triton"]
+
+__all__ = ["flashmask_attention"]
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _pick_backend(backend: str | None, query: torch.Tensor) -> str:
+    if backend is None:
+        return "triton" if query.is_cuda and _triton_available() else "torch"
+    if backend not in ("torch", "triton"):
+        raise ValueError(f"backend must be None, 'torch' or 'triton', got {backend!r}")
+    if backend == "triton":
+        if not _triton_available():
+            raise RuntimeError("backend='triton' needs the triton package: pip install triton")
+        if not query.is_cuda and not _interpreting():
+            raise ValueError(
+                f"backend='triton' needs CUDA tensors (query is on {query.device}); "
+                "on CPU use backend='torch' or set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter"
+            )
+    return backend
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _intervals(indices: torch.Tensor | None, causal: bool, seqlen_q: int, seqlen_k: int, device) -> Intervals:
+    if indices is None:
+        # No column mask: nothing hidden besides the causal triangle.
+        bounds = [seqlen_q] if causal else [seqlen_q, 0]
+        indices = torch.tensor(bounds, dtype=torch.int32, device=device).expand(1, 1, seqlen_k, len(bounds))
+    return intervals_of(indices, causal, seqlen_q)
+
+
+def _forward(q, k, v, indices, causal, scale, backend):
+    if backend == "torch":
+        iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
+        return _torch_path.forward(q, k, v, iv, scale)
+    from .kernels import attention_forward
+
+    return attention_forward(q, k, v, indices, causal, scale)
+
+
+def _backward(dout, dlse, q, k, v, out, lse, indices, causal, scale, backend, deterministic):
+    if backend == "torch":
+        iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
+        return _torch_path.backward(dout, q, k, v, out, lse, iv, scale, grad_lse=dlse)
+    from .kernels import attention_backward
+
+    return attention_backward(dout, q, k, v, out, lse, indices, causal, scale, dlse, deterministic)
+
+
+class _FlashMaskFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, indices, causal, scale, backend, deterministic):
+        out, lse = _forward(q, k, v, indices, causal, scale, backend)
+        ctx.save_for_backward(q, k, v, out, lse, indices)
+        ctx.causal, ctx.scale, ctx.backend, ctx.deterministic = causal, scale, backend, deterministic
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        q, k, v, out, lse, indices = ctx.saved_tensors
+        dq, dk, dv = _backward(
+            dout.contiguous() if dout.stride(-1) != 1 else dout,
+            dlse,
+            q,
+            k,
+            v,
+            out,
+            lse,
+            indices,
+            ctx.causal,
+            ctx.scale,
+            ctx.backend,
+            ctx.deterministic,
+        )
+        return dq, dk, dv, None, None, None, None, None
+
+
+def flashmask_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    startend_row_indices: torch.Tensor | ColumnMask | None = None,
+    *,
+    causal: bool = False,
+    window_size: int | tuple[int, int] | None = None,
+    softmax_scale: float | None = None,
+    return_lse: bool = False,
+    deterministic: bool = False,
+    backend: Backend | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Attention under a column-wise sparse mask (FlashMask).
+
+    Args:
+        query: ``[B, Sq, Hq, D]``, float16 / bfloat16 (GPU kernels), float32 or float64 (PyTorch path).
+        key, value: ``[B, Sk, Hkv, D]`` with ``Hq % Hkv == 0`` (GQA/MQA; K/V are never repeated in memory).
+        startend_row_indices: int32 ``[B or 1, Hm, Sk, C]`` with ``Hm`` in ``{1, Hkv, Hq}`` read as in
+            SPEC section 1 (``C`` and ``causal`` together give the meaning), or a :class:`ColumnMask`
+            (which carries its own ``causal``), or ``None`` for plain full / causal attention.
+        causal: hide the causal triangle, aligned bottom-right when ``Sq != Sk``.
+        window_size: ``w`` or ``(left, right)``: query ``i`` sees keys ``[i - left, i + right]`` (with
+            ``causal``, ``[i - left, i]``). Sugar for a mask; cannot be combined with one.
+        softmax_scale: defaults to ``1 / sqrt(D)``.
+        return_lse: also return the log-sum-exp of each row (natural log).
+        deterministic: bit-identical gradients from run to run (GPU kernels; the PyTorch path always is).
+        backend: ``None`` picks the Triton kernels for CUDA tensors and the PyTorch path otherwise;
+            ``"torch"`` or ``"triton"`` forces one (``"triton"`` on CPU tensors needs ``TRITON_INTERPRET=1``).
+
+    Returns:
+        ``out`` ``[B, Sq, Hq, D]`` in the input dtype; with ``return_lse`` also ``lse`` float32 ``[B, Hq, Sq]``.
+        A row that sees no key gets output 0, ``lse = -inf`` and zero gradients.
+    """
+    check_qkv(query, key, value)
+    indices, causal = resolve_mask(startend_row_indices, causal, window_size, query, key)
+    backend = _pick_backend(backend, query)
+    if softmax_scale is None:
+        softmax_scale = 1.0 / math.sqrt(query.shape[-1])
+    elif not isinstance(softmax_scale, (int, float)) or isinstance(softmax_scale, bool):
+        raise TypeError(f"softmax_scale must be a float, got {type(softmax_scale).__name__}")
+    out, lse = _FlashMaskFunction.apply(
+        query, key, value, indices, causal, float(softmax_scale), backend, bool(deterministic)
+    )
+    return (out, lse) if return_lse else out
