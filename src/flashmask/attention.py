@@ -65,6 +65,7 @@ def _forward(q, k, v, indices, causal, scale, backend):
 def _backward(dout, dlse, q, k, v, out, lse, indices, causal, scale, backend, deterministic):
     if backend == "torch":
         iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
+        dout = torch.zeros_like(out) if dout is None else dout
         return _torch_path.backward(dout, q, k, v, out, lse, iv, scale, grad_lse=dlse)
     from .kernels import attention_backward
 
@@ -75,6 +76,8 @@ class _FlashMaskFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, indices, causal, scale, backend, deterministic):
         out, lse = _forward(q, k, v, indices, causal, scale, backend)
+        # Unused outputs get None gradients instead of materialised zeros (lse is often unused).
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(q, k, v, out, lse, indices)
         ctx.causal, ctx.scale, ctx.backend, ctx.deterministic = causal, scale, backend, deterministic
         return out, lse
@@ -82,8 +85,10 @@ class _FlashMaskFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlse):
         q, k, v, out, lse, indices = ctx.saved_tensors
+        if dout is None and dlse is None:
+            return None, None, None, None, None, None, None, None
         dq, dk, dv = _backward(
-            dout.contiguous() if dout.stride(-1) != 1 else dout,
+            dout,
             dlse,
             q,
             k,

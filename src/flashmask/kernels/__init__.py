@@ -1,0 +1,185 @@
+"""Triton kernels for FlashMask attention, behind a thin Python interface.
+
+``attention_forward`` and ``attention_backward`` take already-validated tensors (``q [B, Sq, Hq, D]``,
+``k``/``v`` ``[B, Sk, Hkv, D]`` with a contiguous last dim, ``indices`` int32 ``[1|B, Hm, Sk, C]`` or
+``None``) and launch: block bounds -> tile lists -> main kernel. Nothing here syncs with the host. This
+package imports nothing from the rest of flashmask.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from . import configs as _configs
+from .backward import bwd_dkdv_kernel, bwd_dq_kernel, bwd_preprocess_kernel
+from .configs import Configs, KernelConfig
+from .forward import LOG2E, fwd_kernel
+from .tiles import MaskForm, block_bounds, mask_form, tile_lists
+
+__all__ = ["Configs", "KernelConfig", "attention_backward", "attention_forward"]
+
+_MAX_GRID_Y = 65535
+
+
+def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+class _MaskArgs:
+    """The mask pointer, its strides and how mask heads / batch rows map onto the tile lists."""
+
+    def __init__(self, indices: torch.Tensor | None, causal: bool, num_q_heads: int, fallback: torch.Tensor):
+        self.form: MaskForm = mask_form(indices, causal)
+        if indices is None:
+            self.tensor, self.strides, self.heads, self.list_stride_b = fallback, (0, 0, 0), 1, 0
+        else:
+            shared_batch = indices.shape[0] == 1
+            self.tensor = indices
+            self.strides = (0 if shared_batch else indices.stride(0), indices.stride(1), indices.stride(2))
+            self.heads = indices.shape[1]
+            self.list_stride_b = 0 if shared_batch else self.heads
+        self.q_per_mask = num_q_heads // self.heads
+        self.indices = indices
+
+    def constexprs(self) -> dict:
+        f = self.form
+        return dict(
+            CAUSAL=f.causal, HAS_MASK=f.has_mask, LTE_COL=f.lte_col, UTS_COL=f.uts_col, UTE_COL=f.ute_col
+        )
+
+
+def _head_dim_pad(head_dim: int) -> int:
+    return max(16, triton.next_power_of_2(head_dim))
+
+
+def attention_forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    indices: torch.Tensor | None,
+    causal: bool,
+    softmax_scale: float,
+    config: KernelConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns ``out [B, Sq, Hq, D]`` (dtype of ``q``) and ``lse`` float32 ``[B, Hq, Sq]``."""
+    q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
+    batch, seqlen_q, num_q_heads, head_dim = q.shape
+    seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
+    out = torch.empty_like(q)
+    lse = torch.empty(batch, num_q_heads, seqlen_q, dtype=torch.float32, device=q.device)
+    if batch * num_q_heads * seqlen_q == 0:
+        return out, lse
+    if seqlen_k == 0:
+        return out.zero_(), lse.fill_(float("-inf"))
+    if batch * num_q_heads > _MAX_GRID_Y:
+        raise ValueError(f"batch * query heads must be at most {_MAX_GRID_Y}, got {batch * num_q_heads}")
+    d_pad = _head_dim_pad(head_dim)
+    cfg = config or _configs.pick(d_pad, q.device).forward
+    mask = _MaskArgs(indices, causal, num_q_heads, lse)
+    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
+    lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
+    num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
+    fwd_kernel[(num_m, batch * num_q_heads)](
+        q, k, v, out, lse, mask.tensor, *lists,
+        q.stride(0), q.stride(1), q.stride(2),
+        k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2),
+        out.stride(0), out.stride(1), out.stride(2),
+        *mask.strides, mask.list_stride_b,
+        seqlen_q, seqlen_k, num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n,
+        softmax_scale * LOG2E,
+        **mask.constexprs(),
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )  # fmt: skip
+    return out, lse
+
+
+def attention_backward(
+    dout: torch.Tensor | None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    indices: torch.Tensor | None,
+    causal: bool,
+    softmax_scale: float,
+    dlse: torch.Tensor | None = None,
+    deterministic: bool = False,
+    configs: Configs | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns ``(dq, dk, dv)`` shaped and typed like ``q``, ``k``, ``v``.
+
+    ``dout`` (``None`` means zero) is the gradient of ``out``; ``dlse`` (optional) that of ``lse``.
+    ``deterministic`` computes dQ in its own pass without atomics: bit-identical from run to run.
+    """
+    q, k, v, out = (_last_dim_contiguous(x) for x in (q, k, v, out))
+    dout = torch.zeros_like(out) if dout is None else _last_dim_contiguous(dout)
+    batch, seqlen_q, num_q_heads, head_dim = q.shape
+    seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
+    dk, dv = torch.empty_like(k), torch.empty_like(v)
+    if batch * num_q_heads * seqlen_q == 0 or seqlen_k == 0:
+        return torch.zeros_like(q), dk.zero_(), dv.zero_()
+    d_pad = _head_dim_pad(head_dim)
+    cfgs = configs or _configs.pick(d_pad, q.device)
+    mask = _MaskArgs(indices, causal, num_q_heads, lse)
+    q_per_kv = num_q_heads // num_kv_heads
+
+    delta = torch.empty(batch, num_q_heads, seqlen_q, dtype=torch.float32, device=q.device)
+    lse2 = torch.empty_like(delta)
+    pre_block = 64
+    bwd_preprocess_kernel[(triton.cdiv(seqlen_q, pre_block), batch * num_q_heads)](
+        out, dout, lse, lse if dlse is None else dlse.contiguous(), delta, lse2,
+        out.stride(0), out.stride(1), out.stride(2),
+        dout.stride(0), dout.stride(1), dout.stride(2),
+        seqlen_q, num_q_heads,
+        HAS_DLSE=dlse is not None, BLOCK_M=pre_block, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
+    )  # fmt: skip
+
+    cfg = cfgs.dkdv
+    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
+    lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=True)
+    num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
+    dq_acc = delta if deterministic else torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    dq_strides = (0, 0, 0) if deterministic else (dq_acc.stride(0), dq_acc.stride(1), dq_acc.stride(2))
+    bwd_dkdv_kernel[(num_n, batch * num_kv_heads)](
+        q, k, v, dout, dq_acc, dk, dv, lse2, delta, mask.tensor, *lists,
+        q.stride(0), q.stride(1), q.stride(2),
+        k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2),
+        dout.stride(0), dout.stride(1), dout.stride(2),
+        *dq_strides,
+        dk.stride(0), dk.stride(1), dk.stride(2),
+        dv.stride(0), dv.stride(1), dv.stride(2),
+        *mask.strides, mask.list_stride_b,
+        seqlen_q, seqlen_k, num_q_heads, num_kv_heads, q_per_kv, mask.q_per_mask, num_m, num_n,
+        softmax_scale * LOG2E, softmax_scale,
+        ATOMIC_DQ=not deterministic, **mask.constexprs(),
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )  # fmt: skip
+    if not deterministic:
+        return dq_acc.to(q.dtype), dk, dv
+
+    cfg = cfgs.dq
+    dq = torch.empty_like(q)
+    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
+    lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
+    num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
+    bwd_dq_kernel[(num_m, batch * num_q_heads)](
+        q, k, v, dout, dq, lse2, delta, mask.tensor, *lists,
+        q.stride(0), q.stride(1), q.stride(2),
+        k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2),
+        dout.stride(0), dout.stride(1), dout.stride(2),
+        dq.stride(0), dq.stride(1), dq.stride(2),
+        *mask.strides, mask.list_stride_b,
+        seqlen_q, seqlen_k, num_q_heads, q_per_kv, mask.q_per_mask, num_m, num_n,
+        softmax_scale * LOG2E, softmax_scale,
+        **mask.constexprs(),
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )  # fmt: skip
+    return dq, dk, dv

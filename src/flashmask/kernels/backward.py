@@ -1,0 +1,395 @@
+"""FlashMask backward kernels.
+
+- ``bwd_preprocess_kernel``: ``delta = rowsum(dO * O) - dLSE`` and the LSE in log2 units, ``+inf`` on rows that
+  saw nothing so that their recomputed probabilities are exactly 0.
+- ``bwd_dkdv_kernel``: one program per (key block, batch x key/value head); dK and dV stay in registers while
+  it walks, for every query head of the GQA group, the lists of unmasked and then partially masked query
+  blocks of its key block (SPEC section 3: contiguous runs collapse into the lists, so the inner loop carries
+  no per-tile test). With ``ATOMIC_DQ`` it also adds each tile's dQ into an fp32 buffer.
+- ``bwd_dq_kernel``: the deterministic alternative for dQ, one program per (query block, batch x query head)
+  over the forward's lists, no atomics (recomputes ``QK^T`` and ``dO V^T`` once more).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ._common import hidden_pairs
+from .forward import LOG2E
+
+
+@triton.jit
+def bwd_preprocess_kernel(
+    Out,
+    DOut,
+    Lse,
+    DLse,
+    Delta,
+    Lse2,
+    stride_ob,
+    stride_os,
+    stride_oh,
+    stride_db,
+    stride_ds,
+    stride_dh,
+    seqlen_q,
+    num_q_heads,
+    HAS_DLSE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // num_q_heads).to(tl.int64)
+    h = pid_bh % num_q_heads
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM_PAD)
+    row_ok = rows < seqlen_q
+    mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
+    o = tl.load(Out + b * stride_ob + h * stride_oh + rows[:, None].to(tl.int64) * stride_os + offs_d[None, :],
+                mask=mask, other=0.0)  # fmt: skip
+    do = tl.load(DOut + b * stride_db + h * stride_dh + rows[:, None].to(tl.int64) * stride_ds + offs_d[None, :],
+                 mask=mask, other=0.0)  # fmt: skip
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    row_offs = pid_bh.to(tl.int64) * seqlen_q + rows
+    if HAS_DLSE:
+        delta -= tl.load(DLse + row_offs, mask=row_ok, other=0.0)
+    lse = tl.load(Lse + row_offs, mask=row_ok, other=0.0)
+    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * LOG2E)
+    tl.store(Delta + row_offs, delta, mask=row_ok)
+    tl.store(Lse2 + row_offs, lse2, mask=row_ok)
+
+
+@triton.jit
+def _dkdv_tile(
+    dk,
+    dv,
+    k,
+    v,
+    q_base,
+    do_base,
+    dq_base,
+    lse2_base,
+    delta_base,
+    stride_qs,
+    stride_dos,
+    stride_dqs,
+    m_block,
+    cols,
+    offs_m,
+    offs_d,
+    mask_base,
+    stride_ms,
+    seqlen_q,
+    seqlen_k,
+    qk_scale,
+    sm_scale,
+    MASKED: tl.constexpr,
+    ATOMIC_DQ: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    LTE_COL: tl.constexpr,
+    UTS_COL: tl.constexpr,
+    UTE_COL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    start_m = m_block * BLOCK_M
+    rows = start_m + offs_m
+    row_ok = rows < seqlen_q
+    qd_mask = row_ok[:, None]
+    if HEAD_DIM != HEAD_DIM_PAD:
+        qd_mask = qd_mask & (offs_d[None, :] < HEAD_DIM)
+    q = tl.load(q_base + rows[:, None].to(tl.int64) * stride_qs + offs_d[None, :], mask=qd_mask, other=0.0)
+    do = tl.load(do_base + rows[:, None].to(tl.int64) * stride_dos + offs_d[None, :], mask=qd_mask, other=0.0)
+    lse2 = tl.load(lse2_base + rows, mask=row_ok, other=float("inf"))
+    delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
+    # Transposed tile [BLOCK_N, BLOCK_M]: keys along rows, queries along columns.
+    qk_t = tl.dot(k, tl.trans(q))
+    p_t = tl.math.exp2(qk_t * qk_scale - lse2[None, :])
+    if MASKED:
+        hidden = hidden_pairs(
+            rows[None, :], cols[:, None], mask_base, stride_ms, seqlen_q, seqlen_k,
+            CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
+        )  # fmt: skip
+        p_t = tl.where(hidden, 0.0, p_t)
+    dv = tl.dot(p_t.to(do.dtype), do, dv)
+    dp_t = tl.dot(v, tl.trans(do))
+    ds_t = p_t * (dp_t - delta[None, :])
+    dk = tl.dot(ds_t.to(q.dtype), q, dk)
+    if ATOMIC_DQ:
+        dq = tl.dot(tl.trans(ds_t.to(k.dtype)), k) * sm_scale
+        tl.atomic_add(dq_base + rows[:, None].to(tl.int64) * stride_dqs + offs_d[None, :], dq, mask=qd_mask,
+                      sem="relaxed")  # fmt: skip
+    return dk, dv
+
+
+@triton.jit
+def bwd_dkdv_kernel(
+    Q,
+    K,
+    V,
+    DOut,
+    DQAcc,
+    DK,
+    DV,
+    Lse2,
+    Delta,
+    Mask,
+    FullCount,
+    FullIndex,
+    PartCount,
+    PartIndex,
+    stride_qb,
+    stride_qs,
+    stride_qh,
+    stride_kb,
+    stride_ks,
+    stride_kh,
+    stride_vb,
+    stride_vs,
+    stride_vh,
+    stride_dob,
+    stride_dos,
+    stride_doh,
+    stride_dqb,
+    stride_dqs,
+    stride_dqh,
+    stride_dkb,
+    stride_dks,
+    stride_dkh,
+    stride_dvb,
+    stride_dvs,
+    stride_dvh,
+    stride_mb,
+    stride_mh,
+    stride_ms,
+    list_stride_b,
+    seqlen_q,
+    seqlen_k,
+    num_q_heads,
+    num_kv_heads,
+    q_per_kv,
+    q_per_mask,
+    num_m_blocks,
+    num_n_blocks,
+    qk_scale,
+    sm_scale,
+    ATOMIC_DQ: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    LTE_COL: tl.constexpr,
+    UTS_COL: tl.constexpr,
+    UTE_COL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // num_kv_heads
+    kv_h = pid_bh % num_kv_heads
+    b64 = b.to(tl.int64)
+    start_n = pid_n * BLOCK_N
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM_PAD)
+    cols = start_n + offs_n
+    kv_mask = (cols < seqlen_k)[:, None]
+    if HEAD_DIM != HEAD_DIM_PAD:
+        kv_mask = kv_mask & (offs_d[None, :] < HEAD_DIM)
+    k_ptrs = K + b64 * stride_kb + kv_h * stride_kh + cols[:, None].to(tl.int64) * stride_ks + offs_d[None, :]
+    v_ptrs = V + b64 * stride_vb + kv_h * stride_vh + cols[:, None].to(tl.int64) * stride_vs + offs_d[None, :]
+    k = tl.load(k_ptrs, mask=kv_mask, other=0.0)
+    v = tl.load(v_ptrs, mask=kv_mask, other=0.0)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM_PAD], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM_PAD], dtype=tl.float32)
+    for g in range(0, q_per_kv):
+        h = kv_h * q_per_kv + g
+        mask_h = h // q_per_mask
+        q_base = Q + b64 * stride_qb + h * stride_qh
+        do_base = DOut + b64 * stride_dob + h * stride_doh
+        dq_base = DQAcc + b64 * stride_dqb + h * stride_dqh
+        row_base = (b64 * num_q_heads + h) * seqlen_q
+        mask_base = Mask + b64 * stride_mb + mask_h * stride_mh
+        list_row = (b * list_stride_b + mask_h).to(tl.int64) * num_n_blocks + pid_n
+        num_full = tl.load(FullCount + list_row)
+        num_part = tl.load(PartCount + list_row)
+        full_list = FullIndex + list_row * num_m_blocks
+        part_list = PartIndex + list_row * num_m_blocks
+        for i in range(0, num_full):
+            m_block = tl.load(full_list + i)
+            dk, dv = _dkdv_tile(
+                dk, dv, k, v, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
+                stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_base, stride_ms,
+                seqlen_q, seqlen_k, qk_scale, sm_scale,
+                False, ATOMIC_DQ, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_M, HEAD_DIM, HEAD_DIM_PAD,
+            )  # fmt: skip
+        for i in range(0, num_part):
+            m_block = tl.load(part_list + i)
+            dk, dv = _dkdv_tile(
+                dk, dv, k, v, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
+                stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_base, stride_ms,
+                seqlen_q, seqlen_k, qk_scale, sm_scale,
+                True, ATOMIC_DQ, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_M, HEAD_DIM, HEAD_DIM_PAD,
+            )  # fmt: skip
+    dk = dk * sm_scale
+    dk_ptrs = DK + b64 * stride_dkb + kv_h * stride_dkh + cols[:, None].to(tl.int64) * stride_dks + offs_d[None, :]
+    dv_ptrs = DV + b64 * stride_dvb + kv_h * stride_dvh + cols[:, None].to(tl.int64) * stride_dvs + offs_d[None, :]
+    tl.store(dk_ptrs, dk.to(DK.dtype.element_ty), mask=kv_mask)
+    tl.store(dv_ptrs, dv.to(DV.dtype.element_ty), mask=kv_mask)
+
+
+@triton.jit
+def _dq_tile(
+    dq,
+    q,
+    do,
+    lse2,
+    delta,
+    k_base,
+    v_base,
+    stride_ks,
+    stride_vs,
+    n_block,
+    rows,
+    offs_n,
+    offs_d,
+    mask_base,
+    stride_ms,
+    seqlen_q,
+    seqlen_k,
+    qk_scale,
+    MASKED: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    LTE_COL: tl.constexpr,
+    UTS_COL: tl.constexpr,
+    UTE_COL: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    cols = n_block * BLOCK_N + offs_n
+    kv_mask = (cols < seqlen_k)[:, None]
+    if HEAD_DIM != HEAD_DIM_PAD:
+        kv_mask = kv_mask & (offs_d[None, :] < HEAD_DIM)
+    k = tl.load(k_base + cols[:, None].to(tl.int64) * stride_ks + offs_d[None, :], mask=kv_mask, other=0.0)
+    v = tl.load(v_base + cols[:, None].to(tl.int64) * stride_vs + offs_d[None, :], mask=kv_mask, other=0.0)
+    qk = tl.dot(q, tl.trans(k))
+    p = tl.math.exp2(qk * qk_scale - lse2[:, None])
+    if MASKED:
+        hidden = hidden_pairs(
+            rows[:, None], cols[None, :], mask_base, stride_ms, seqlen_q, seqlen_k,
+            CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
+        )  # fmt: skip
+        p = tl.where(hidden, 0.0, p)
+    dp = tl.dot(do, tl.trans(v))
+    ds = p * (dp - delta[:, None])
+    return tl.dot(ds.to(k.dtype), k, dq)
+
+
+@triton.jit
+def bwd_dq_kernel(
+    Q,
+    K,
+    V,
+    DOut,
+    DQ,
+    Lse2,
+    Delta,
+    Mask,
+    FullCount,
+    FullIndex,
+    PartCount,
+    PartIndex,
+    stride_qb,
+    stride_qs,
+    stride_qh,
+    stride_kb,
+    stride_ks,
+    stride_kh,
+    stride_vb,
+    stride_vs,
+    stride_vh,
+    stride_dob,
+    stride_dos,
+    stride_doh,
+    stride_dqb,
+    stride_dqs,
+    stride_dqh,
+    stride_mb,
+    stride_mh,
+    stride_ms,
+    list_stride_b,
+    seqlen_q,
+    seqlen_k,
+    num_q_heads,
+    q_per_kv,
+    q_per_mask,
+    num_m_blocks,
+    num_n_blocks,
+    qk_scale,
+    sm_scale,
+    CAUSAL: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    LTE_COL: tl.constexpr,
+    UTS_COL: tl.constexpr,
+    UTE_COL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // num_q_heads
+    h = pid_bh % num_q_heads
+    kv_h = h // q_per_kv
+    mask_h = h // q_per_mask
+    b64 = b.to(tl.int64)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM_PAD)
+    rows = pid_m * BLOCK_M + offs_m
+    row_ok = rows < seqlen_q
+    qd_mask = row_ok[:, None]
+    if HEAD_DIM != HEAD_DIM_PAD:
+        qd_mask = qd_mask & (offs_d[None, :] < HEAD_DIM)
+    row64 = rows[:, None].to(tl.int64)
+    q = tl.load(Q + b64 * stride_qb + h * stride_qh + row64 * stride_qs + offs_d[None, :], mask=qd_mask, other=0.0)
+    do = tl.load(DOut + b64 * stride_dob + h * stride_doh + row64 * stride_dos + offs_d[None, :],
+                 mask=qd_mask, other=0.0)  # fmt: skip
+    row_base = (b64 * num_q_heads + h) * seqlen_q
+    lse2 = tl.load(Lse2 + row_base + rows, mask=row_ok, other=float("inf"))
+    delta = tl.load(Delta + row_base + rows, mask=row_ok, other=0.0)
+    k_base = K + b64 * stride_kb + kv_h * stride_kh
+    v_base = V + b64 * stride_vb + kv_h * stride_vh
+    mask_base = Mask + b64 * stride_mb + mask_h * stride_mh
+    list_row = (b * list_stride_b + mask_h).to(tl.int64) * num_m_blocks + pid_m
+    num_full = tl.load(FullCount + list_row)
+    num_part = tl.load(PartCount + list_row)
+    full_list = FullIndex + list_row * num_n_blocks
+    part_list = PartIndex + list_row * num_n_blocks
+    dq = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
+    for i in range(0, num_full):
+        n_block = tl.load(full_list + i)
+        dq = _dq_tile(
+            dq, q, do, lse2, delta, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
+            mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
+            False, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD,
+        )  # fmt: skip
+    for i in range(0, num_part):
+        n_block = tl.load(part_list + i)
+        dq = _dq_tile(
+            dq, q, do, lse2, delta, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
+            mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
+            True, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD,
+        )  # fmt: skip
+    dq = dq * sm_scale
+    tl.store(DQ + b64 * stride_dqb + h * stride_dqh + row64 * stride_dqs + offs_d[None, :],
+             dq.to(DQ.dtype.element_ty), mask=qd_mask)  # fmt: skip

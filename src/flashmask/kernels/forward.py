@@ -1,0 +1,190 @@
+"""FlashMask forward kernel: FlashAttention-2 over the live key blocks of each query block.
+
+One program per (query block, batch x query head). It walks two lists built by ``tiles.tile_lists``: first
+the unmasked key blocks (no mask work at all), then the partially masked ones (element mask from the column
+vectors). Fully masked key blocks are in neither list, so they are never loaded. Online softmax in fp32,
+exp2 with the scale folded in; rows that see no key end with ``l = 0`` and get output 0 and ``lse = -inf``.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ._common import hidden_pairs
+
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+
+@triton.jit
+def _fwd_tile(
+    acc,
+    l_i,
+    m_i,
+    q,
+    k_base,
+    v_base,
+    stride_ks,
+    stride_vs,
+    n_block,
+    rows,
+    offs_n,
+    offs_d,
+    mask_base,
+    stride_ms,
+    seqlen_q,
+    seqlen_k,
+    qk_scale,
+    MASKED: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    LTE_COL: tl.constexpr,
+    UTS_COL: tl.constexpr,
+    UTE_COL: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    start_n = n_block * BLOCK_N
+    k_ptrs = k_base + start_n.to(tl.int64) * stride_ks + offs_n[None, :] * stride_ks + offs_d[:, None]
+    v_ptrs = v_base + start_n.to(tl.int64) * stride_vs + offs_n[:, None] * stride_vs + offs_d[None, :]
+    if MASKED:
+        col_ok = (start_n + offs_n) < seqlen_k
+        k_mask = col_ok[None, :]
+        v_mask = col_ok[:, None]
+        if HEAD_DIM != HEAD_DIM_PAD:
+            k_mask = k_mask & (offs_d[:, None] < HEAD_DIM)
+            v_mask = v_mask & (offs_d[None, :] < HEAD_DIM)
+        k = tl.load(k_ptrs, mask=k_mask, other=0.0)
+        v = tl.load(v_ptrs, mask=v_mask, other=0.0)
+    elif HEAD_DIM != HEAD_DIM_PAD:
+        k = tl.load(k_ptrs, mask=offs_d[:, None] < HEAD_DIM, other=0.0)
+        v = tl.load(v_ptrs, mask=offs_d[None, :] < HEAD_DIM, other=0.0)
+    else:
+        # Unmasked blocks are whole blocks inside [0, Sk): no bounds checks.
+        k = tl.load(k_ptrs)
+        v = tl.load(v_ptrs)
+    qk = tl.dot(q, k) * qk_scale
+    if MASKED:
+        cols = (start_n + offs_n)[None, :]
+        hidden = hidden_pairs(
+            rows[:, None], cols, mask_base, stride_ms, seqlen_q, seqlen_k,
+            CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
+        )  # fmt: skip
+        qk = tl.where(hidden, float("-inf"), qk)
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        # A row that has seen nothing yet keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+        m_new = tl.where(m_new == float("-inf"), 0.0, m_new)
+    else:
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+    p = tl.math.exp2(qk - m_new[:, None])
+    alpha = tl.math.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    acc = tl.dot(p.to(v.dtype), v, acc)
+    return acc, l_i, m_new
+
+
+@triton.jit
+def fwd_kernel(
+    Q,
+    K,
+    V,
+    Out,
+    Lse,
+    Mask,
+    FullCount,
+    FullIndex,
+    PartCount,
+    PartIndex,
+    stride_qb,
+    stride_qs,
+    stride_qh,
+    stride_kb,
+    stride_ks,
+    stride_kh,
+    stride_vb,
+    stride_vs,
+    stride_vh,
+    stride_ob,
+    stride_os,
+    stride_oh,
+    stride_mb,
+    stride_mh,
+    stride_ms,
+    list_stride_b,
+    seqlen_q,
+    seqlen_k,
+    num_q_heads,
+    q_per_kv,
+    q_per_mask,
+    num_m_blocks,
+    num_n_blocks,
+    qk_scale,
+    CAUSAL: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    LTE_COL: tl.constexpr,
+    UTS_COL: tl.constexpr,
+    UTE_COL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // num_q_heads
+    h = pid_bh % num_q_heads
+    kv_h = h // q_per_kv
+    mask_h = h // q_per_mask
+    start_m = pid_m * BLOCK_M
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM_PAD)
+    rows = start_m + offs_m
+    row_ok = rows < seqlen_q
+
+    b64 = b.to(tl.int64)
+    q_ptrs = Q + b64 * stride_qb + h * stride_qh + start_m.to(tl.int64) * stride_qs
+    q_ptrs = q_ptrs + offs_m[:, None] * stride_qs + offs_d[None, :]
+    q_mask = row_ok[:, None]
+    if HEAD_DIM != HEAD_DIM_PAD:
+        q_mask = q_mask & (offs_d[None, :] < HEAD_DIM)
+    q = tl.load(q_ptrs, mask=q_mask, other=0.0)
+    k_base = K + b64 * stride_kb + kv_h * stride_kh
+    v_base = V + b64 * stride_vb + kv_h * stride_vh
+    mask_base = Mask + b64 * stride_mb + mask_h * stride_mh
+
+    list_row = (b * list_stride_b + mask_h).to(tl.int64) * num_m_blocks + pid_m
+    full_list = FullIndex + list_row * num_n_blocks
+    part_list = PartIndex + list_row * num_n_blocks
+    num_full = tl.load(FullCount + list_row)
+    num_part = tl.load(PartCount + list_row)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
+    for i in range(0, num_full):
+        n_block = tl.load(full_list + i)
+        acc, l_i, m_i = _fwd_tile(
+            acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
+            mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
+            False, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD,
+        )  # fmt: skip
+    for i in range(0, num_part):
+        n_block = tl.load(part_list + i)
+        acc, l_i, m_i = _fwd_tile(
+            acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
+            mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
+            True, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD,
+        )  # fmt: skip
+
+    seen = l_i > 0.0
+    l_safe = tl.where(seen, l_i, 1.0)
+    out = acc / l_safe[:, None]
+    lse = tl.where(seen, (m_i + tl.math.log2(l_safe)) * LN2, float("-inf"))
+    o_ptrs = Out + b64 * stride_ob + h * stride_oh + start_m.to(tl.int64) * stride_os
+    o_ptrs = o_ptrs + offs_m[:, None] * stride_os + offs_d[None, :]
+    tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=q_mask)
+    tl.store(Lse + pid_bh.to(tl.int64) * seqlen_q + rows, lse, mask=row_ok)

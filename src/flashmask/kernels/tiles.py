@@ -1,0 +1,248 @@
+"""Block bounds and per-block tile lists, built on the device (SPEC section 3).
+
+1. ``block_bounds``: min and max of LTS, LTE, UTS, UTE over every block of ``block_n`` key columns: eight
+   int32 vectors of length ``ceil(Sk / block_n)`` per (batch, mask head). O(N) work, no host sync.
+2. ``tile_lists``: from the bounds, for every query block (forward) or key block (backward) the compacted,
+   ascending lists of the blocks on the other side that are unmasked ("full") and partially masked
+   ("partial"); fully masked tiles appear in neither. The kernels' main loops walk these lists, so they
+   carry no per-tile test and never touch a masked tile.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import triton
+import triton.language as tl
+
+_INT_BIG = 2**30
+
+
+class MaskForm(NamedTuple):
+    """Compile-time description of the stored vectors (see the table in ``flashmask._column_mask``)."""
+
+    causal: bool
+    has_mask: bool  # False: no startend_row_indices, only causal / boundary masking
+    lte_col: int  # column of LTE in the last dim, or -1 (then LTE = Sq)
+    uts_col: int  # column of UTS, or -1 (then UTS = 0)
+    ute_col: int  # column of UTE, or -1 (then UTE = 0)
+
+
+def mask_form(indices: torch.Tensor | None, causal: bool) -> MaskForm:
+    if indices is None:
+        return MaskForm(causal, False, -1, -1, -1)
+    num_bounds = indices.shape[-1]
+    if causal:
+        return MaskForm(True, True, 1 if num_bounds == 2 else -1, -1, -1)
+    if num_bounds == 2:
+        return MaskForm(False, True, -1, -1, 1)
+    return MaskForm(False, True, 1, 2, 3)
+
+
+@triton.jit
+def _load_bound(base, stride_s, cols, col_mask, COL: tl.constexpr, default, seqlen_q):
+    """One interval vector at key columns ``cols``, clipped to [0, Sq]; ``default`` if it is not stored."""
+    if COL >= 0:
+        x = tl.load(base + cols.to(tl.int64) * stride_s + COL, mask=col_mask, other=0)
+        return tl.minimum(tl.maximum(x, 0), seqlen_q)
+    else:
+        return tl.zeros_like(cols) + default
+
+
+@triton.jit
+def _block_bounds_kernel(
+    Indices,
+    Bounds,
+    stride_ib,
+    stride_ih,
+    stride_is,
+    num_heads,
+    seqlen_q,
+    seqlen_k,
+    num_blocks,
+    LTE_COL: tl.constexpr,
+    UTS_COL: tl.constexpr,
+    UTE_COL: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // num_heads
+    h = pid_bh % num_heads
+    base = Indices + b.to(tl.int64) * stride_ib + h.to(tl.int64) * stride_ih
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    valid = cols < seqlen_k
+    out = Bounds + pid_bh.to(tl.int64) * 8 * num_blocks + pid_n
+    lts = _load_bound(base, stride_is, cols, valid, 0, 0, seqlen_q)
+    lte = _load_bound(base, stride_is, cols, valid, LTE_COL, seqlen_q, seqlen_q)
+    uts = _load_bound(base, stride_is, cols, valid, UTS_COL, 0, seqlen_q)
+    ute = _load_bound(base, stride_is, cols, valid, UTE_COL, 0, seqlen_q)
+    tl.store(out + 0 * num_blocks, tl.min(tl.where(valid, lts, _INT_BIG), 0))
+    tl.store(out + 1 * num_blocks, tl.max(tl.where(valid, lts, -_INT_BIG), 0))
+    tl.store(out + 2 * num_blocks, tl.min(tl.where(valid, lte, _INT_BIG), 0))
+    tl.store(out + 3 * num_blocks, tl.max(tl.where(valid, lte, -_INT_BIG), 0))
+    tl.store(out + 4 * num_blocks, tl.min(tl.where(valid, uts, _INT_BIG), 0))
+    tl.store(out + 5 * num_blocks, tl.max(tl.where(valid, uts, -_INT_BIG), 0))
+    tl.store(out + 6 * num_blocks, tl.min(tl.where(valid, ute, _INT_BIG), 0))
+    tl.store(out + 7 * num_blocks, tl.max(tl.where(valid, ute, -_INT_BIG), 0))
+
+
+@triton.jit
+def _tile_lists_kernel(
+    Bounds,
+    FullCount,
+    FullIndex,
+    PartCount,
+    PartIndex,
+    seqlen_q,
+    seqlen_k,
+    num_m_blocks,
+    num_n_blocks,
+    CAUSAL: tl.constexpr,
+    TRANSPOSED: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
+    """One program per outer block (query block, or key block when TRANSPOSED) and (batch, mask head)."""
+    pid_outer = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    bounds = Bounds + pid_bh.to(tl.int64) * 8 * num_n_blocks
+    if TRANSPOSED:
+        num_outer, num_inner = num_n_blocks, num_m_blocks
+    else:
+        num_outer, num_inner = num_m_blocks, num_n_blocks
+    row = pid_bh.to(tl.int64) * num_outer + pid_outer
+    full_out = FullIndex + row * num_inner
+    part_out = PartIndex + row * num_inner
+    offset = seqlen_k - seqlen_q
+    num_full = 0
+    num_part = 0
+    for start in range(0, num_inner, CHUNK):
+        inner = start + tl.arange(0, CHUNK)
+        valid = inner < num_inner
+        if TRANSPOSED:
+            m = inner
+            n = pid_outer + tl.zeros_like(inner)
+        else:
+            m = pid_outer + tl.zeros_like(inner)
+            n = inner
+        r0 = m * BLOCK_M
+        r1 = tl.minimum(r0 + BLOCK_M, seqlen_q)
+        c0 = n * BLOCK_N
+        c1 = tl.minimum(c0 + BLOCK_N, seqlen_k)
+        n_mask = valid & (n < num_n_blocks)
+        lts_min = tl.load(bounds + 0 * num_n_blocks + n, mask=n_mask, other=0)
+        lts_max = tl.load(bounds + 1 * num_n_blocks + n, mask=n_mask, other=0)
+        lte_min = tl.load(bounds + 2 * num_n_blocks + n, mask=n_mask, other=0)
+        lte_max = tl.load(bounds + 3 * num_n_blocks + n, mask=n_mask, other=0)
+        uts_min = tl.load(bounds + 4 * num_n_blocks + n, mask=n_mask, other=0)
+        uts_max = tl.load(bounds + 5 * num_n_blocks + n, mask=n_mask, other=0)
+        ute_min = tl.load(bounds + 6 * num_n_blocks + n, mask=n_mask, other=0)
+        ute_max = tl.load(bounds + 7 * num_n_blocks + n, mask=n_mask, other=0)
+        # SPEC section 3: fully masked by one interval / partially masked by any / else unmasked.
+        dead = ((r0 >= lts_max) & (r1 <= lte_min)) | ((r0 >= uts_max) & (r1 <= ute_min))
+        part = ((r0 < lte_max) & (r1 > lts_min)) | ((r0 < ute_max) & (r1 > uts_min)) | (c1 - c0 < BLOCK_N)
+        if CAUSAL:
+            dead = dead | (c0 > r1 - 1 + offset)
+            part = part | (c1 - 1 > r0 + offset)
+        is_full = valid & ~dead & ~part
+        is_part = valid & ~dead & part
+        full_pos = num_full + tl.cumsum(is_full.to(tl.int32), 0) - 1
+        part_pos = num_part + tl.cumsum(is_part.to(tl.int32), 0) - 1
+        tl.store(full_out + full_pos, inner, mask=is_full)
+        tl.store(part_out + part_pos, inner, mask=is_part)
+        num_full += tl.sum(is_full.to(tl.int32), 0)
+        num_part += tl.sum(is_part.to(tl.int32), 0)
+    tl.store(FullCount + row, num_full)
+    tl.store(PartCount + row, num_part)
+
+
+class TileLists(NamedTuple):
+    """Compacted block lists, ``[Bm * Hm, num_outer]`` counts and ``[Bm * Hm, num_outer, num_inner]`` indices.
+
+    Only the first ``count`` entries of each index row are written.
+    """
+
+    full_count: torch.Tensor
+    full_index: torch.Tensor
+    part_count: torch.Tensor
+    part_index: torch.Tensor
+
+
+def block_bounds(
+    indices: torch.Tensor | None,
+    form: MaskForm,
+    seqlen_q: int,
+    seqlen_k: int,
+    block_n: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Bounds ``[Bm * Hm, 8, ceil(Sk / block_n)]`` int32: LTS min, max, LTE min, max, UTS ..., UTE ...
+
+    ``indices`` is ``[Bm, Hm, Sk, C]`` int32 (any strides); ``None`` means no column mask.
+    """
+    num_blocks = triton.cdiv(seqlen_k, block_n)
+    if indices is None:
+        # Nothing hidden but the causal triangle: LTS = LTE = Sq, UTS = UTE = 0 in every block.
+        neutral = torch.tensor([seqlen_q] * 4 + [0] * 4, dtype=torch.int32, device=device)
+        return neutral.view(1, 8, 1).expand(1, 8, num_blocks).contiguous()
+    batch, heads = indices.shape[:2]
+    bounds = torch.empty(batch * heads, 8, num_blocks, dtype=torch.int32, device=indices.device)
+    if num_blocks and batch * heads:
+        _block_bounds_kernel[(num_blocks, batch * heads)](
+            indices,
+            bounds,
+            indices.stride(0),
+            indices.stride(1),
+            indices.stride(2),
+            heads,
+            seqlen_q,
+            seqlen_k,
+            num_blocks,
+            LTE_COL=form.lte_col,
+            UTS_COL=form.uts_col,
+            UTE_COL=form.ute_col,
+            BLOCK_N=block_n,
+        )
+    return bounds
+
+
+def tile_lists(
+    bounds: torch.Tensor,
+    causal: bool,
+    seqlen_q: int,
+    seqlen_k: int,
+    block_m: int,
+    block_n: int,
+    transposed: bool,
+) -> TileLists:
+    """Per outer block, the lists of live inner blocks (see the module docstring)."""
+    rows = bounds.shape[0]
+    num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
+    num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
+    device = bounds.device
+    full_count = torch.zeros(rows, num_outer, dtype=torch.int32, device=device)
+    part_count = torch.zeros(rows, num_outer, dtype=torch.int32, device=device)
+    full_index = torch.empty(rows, num_outer, num_inner, dtype=torch.int32, device=device)
+    part_index = torch.empty(rows, num_outer, num_inner, dtype=torch.int32, device=device)
+    if rows and num_outer and num_inner:
+        chunk = min(1024, max(16, triton.next_power_of_2(num_inner)))
+        _tile_lists_kernel[(num_outer, rows)](
+            bounds,
+            full_count,
+            full_index,
+            part_count,
+            part_index,
+            seqlen_q,
+            seqlen_k,
+            num_m,
+            num_n,
+            CAUSAL=causal,
+            TRANSPOSED=transposed,
+            BLOCK_M=block_m,
+            BLOCK_N=block_n,
+            CHUNK=chunk,
+        )
+    return TileLists(full_count, full_index, part_count, part_index)
