@@ -171,7 +171,7 @@ class ColumnMask:
 
     # ----------------------------------------------------------------------------------------- dense
     def to_dense(self) -> torch.Tensor:
-        """Bool tensor ``[B, Hm, Sq, Sk]``, True where query ``i`` may attend key ``j`` (SDPA's convention)."""
+        """Bool tensor ``[B, Hm, Sq, Sk]``, True where query ``i`` may attend key ``j`` (SDPA convention)."""
         iv = self.intervals()
         rows = torch.arange(self.seqlen_q, device=self.device).view(1, 1, -1, 1)
 
