@@ -61,13 +61,19 @@ def attention_forward(
     causal: bool,
     softmax_scale: float,
     config: KernelConfig | None = None,
+    out: torch.Tensor | None = None,
+    lse: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns ``out [B, Sq, Hq, D]`` (dtype of ``q``) and ``lse`` float32 ``[B, Hq, Sq]``."""
+    """Returns ``out [B, Sq, Hq, D]`` (dtype of ``q``) and ``lse`` float32 ``[B, Hq, Sq]``.
+
+    ``out`` and ``lse`` may be given as preallocated buffers (contiguous); tests pass poisoned ones.
+    """
     q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
-    out = torch.empty_like(q)
-    lse = torch.empty(batch, num_q_heads, seqlen_q, dtype=torch.float32, device=q.device)
+    out = torch.empty_like(q) if out is None else out
+    if lse is None:
+        lse = torch.empty(batch, num_q_heads, seqlen_q, dtype=torch.float32, device=q.device)
     if batch * num_q_heads * seqlen_q == 0:
         return out, lse
     if seqlen_k == 0:
@@ -109,17 +115,19 @@ def attention_backward(
     dlse: torch.Tensor | None = None,
     deterministic: bool = False,
     configs: Configs | None = None,
+    grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns ``(dq, dk, dv)`` shaped and typed like ``q``, ``k``, ``v``.
 
     ``dout`` (``None`` means zero) is the gradient of ``out``; ``dlse`` (optional) that of ``lse``.
     ``deterministic`` computes dQ in its own pass without atomics: bit-identical from run to run.
+    ``grads`` may hold preallocated ``(dq, dk, dv)`` buffers (tests pass poisoned ones).
     """
     q, k, v, out = (_last_dim_contiguous(x) for x in (q, k, v, out))
     dout = torch.zeros_like(out) if dout is None else _last_dim_contiguous(dout)
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
-    dk, dv = torch.empty_like(k), torch.empty_like(v)
+    dq_buf, dk, dv = grads if grads is not None else (None, torch.empty_like(k), torch.empty_like(v))
     if batch * num_q_heads * seqlen_q == 0 or seqlen_k == 0:
         return torch.zeros_like(q), dk.zero_(), dv.zero_()
     d_pad = _head_dim_pad(head_dim)
@@ -161,10 +169,12 @@ def attention_backward(
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
     if not deterministic:
-        return dq_acc.to(q.dtype), dk, dv
+        if dq_buf is None:
+            return dq_acc.to(q.dtype), dk, dv
+        return dq_buf.copy_(dq_acc), dk, dv
 
     cfg = cfgs.dq
-    dq = torch.empty_like(q)
+    dq = torch.empty_like(q) if dq_buf is None else dq_buf
     bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)

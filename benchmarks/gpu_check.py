@@ -1,0 +1,242 @@
+"""GPU correctness matrix for the Triton kernels (issue: Triton kernels, "Correctness").
+
+For each case: fresh random inputs in fp16/bf16; a dense fp32 reference computed from the same low-precision
+inputs; PyTorch's own SDPA with the dense mask in the same low precision; our kernels writing into
+NaN-poisoned buffers, with atomic and with deterministic dQ. A case passes when every output is finite and
+written, and for out, dq, dk, dv our max error is at most 2x SDPA's plus a small floor; LSE within 1e-3
+relative; rows that see nothing give exactly 0 / -inf / zero gradients; deterministic dQ is bit-identical
+over two runs.
+
+    python benchmarks/gpu_check.py [--quick] [--workers 8] [--out results.json]
+
+Prints a pass/fail table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import sys
+import time
+import traceback
+import zlib
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from flashmask import ColumnMask  # noqa: E402
+from flashmask.bench import workloads  # noqa: E402
+from flashmask.kernels import attention_backward, attention_forward  # noqa: E402
+from flashmask.reference import reference_attention  # noqa: E402
+
+FORMS = [(True, 1), (True, 2), (False, 2), (False, 4)]
+
+
+def build_cases(quick: bool) -> list[dict]:
+    dims = [32, 64, 96, 128, 192, 256]
+    gqa = [(8, 8), (8, 2), (8, 1)]
+    lengths = [1000, 4099, 2048]
+    cases = []
+    counter = itertools.count()
+    for dtype in ("bfloat16", "float16"):
+        for name in workloads.MASK_TYPES:
+            i = next(counter)
+            hq, hkv = gqa[i % 3]
+            cases.append(
+                dict(kind="workload", mask=name, S=lengths[i % 3], B=1 + i % 2, Hq=hq, Hkv=hkv,
+                     Hm=[1, hkv, hq][i % 3], D=dims[i % 6], dtype=dtype)
+            )  # fmt: skip
+        for j, (causal, c) in enumerate(FORMS):
+            for sq, sk in ((1000, 1537), (1537, 1000)):
+                i = next(counter)
+                hq, hkv = gqa[i % 3]
+                cases.append(
+                    dict(kind="random", causal=causal, C=c, Sq=sq, Sk=sk, B=1 + i % 2, Hq=hq, Hkv=hkv,
+                         Hm=[1, hkv, hq][j % 3], D=dims[i % 6], dtype=dtype)
+                )  # fmt: skip
+    if quick:
+        cases = [c for c in cases if c["D"] in (64, 128)][:10]
+    return cases
+
+
+def _describe(case: dict) -> str:
+    if case["kind"] == "workload":
+        shape = f"S={case['S']}"
+        what = case["mask"]
+    else:
+        shape = f"Sq={case['Sq']},Sk={case['Sk']}"
+        what = f"random causal={case['causal']} C={case['C']}"
+    return (
+        f"{what:32s} {shape:16s} B={case['B']} Hq={case['Hq']} Hkv={case['Hkv']} Hm={case['Hm']} "
+        f"D={case['D']:3d} {case['dtype']}"
+    )
+
+
+def _make_mask(case: dict, device) -> ColumnMask:
+    hm = case["Hm"]
+    if case["kind"] == "workload":
+        m = workloads.make(case["mask"], case["S"], case["B"], device, seed=_seed(case) % 1000)
+        idx = m.mask.startend_row_indices.expand(-1, hm, -1, -1).clone()
+        return ColumnMask(idx, m.mask.causal, m.mask.seqlen_q)
+    sq, sk = case["Sq"], case["Sk"]
+    idx = torch.randint(-5, sq + 6, (case["B"], hm, sk, case["C"]), device=device, dtype=torch.int32)
+    if case["C"] == 4 or (case["causal"] and case["C"] == 2):
+        # Keep intervals mostly short so that most rows see something.
+        idx[..., 1] = idx[..., 0] + torch.randint(0, max(2, sq // 8), idx[..., 0].shape, device=device)
+    if case["C"] == 4:
+        idx[..., 3] = idx[..., 2] + torch.randint(0, max(2, sq // 8), idx[..., 2].shape, device=device)
+    return ColumnMask(idx, case["causal"], sq)
+
+
+def _seed(case: dict) -> int:
+    return zlib.crc32(_describe(case).encode())
+
+
+def _max_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    return (x.float() - ref.float()).abs().max().item() if x.numel() else 0.0
+
+
+def run_case(case: dict) -> dict:
+    device = torch.device("cuda")
+    dtype = getattr(torch, case["dtype"])
+    torch.manual_seed(_seed(case))
+    mask = _make_mask(case, device)
+    sq, sk = mask.seqlen_q, mask.seqlen_k
+    b, hq, hkv, d = case["B"], case["Hq"], case["Hkv"], case["D"]
+    q = torch.randn(b, sq, hq, d, device=device, dtype=dtype)
+    k = torch.randn(b, sk, hkv, d, device=device, dtype=dtype)
+    v = torch.randn(b, sk, hkv, d, device=device, dtype=dtype)
+    do = torch.randn(b, sq, hq, d, device=device, dtype=dtype)
+    scale = 1.0 / math.sqrt(d)
+
+    # fp32 dense reference from the same low-precision inputs.
+    qr, kr, vr = (t.detach().float().requires_grad_() for t in (q, k, v))
+    out_ref, lse_ref = reference_attention(qr, kr, vr, mask, compute_dtype=torch.float32)
+    dq_ref, dk_ref, dv_ref = torch.autograd.grad(out_ref, (qr, kr, vr), do.float())
+
+    # SDPA with the dense mask, same low precision. Rows that see nothing get one dummy key and no gradient
+    # (SDPA would return NaN there); they are compared only for our kernels.
+    visible = mask.to_dense().repeat_interleave(hq // mask.num_heads, dim=1)
+    empty_rows = ~visible.any(-1)  # [B, Hq, Sq]
+    vis_sdpa = visible.clone()
+    vis_sdpa[..., 0] |= empty_rows
+    qs, ks, vs = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out_s = torch.nn.functional.scaled_dot_product_attention(
+        qs.transpose(1, 2), ks.transpose(1, 2), vs.transpose(1, 2), attn_mask=vis_sdpa, enable_gqa=hq != hkv
+    ).transpose(1, 2)
+    do_s = do * (~empty_rows).transpose(1, 2).unsqueeze(-1)
+    dq_s, dk_s, dv_s = torch.autograd.grad(out_s, (qs, ks, vs), do_s)
+    out_s = out_s * (~empty_rows).transpose(1, 2).unsqueeze(-1)
+    sdpa_err = dict(
+        out=_max_err(out_s, out_ref), dq=_max_err(dq_s, dq_ref), dk=_max_err(dk_s, dk_ref), dv=_max_err(dv_s, dv_ref)
+    )
+
+    result = dict(case=_describe(case), ok=True, notes=[])
+    indices, causal = mask.startend_row_indices, mask.causal
+    for deterministic in (False, True):
+        nan = float("nan")
+        out = torch.full_like(q, nan)
+        lse = torch.full((b, hq, sq), nan, device=device)
+        out, lse = attention_forward(q, k, v, indices, causal, scale, out=out, lse=lse)
+        grads = (torch.full_like(q, nan), torch.full_like(k, nan), torch.full_like(v, nan))
+        dq, dk, dv = attention_backward(
+            do, q, k, v, out, lse, indices, causal, scale, deterministic=deterministic, grads=grads
+        )
+        errs = dict(out=_max_err(out, out_ref), dq=_max_err(dq, dq_ref), dk=_max_err(dk, dk_ref), dv=_max_err(dv, dv_ref))
+        for name, t in (("out", out), ("dq", dq), ("dk", dk), ("dv", dv)):
+            if not torch.isfinite(t).all():
+                result["ok"] = False
+                result["notes"].append(f"{name} has non-finite values (unwritten or NaN)")
+        for name, e in errs.items():
+            ref = dict(out=out_ref, dq=dq_ref, dk=dk_ref, dv=dv_ref)[name]
+            floor = 1e-3 * max(1.0, ref.abs().max().item()) if ref.numel() else 0
+            if not e <= 2 * sdpa_err[name] + floor:
+                result["ok"] = False
+                result["notes"].append(f"{name} err {e:.2e} > 2 x sdpa {sdpa_err[name]:.2e} + {floor:.1e}")
+        fin = torch.isfinite(lse_ref)
+        if not torch.equal(fin, torch.isfinite(lse)) or not torch.equal(torch.isneginf(lse), ~fin):
+            result["ok"] = False
+            result["notes"].append("lse: -inf rows differ from the reference")
+        elif fin.any():
+            lse_err = ((lse[fin] - lse_ref[fin]).abs() / lse_ref[fin].abs().clamp_min(1)).max().item()
+            errs["lse"] = lse_err
+            if lse_err > 1e-3:
+                result["ok"] = False
+                result["notes"].append(f"lse rel err {lse_err:.2e}")
+        if empty_rows.any():
+            rows = empty_rows.transpose(1, 2)  # [B, Sq, Hq]
+            if out[rows].abs().max() != 0 or dq[rows].abs().max() != 0:
+                result["ok"] = False
+                result["notes"].append("rows that see nothing: output or dq not exactly 0")
+        if deterministic:
+            dq2, dk2, dv2 = attention_backward(do, q, k, v, out, lse, indices, causal, scale, deterministic=True)
+            if not (torch.equal(dq, dq2) and torch.equal(dk, dk2) and torch.equal(dv, dv2)):
+                result["ok"] = False
+                result["notes"].append("deterministic backward not bit-identical")
+        result["det" if deterministic else "atomic"] = errs
+    result["sdpa"] = sdpa_err
+    result["empty_rows"] = int(empty_rows.sum())
+    return result
+
+
+def _worker(args):
+    cases, gpu_log = args
+    out = []
+    for case in cases:
+        t = time.time()
+        try:
+            r = run_case(case)
+        except Exception as exc:  # report, keep going
+            r = dict(case=_describe(case), ok=False, notes=[f"{type(exc).__name__}: {exc}"],
+                     trace=traceback.format_exc())  # fmt: skip
+        r["seconds"] = round(time.time() - t, 1)
+        print(("PASS " if r["ok"] else "FAIL ") + r["case"] + f" ({r['seconds']}s) " + "; ".join(r["notes"]),
+              flush=True)  # fmt: skip
+        out.append(r)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    cases = build_cases(args.quick)
+    t0 = time.time()
+    if args.workers > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        chunks = [(cases[i :: args.workers], None) for i in range(args.workers)]
+        with ctx.Pool(args.workers) as pool:
+            results = [r for part in pool.map(_worker, chunks) for r in part]
+    else:
+        results = _worker((cases, None))
+    passed = sum(r["ok"] for r in results)
+    meta = dict(
+        device=torch.cuda.get_device_name(), torch=torch.__version__,
+        triton=__import__("triton").__version__, seconds=round(time.time() - t0, 1),
+    )  # fmt: skip
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(dict(meta=meta, results=results), f, indent=1)
+    print(f"\n{meta}")
+    print(f"{'case':95s} {'result':6s} {'out':>8s} {'dq':>8s} {'dk':>8s} {'dv':>8s}  (atomic err / sdpa err)")
+    for r in results:
+        if "atomic" in r:
+            ratios = " ".join(
+                f"{r['atomic'][n] / max(r['sdpa'][n], 1e-12):8.2f}" for n in ("out", "dq", "dk", "dv")
+            )
+        else:
+            ratios = "   error"
+        print(f"{r['case']:95s} {'PASS' if r['ok'] else 'FAIL':6s} {ratios}")
+    print(f"{passed} passed, {len(results) - passed} failed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Time kernel configurations on the GPU against cuDNN (full/causal) on the same inputs.
+
+    python benchmarks/tune.py --seqlen 8192 --batch 8 --head-dim 128 --masks full,causal,causal_document
+
+Prints one row per (mask, pass, config): median ms (CUDA events, after warm-up) and TFLOPs/s (exact
+convention: forward 4 * B * Hq * D * visible pairs, backward 2.5x that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import torch
+import triton
+from triton.testing import do_bench
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from flashmask.bench import workloads  # noqa: E402
+from flashmask.kernels import Configs, KernelConfig, attention_backward, attention_forward  # noqa: E402
+from flashmask.kernels import configs as kconfigs  # noqa: E402
+
+FWD = {
+    64: [KernelConfig(128, 64, 4, 3), KernelConfig(128, 128, 8, 3), KernelConfig(128, 64, 8, 3), KernelConfig(64, 64, 4, 3)],
+    128: [KernelConfig(128, 64, 8, 3), KernelConfig(128, 128, 8, 3), KernelConfig(128, 64, 4, 3), KernelConfig(128, 128, 8, 2), KernelConfig(64, 64, 4, 3)],
+    256: [KernelConfig(64, 64, 4, 2), KernelConfig(128, 64, 8, 2), KernelConfig(64, 32, 4, 3), KernelConfig(128, 32, 8, 2)],
+}
+DKDV = {
+    64: [KernelConfig(64, 128, 8, 2), KernelConfig(32, 128, 4, 3), KernelConfig(64, 64, 4, 3), KernelConfig(64, 128, 4, 3)],
+    128: [KernelConfig(64, 128, 8, 2), KernelConfig(64, 64, 4, 3), KernelConfig(32, 128, 4, 3), KernelConfig(64, 128, 8, 3), KernelConfig(32, 64, 4, 3)],
+    256: [KernelConfig(32, 64, 4, 2), KernelConfig(64, 64, 8, 2), KernelConfig(32, 32, 4, 2)],
+}
+DQ = {
+    64: [KernelConfig(128, 64, 8, 2), KernelConfig(64, 64, 4, 3)],
+    128: [KernelConfig(128, 64, 8, 2), KernelConfig(64, 64, 4, 3), KernelConfig(128, 32, 8, 3)],
+    256: [KernelConfig(64, 32, 4, 2), KernelConfig(64, 64, 8, 2)],
+}
+
+
+def bench(fn, rep=400):
+    return do_bench(fn, warmup=50, rep=rep, return_mode="median")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seqlen", type=int, default=8192)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--heads", type=int, default=None)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--masks", default="full,causal,causal_document")
+    ap.add_argument("--rep", type=int, default=400)
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    d = args.head_dim
+    h = args.heads or 4096 // d
+    s, b = args.seqlen, args.batch
+    torch.manual_seed(0)
+    q, k, v, do = (torch.randn(b, s, h, d, device=dev, dtype=torch.bfloat16) for _ in range(4))
+    scale = 1 / math.sqrt(d)
+    dpad = max(16, triton.next_power_of_2(d))
+    default = kconfigs.pick(dpad, dev)
+    rows = []
+    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
+    print(f"S={s} B={b} H={h} D={d} bf16; default configs {default}")
+    for name in args.masks.split(","):
+        w = workloads.make(name, s, b, dev)
+        idx, causal = w.mask.startend_row_indices, w.mask.causal
+        flops = 4 * h * d * w.mask.visible_pairs().sum().item()
+        for cfg in FWD[dpad]:
+            try:
+                ms = bench(lambda: attention_forward(q, k, v, idx, causal, scale, config=cfg), args.rep)
+            except Exception as exc:
+                print("fwd", cfg, "failed:", str(exc).splitlines()[0][:200])
+                continue
+            rows.append((name, "fwd", str(tuple(cfg)), ms, flops / ms / 1e9))
+            print(rows[-1], flush=True)
+        out, lse = attention_forward(q, k, v, idx, causal, scale)
+        for cfg in DKDV[dpad]:
+            cf = Configs(default.forward, cfg, default.dq)
+            try:
+                ms = bench(lambda: attention_backward(do, q, k, v, out, lse, idx, causal, scale, configs=cf), args.rep)
+            except Exception as exc:
+                print("bwd", cfg, "failed:", str(exc).splitlines()[0][:200])
+                continue
+            rows.append((name, "bwd atomic", str(tuple(cfg)), ms, 2.5 * flops / ms / 1e9))
+            print(rows[-1], flush=True)
+        for cfg in DQ[dpad]:
+            cf = Configs(default.forward, default.dkdv, cfg)
+            try:
+                ms = bench(lambda: attention_backward(do, q, k, v, out, lse, idx, causal, scale, deterministic=True, configs=cf), args.rep)
+            except Exception as exc:
+                print("bwd det", cfg, "failed:", str(exc).splitlines()[0][:200])
+                continue
+            rows.append((name, "bwd determ.", "dq " + str(tuple(cfg)), ms, 2.5 * flops / ms / 1e9))
+            print(rows[-1], flush=True)
+        if name in ("full", "causal"):
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            qt, kt, vt = (x.transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
+            dot = do.transpose(1, 2).contiguous()
+            for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION):
+                with sdpa_kernel(backend):
+                    f = lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)  # noqa: E731
+                    ms_f = bench(f, args.rep)
+                    o = f()
+                    ms_b = bench(lambda: torch.autograd.grad(o, (qt, kt, vt), dot, retain_graph=True), args.rep)
+                rows.append((name, f"fwd {backend.name}", "", ms_f, flops / ms_f / 1e9))
+                rows.append((name, f"bwd {backend.name}", "", ms_b, 2.5 * flops / ms_b / 1e9))
+                print(rows[-2], rows[-1], flush=True)
+    print(f"\n{'mask':18s} {'pass':22s} {'config':22s} {'ms':>9s} {'TFLOPs/s':>9s}")
+    for r in rows:
+        print(f"{r[0]:18s} {r[1]:22s} {r[2]:22s} {r[3]:9.3f} {r[4]:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
