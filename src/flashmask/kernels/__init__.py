@@ -8,18 +8,26 @@ package imports nothing from the rest of flashmask.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 
 from . import configs as _configs
 from .backward import bwd_dkdv_kernel, bwd_dq_kernel, bwd_preprocess_kernel
 from .configs import Configs, KernelConfig
-from .forward import LOG2E, fwd_kernel
+from .forward import fwd_kernel
 from .tiles import MaskForm, block_bounds, mask_form, tile_lists
+
+try:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # older Triton: plain pointer loads only
+    TensorDescriptor = None
 
 __all__ = ["Configs", "KernelConfig", "attention_backward", "attention_forward"]
 
 _MAX_GRID_Y = 65535
+_LOG2E = math.log2(math.e)
 
 
 def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
@@ -53,6 +61,28 @@ def _head_dim_pad(head_dim: int) -> int:
     return max(16, triton.next_power_of_2(head_dim))
 
 
+def _tma_ok(*tensors: torch.Tensor) -> bool:
+    """Whether Hopper's bulk tensor copies can read these ``[B, S, H, D]`` tensors (alignment rules)."""
+    if _configs.interpreting() or TensorDescriptor is None:
+        return False
+    t0 = tensors[0]
+    if not t0.is_cuda or torch.cuda.get_device_capability(t0.device)[0] < 9:
+        return False
+    return all(
+        t.data_ptr() % 16 == 0 and all((st * t.element_size()) % 16 == 0 for st in t.stride()[:-1])
+        for t in tensors
+    )
+
+
+def _descriptors(use_tma: bool, block_rows: int, d_pad: int, *tensors: torch.Tensor) -> list:
+    """4-D tensor descriptors ``[B, S, H, D]`` with ``[1, block_rows, 1, d_pad]`` boxes, or the tensors."""
+    if not use_tma:
+        return list(tensors)
+    return [
+        TensorDescriptor(t, list(t.shape), list(t.stride()), [1, block_rows, 1, d_pad]) for t in tensors
+    ]
+
+
 def attention_forward(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -63,6 +93,7 @@ def attention_forward(
     config: KernelConfig | None = None,
     out: torch.Tensor | None = None,
     lse: torch.Tensor | None = None,
+    use_tma: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns ``out [B, Sq, Hq, D]`` (dtype of ``q``) and ``lse`` float32 ``[B, Hq, Sq]``.
 
@@ -86,17 +117,19 @@ def attention_forward(
     bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
+    tma = _tma_ok(k, v) if use_tma is None else use_tma
+    k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
     fwd_kernel[(num_m, batch * num_q_heads)](
-        q, k, v, out, lse, mask.tensor, *lists,
+        q, k_arg, v_arg, out, lse, mask.tensor, *lists,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
         out.stride(0), out.stride(1), out.stride(2),
         *mask.strides, mask.list_stride_b,
         seqlen_q, seqlen_k, num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n,
-        softmax_scale * LOG2E,
+        softmax_scale * _LOG2E,
         **mask.constexprs(),
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
     return out, lse
@@ -116,6 +149,7 @@ def attention_backward(
     deterministic: bool = False,
     configs: Configs | None = None,
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    use_tma: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns ``(dq, dk, dv)`` shaped and typed like ``q``, ``k``, ``v``.
 
@@ -152,8 +186,10 @@ def attention_backward(
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     dq_acc = delta if deterministic else torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     dq_strides = (0, 0, 0) if deterministic else (dq_acc.stride(0), dq_acc.stride(1), dq_acc.stride(2))
+    tma = _tma_ok(q, dout, k, v) if use_tma is None else use_tma
+    q_arg, do_arg = _descriptors(tma, cfg.block_m, d_pad, q, dout)
     bwd_dkdv_kernel[(num_n, batch * num_kv_heads)](
-        q, k, v, dout, dq_acc, dk, dv, lse2, delta, mask.tensor, *lists,
+        q_arg, k, v, do_arg, dq_acc, dk, dv, lse2, delta, mask.tensor, *lists,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
@@ -163,9 +199,9 @@ def attention_backward(
         dv.stride(0), dv.stride(1), dv.stride(2),
         *mask.strides, mask.list_stride_b,
         seqlen_q, seqlen_k, num_q_heads, num_kv_heads, q_per_kv, mask.q_per_mask, num_m, num_n,
-        softmax_scale * LOG2E, softmax_scale,
+        softmax_scale * _LOG2E, softmax_scale,
         ATOMIC_DQ=not deterministic, **mask.constexprs(),
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
     if not deterministic:
@@ -178,8 +214,9 @@ def attention_backward(
     bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
+    k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
     bwd_dq_kernel[(num_m, batch * num_q_heads)](
-        q, k, v, dout, dq, lse2, delta, mask.tensor, *lists,
+        q, k_arg, v_arg, dout, dq, lse2, delta, mask.tensor, *lists,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
@@ -187,9 +224,9 @@ def attention_backward(
         dq.stride(0), dq.stride(1), dq.stride(2),
         *mask.strides, mask.list_stride_b,
         seqlen_q, seqlen_k, num_q_heads, q_per_kv, mask.q_per_mask, num_m, num_n,
-        softmax_scale * LOG2E, softmax_scale,
+        softmax_scale * _LOG2E, softmax_scale,
         **mask.constexprs(),
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
     return dq, dk, dv

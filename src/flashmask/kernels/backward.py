@@ -68,6 +68,10 @@ def _dkdv_tile(
     dv,
     k,
     v,
+    Q,
+    DOut,
+    b,
+    h,
     q_base,
     do_base,
     dq_base,
@@ -96,6 +100,7 @@ def _dkdv_tile(
     BLOCK_M: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     start_m = m_block * BLOCK_M
     rows = start_m + offs_m
@@ -103,8 +108,12 @@ def _dkdv_tile(
     qd_mask = row_ok[:, None]
     if HEAD_DIM != HEAD_DIM_PAD:
         qd_mask = qd_mask & (offs_d[None, :] < HEAD_DIM)
-    q = tl.load(q_base + rows[:, None].to(tl.int64) * stride_qs + offs_d[None, :], mask=qd_mask, other=0.0)
-    do = tl.load(do_base + rows[:, None].to(tl.int64) * stride_dos + offs_d[None, :], mask=qd_mask, other=0.0)
+    if USE_TMA:
+        q = Q.load([b, start_m, h, 0]).reshape(BLOCK_M, HEAD_DIM_PAD)
+        do = DOut.load([b, start_m, h, 0]).reshape(BLOCK_M, HEAD_DIM_PAD)
+    else:
+        q = tl.load(q_base + rows[:, None].to(tl.int64) * stride_qs + offs_d[None, :], mask=qd_mask, other=0.0)
+        do = tl.load(do_base + rows[:, None].to(tl.int64) * stride_dos + offs_d[None, :], mask=qd_mask, other=0.0)
     lse2 = tl.load(lse2_base + rows, mask=row_ok, other=float("inf"))
     delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
     # Transposed tile [BLOCK_N, BLOCK_M]: keys along rows, queries along columns.
@@ -188,6 +197,7 @@ def bwd_dkdv_kernel(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -211,8 +221,12 @@ def bwd_dkdv_kernel(
     for g in range(0, q_per_kv):
         h = kv_h * q_per_kv + g
         mask_h = h // q_per_mask
-        q_base = Q + b64 * stride_qb + h * stride_qh
-        do_base = DOut + b64 * stride_dob + h * stride_doh
+        if USE_TMA:
+            q_base = DQAcc  # unused: Q and DOut are tensor descriptors
+            do_base = DQAcc
+        else:
+            q_base = Q + b64 * stride_qb + h * stride_qh
+            do_base = DOut + b64 * stride_dob + h * stride_doh
         dq_base = DQAcc + b64 * stride_dqb + h * stride_dqh
         row_base = (b64 * num_q_heads + h) * seqlen_q
         mask_base = Mask + b64 * stride_mb + mask_h * stride_mh
@@ -224,18 +238,18 @@ def bwd_dkdv_kernel(
         for i in range(0, num_full):
             m_block = tl.load(full_list + i)
             dk, dv = _dkdv_tile(
-                dk, dv, k, v, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
+                dk, dv, k, v, Q, DOut, b, h, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
                 stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_base, stride_ms,
                 seqlen_q, seqlen_k, qk_scale, sm_scale,
-                False, ATOMIC_DQ, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_M, HEAD_DIM, HEAD_DIM_PAD,
+                False, ATOMIC_DQ, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_M, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
             )  # fmt: skip
         for i in range(0, num_part):
             m_block = tl.load(part_list + i)
             dk, dv = _dkdv_tile(
-                dk, dv, k, v, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
+                dk, dv, k, v, Q, DOut, b, h, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
                 stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_base, stride_ms,
                 seqlen_q, seqlen_k, qk_scale, sm_scale,
-                True, ATOMIC_DQ, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_M, HEAD_DIM, HEAD_DIM_PAD,
+                True, ATOMIC_DQ, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_M, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
             )  # fmt: skip
     dk = dk * sm_scale
     dk_ptrs = DK + b64 * stride_dkb + kv_h * stride_dkh + cols[:, None].to(tl.int64) * stride_dks + offs_d[None, :]
@@ -251,6 +265,10 @@ def _dq_tile(
     do,
     lse2,
     delta,
+    K,
+    V,
+    b,
+    kv_h,
     k_base,
     v_base,
     stride_ks,
@@ -273,13 +291,18 @@ def _dq_tile(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     cols = n_block * BLOCK_N + offs_n
-    kv_mask = (cols < seqlen_k)[:, None]
-    if HEAD_DIM != HEAD_DIM_PAD:
-        kv_mask = kv_mask & (offs_d[None, :] < HEAD_DIM)
-    k = tl.load(k_base + cols[:, None].to(tl.int64) * stride_ks + offs_d[None, :], mask=kv_mask, other=0.0)
-    v = tl.load(v_base + cols[:, None].to(tl.int64) * stride_vs + offs_d[None, :], mask=kv_mask, other=0.0)
+    if USE_TMA:
+        k = K.load([b, n_block * BLOCK_N, kv_h, 0]).reshape(BLOCK_N, HEAD_DIM_PAD)
+        v = V.load([b, n_block * BLOCK_N, kv_h, 0]).reshape(BLOCK_N, HEAD_DIM_PAD)
+    else:
+        kv_mask = (cols < seqlen_k)[:, None]
+        if HEAD_DIM != HEAD_DIM_PAD:
+            kv_mask = kv_mask & (offs_d[None, :] < HEAD_DIM)
+        k = tl.load(k_base + cols[:, None].to(tl.int64) * stride_ks + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(v_base + cols[:, None].to(tl.int64) * stride_vs + offs_d[None, :], mask=kv_mask, other=0.0)
     qk = tl.dot(q, tl.trans(k))
     p = tl.math.exp2(qk * qk_scale - lse2[:, None])
     if MASKED:
@@ -344,6 +367,7 @@ def bwd_dq_kernel(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -367,8 +391,12 @@ def bwd_dq_kernel(
     row_base = (b64 * num_q_heads + h) * seqlen_q
     lse2 = tl.load(Lse2 + row_base + rows, mask=row_ok, other=float("inf"))
     delta = tl.load(Delta + row_base + rows, mask=row_ok, other=0.0)
-    k_base = K + b64 * stride_kb + kv_h * stride_kh
-    v_base = V + b64 * stride_vb + kv_h * stride_vh
+    if USE_TMA:
+        k_base = Q  # unused: K and V are tensor descriptors
+        v_base = Q
+    else:
+        k_base = K + b64 * stride_kb + kv_h * stride_kh
+        v_base = V + b64 * stride_vb + kv_h * stride_vh
     mask_base = Mask + b64 * stride_mb + mask_h * stride_mh
     list_row = (b * list_stride_b + mask_h).to(tl.int64) * num_m_blocks + pid_m
     num_full = tl.load(FullCount + list_row)
@@ -379,16 +407,16 @@ def bwd_dq_kernel(
     for i in range(0, num_full):
         n_block = tl.load(full_list + i)
         dq = _dq_tile(
-            dq, q, do, lse2, delta, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
+            dq, q, do, lse2, delta, K, V, b, kv_h, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
             mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
-            False, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD,
+            False, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
         )  # fmt: skip
     for i in range(0, num_part):
         n_block = tl.load(part_list + i)
         dq = _dq_tile(
-            dq, q, do, lse2, delta, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
+            dq, q, do, lse2, delta, K, V, b, kv_h, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
             mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
-            True, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD,
+            True, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
         )  # fmt: skip
     dq = dq * sm_scale
     tl.store(DQ + b64 * stride_dqb + h * stride_dqh + row64 * stride_dqs + offs_d[None, :],

@@ -26,13 +26,13 @@ class Configs(NamedTuple):
     dq: KernelConfig  # deterministic dQ, one program per query block
 
 
-def _interpreting() -> bool:
+def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def pick(head_dim_pad: int, device: torch.device) -> Configs:
     """Configs for a padded head dim (a power of two, >= 16) on ``device``."""
-    if _interpreting() or device.type != "cuda":
+    if interpreting() or device.type != "cuda":
         return Configs(KernelConfig(32, 16, 4, 1), KernelConfig(16, 32, 4, 1), KernelConfig(32, 16, 4, 1))
     major, _ = torch.cuda.get_device_capability(device)
     if major >= 9:  # Hopper

@@ -13,40 +13,14 @@ import triton.language as tl
 
 from ._common import hidden_pairs
 
-LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
-def _fwd_tile(
-    acc,
-    l_i,
-    m_i,
-    q,
-    k_base,
-    v_base,
-    stride_ks,
-    stride_vs,
-    n_block,
-    rows,
-    offs_n,
-    offs_d,
-    mask_base,
-    stride_ms,
-    seqlen_q,
-    seqlen_k,
-    qk_scale,
-    MASKED: tl.constexpr,
-    CAUSAL: tl.constexpr,
-    HAS_MASK: tl.constexpr,
-    LTE_COL: tl.constexpr,
-    UTS_COL: tl.constexpr,
-    UTE_COL: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-    HEAD_DIM_PAD: tl.constexpr,
-):
-    start_n = n_block * BLOCK_N
+def _load_kv_block(k_base, v_base, stride_ks, stride_vs, start_n, offs_n, offs_d, seqlen_k,
+                   MASKED: tl.constexpr, HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr):  # fmt: skip
+    """K block transposed ``[D, BLOCK_N]`` and V block ``[BLOCK_N, D]`` through plain pointers."""
     k_ptrs = k_base + start_n.to(tl.int64) * stride_ks + offs_n[None, :] * stride_ks + offs_d[:, None]
     v_ptrs = v_base + start_n.to(tl.int64) * stride_vs + offs_n[:, None] * stride_vs + offs_d[None, :]
     if MASKED:
@@ -65,7 +39,53 @@ def _fwd_tile(
         # Unmasked blocks are whole blocks inside [0, Sk): no bounds checks.
         k = tl.load(k_ptrs)
         v = tl.load(v_ptrs)
-    qk = tl.dot(q, k) * qk_scale
+    return k, v
+
+
+@triton.jit
+def _fwd_tile(
+    acc,
+    l_i,
+    m_i,
+    q,
+    K,
+    V,
+    k_base,
+    v_base,
+    stride_ks,
+    stride_vs,
+    b,
+    kv_h,
+    n_block,
+    rows,
+    offs_n,
+    offs_d,
+    mask_base,
+    stride_ms,
+    seqlen_q,
+    seqlen_k,
+    qk_scale,
+    MASKED: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    LTE_COL: tl.constexpr,
+    UTS_COL: tl.constexpr,
+    UTE_COL: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+    USE_TMA: tl.constexpr,
+):
+    start_n = n_block * BLOCK_N
+    if USE_TMA:
+        # Bulk tensor copies (K, V are 4-D descriptors); rows past Sk and dims past D arrive as zeros.
+        k = tl.trans(K.load([b, start_n, kv_h, 0]).reshape(BLOCK_N, HEAD_DIM_PAD))
+        v = V.load([b, start_n, kv_h, 0]).reshape(BLOCK_N, HEAD_DIM_PAD)
+    else:
+        k, v = _load_kv_block(k_base, v_base, stride_ks, stride_vs, start_n, offs_n, offs_d, seqlen_k,
+                              MASKED, HEAD_DIM, HEAD_DIM_PAD)  # fmt: skip
+    # The softmax scale (with log2 e) is folded into one FMA per score: exp2(qk * scale - m).
+    qk = tl.dot(q, k)
     if MASKED:
         cols = (start_n + offs_n)[None, :]
         hidden = hidden_pairs(
@@ -73,12 +93,12 @@ def _fwd_tile(
             CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
         )  # fmt: skip
         qk = tl.where(hidden, float("-inf"), qk)
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
         # A row that has seen nothing yet keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
         m_new = tl.where(m_new == float("-inf"), 0.0, m_new)
     else:
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-    p = tl.math.exp2(qk - m_new[:, None])
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+    p = tl.math.exp2(qk * qk_scale - m_new[:, None])
     alpha = tl.math.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
@@ -131,6 +151,7 @@ def fwd_kernel(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -152,8 +173,12 @@ def fwd_kernel(
     if HEAD_DIM != HEAD_DIM_PAD:
         q_mask = q_mask & (offs_d[None, :] < HEAD_DIM)
     q = tl.load(q_ptrs, mask=q_mask, other=0.0)
-    k_base = K + b64 * stride_kb + kv_h * stride_kh
-    v_base = V + b64 * stride_vb + kv_h * stride_vh
+    if USE_TMA:
+        k_base = Q  # unused: K and V are tensor descriptors
+        v_base = Q
+    else:
+        k_base = K + b64 * stride_kb + kv_h * stride_kh
+        v_base = V + b64 * stride_vb + kv_h * stride_vh
     mask_base = Mask + b64 * stride_mb + mask_h * stride_mh
 
     list_row = (b * list_stride_b + mask_h).to(tl.int64) * num_m_blocks + pid_m
@@ -168,16 +193,16 @@ def fwd_kernel(
     for i in range(0, num_full):
         n_block = tl.load(full_list + i)
         acc, l_i, m_i = _fwd_tile(
-            acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
+            acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_vs, b, kv_h, n_block, rows, offs_n, offs_d,
             mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
-            False, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD,
+            False, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
         )  # fmt: skip
     for i in range(0, num_part):
         n_block = tl.load(part_list + i)
         acc, l_i, m_i = _fwd_tile(
-            acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
+            acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_vs, b, kv_h, n_block, rows, offs_n, offs_d,
             mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
-            True, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD,
+            True, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
         )  # fmt: skip
 
     seen = l_i > 0.0

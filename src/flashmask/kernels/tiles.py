@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-_INT_BIG = 2**30
+_INT_BIG = tl.constexpr(2**30)
 
 
 class MaskForm(NamedTuple):
