@@ -9,7 +9,6 @@ convention: forward 4 * B * Hq * D * visible pairs, backward 2.5x that).
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import os
 import sys
@@ -24,20 +23,21 @@ from flashmask.bench import workloads  # noqa: E402
 from flashmask.kernels import Configs, KernelConfig, attention_backward, attention_forward  # noqa: E402
 from flashmask.kernels import configs as kconfigs  # noqa: E402
 
+T = True
 FWD = {
-    64: [KernelConfig(128, 64, 4, 3), KernelConfig(128, 128, 8, 3), KernelConfig(128, 64, 8, 3), KernelConfig(64, 64, 4, 3)],
-    128: [KernelConfig(128, 64, 8, 3), KernelConfig(128, 128, 8, 3), KernelConfig(64, 64, 4, 3), KernelConfig(64, 128, 4, 3)],
-    256: [KernelConfig(64, 64, 4, 2), KernelConfig(128, 64, 8, 2), KernelConfig(64, 32, 4, 3), KernelConfig(128, 32, 8, 2)],
+    64: [KernelConfig(128, 128, 8, 3, T), KernelConfig(128, 64, 4, 3, T), KernelConfig(128, 64, 8, 3, T), KernelConfig(64, 64, 4, 3, T)],
+    128: [KernelConfig(128, 128, 8, 3, T), KernelConfig(128, 64, 8, 3, T), KernelConfig(64, 64, 4, 3, T)],
+    256: [KernelConfig(64, 64, 4, 2, T), KernelConfig(128, 64, 8, 2, T), KernelConfig(64, 32, 4, 3, T), KernelConfig(64, 64, 4, 2)],
 }
 DKDV = {
-    64: [KernelConfig(64, 128, 8, 2), KernelConfig(32, 128, 4, 3), KernelConfig(64, 64, 4, 3), KernelConfig(64, 128, 4, 3)],
-    128: [KernelConfig(64, 128, 8, 2), KernelConfig(64, 128, 8, 3), KernelConfig(32, 128, 8, 2), KernelConfig(64, 64, 4, 3)],
-    256: [KernelConfig(32, 64, 4, 2), KernelConfig(64, 64, 8, 2), KernelConfig(32, 32, 4, 2)],
+    64: [KernelConfig(64, 128, 8, 2), KernelConfig(32, 128, 4, 3), KernelConfig(64, 128, 4, 3), KernelConfig(64, 64, 4, 3)],
+    128: [KernelConfig(64, 128, 8, 2)],
+    256: [KernelConfig(32, 64, 4, 2), KernelConfig(64, 64, 8, 2), KernelConfig(32, 32, 4, 2), KernelConfig(64, 32, 4, 2)],
 }
 DQ = {
-    64: [KernelConfig(128, 64, 8, 2), KernelConfig(64, 64, 4, 3)],
-    128: [KernelConfig(128, 64, 8, 2), KernelConfig(128, 64, 8, 3)],
-    256: [KernelConfig(64, 32, 4, 2), KernelConfig(64, 64, 8, 2)],
+    64: [KernelConfig(128, 64, 8, 2, T), KernelConfig(64, 64, 4, 3, T), KernelConfig(128, 128, 8, 2, T)],
+    128: [KernelConfig(128, 64, 8, 2, T)],
+    256: [KernelConfig(64, 32, 4, 2, T), KernelConfig(64, 64, 8, 2, T), KernelConfig(32, 64, 4, 2, T)],
 }
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--masks", default="full,causal,causal_document")
     ap.add_argument("--rep", type=int, default=400)
-    ap.add_argument("--tma", default="0,1", help="comma list of 0/1: time without / with tensor descriptors")
+    ap.add_argument("--peers", action="store_true", help="also time SDPA cuDNN / flash on full and causal")
     args = ap.parse_args()
     dev = torch.device("cuda")
     d = args.head_dim
@@ -71,35 +71,34 @@ def main() -> None:
         w = workloads.make(name, s, b, dev)
         idx, causal = w.mask.startend_row_indices, w.mask.causal
         flops = 4 * h * d * w.mask.visible_pairs().sum().item()
-        tmas = [bool(int(t)) for t in args.tma.split(",")]
-        for cfg, tma in itertools.product(FWD[dpad], tmas):
+        for cfg in FWD[dpad]:
             try:
-                ms = bench(lambda: attention_forward(q, k, v, idx, causal, scale, config=cfg, use_tma=tma), args.rep)
+                ms = bench(lambda: attention_forward(q, k, v, idx, causal, scale, config=cfg), args.rep)
             except Exception as exc:
-                print("fwd", cfg, tma, "failed:", str(exc)[-300:])
+                print("fwd", cfg, "failed:", str(exc)[-300:])
                 continue
-            rows.append((name, f"fwd tma={int(tma)}", str(tuple(cfg)), ms, flops / ms / 1e9))
+            rows.append((name, "fwd", str(tuple(cfg)), ms, flops / ms / 1e9))
             print(rows[-1], flush=True)
         out, lse = attention_forward(q, k, v, idx, causal, scale)
-        for cfg, tma in itertools.product(DKDV[dpad], tmas):
-            cf = Configs(default.forward, cfg, default.dq)
+        for cfg in DKDV[dpad]:
+            cf = Configs(default.forward, cfg, default.dq, atomic_dq=True)
             try:
-                ms = bench(lambda: attention_backward(do, q, k, v, out, lse, idx, causal, scale, configs=cf, use_tma=tma), args.rep)
+                ms = bench(lambda: attention_backward(do, q, k, v, out, lse, idx, causal, scale, configs=cf), args.rep)
             except Exception as exc:
-                print("bwd", cfg, tma, "failed:", str(exc)[-300:])
+                print("bwd", cfg, "failed:", str(exc)[-300:])
                 continue
-            rows.append((name, f"bwd atomic tma={int(tma)}", str(tuple(cfg)), ms, 2.5 * flops / ms / 1e9))
+            rows.append((name, "bwd atomic", str(tuple(cfg)), ms, 2.5 * flops / ms / 1e9))
             print(rows[-1], flush=True)
-        for cfg, tma in itertools.product(DQ[dpad], tmas):
+        for cfg in DQ[dpad]:
             cf = Configs(default.forward, default.dkdv, cfg)
             try:
-                ms = bench(lambda: attention_backward(do, q, k, v, out, lse, idx, causal, scale, deterministic=True, configs=cf, use_tma=tma), args.rep)
+                ms = bench(lambda: attention_backward(do, q, k, v, out, lse, idx, causal, scale, deterministic=True, configs=cf), args.rep)
             except Exception as exc:
-                print("bwd det", cfg, tma, "failed:", str(exc)[-300:])
+                print("bwd det", cfg, "failed:", str(exc)[-300:])
                 continue
-            rows.append((name, f"bwd determ. tma={int(tma)}", "dq " + str(tuple(cfg)), ms, 2.5 * flops / ms / 1e9))
+            rows.append((name, "bwd separate dq", "dq " + str(tuple(cfg)), ms, 2.5 * flops / ms / 1e9))
             print(rows[-1], flush=True)
-        if name in ("full", "causal"):
+        if name in ("full", "causal") and args.peers:
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
             qt, kt, vt = (x.transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
@@ -115,7 +114,7 @@ def main() -> None:
                 print(rows[-2], rows[-1], flush=True)
     print(f"\n{'mask':18s} {'pass':22s} {'config':22s} {'ms':>9s} {'TFLOPs/s':>9s}")
     for r in rows:
-        print(f"{r[0]:18s} {r[1]:26s} {r[2]:22s} {r[3]:9.3f} {r[4]:9.1f}")
+        print(f"{r[0]:18s} {r[1]:18s} {r[2]:30s} {r[3]:9.3f} {r[4]:9.1f}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,13 @@ class _MaskArgs:
         )
 
 
+def _grid(heads: int, blocks: int) -> tuple[int, int]:
+    """(batch x heads, blocks); CUDA caps the second grid dimension at 65535."""
+    if blocks > _MAX_GRID_Y:
+        raise ValueError(f"sequence too long for one launch: {blocks} blocks > {_MAX_GRID_Y}")
+    return heads, blocks
+
+
 def _head_dim_pad(head_dim: int) -> int:
     return max(16, triton.next_power_of_2(head_dim))
 
@@ -109,17 +116,15 @@ def attention_forward(
         return out, lse
     if seqlen_k == 0:
         return out.zero_(), lse.fill_(float("-inf"))
-    if batch * num_q_heads > _MAX_GRID_Y:
-        raise ValueError(f"batch * query heads must be at most {_MAX_GRID_Y}, got {batch * num_q_heads}")
     d_pad = _head_dim_pad(head_dim)
     cfg = config or _configs.pick(d_pad, q.device).forward
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
-    tma = _tma_ok(k, v) if use_tma is None else use_tma
+    tma = (cfg.tma and _tma_ok(k, v)) if use_tma is None else use_tma
     k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
-    fwd_kernel[(num_m, batch * num_q_heads)](
+    fwd_kernel[_grid(batch * num_q_heads, num_m)](
         q, k_arg, v_arg, out, lse, mask.tensor, *lists,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
@@ -154,7 +159,8 @@ def attention_backward(
     """Returns ``(dq, dk, dv)`` shaped and typed like ``q``, ``k``, ``v``.
 
     ``dout`` (``None`` means zero) is the gradient of ``out``; ``dlse`` (optional) that of ``lse``.
-    ``deterministic`` computes dQ in its own pass without atomics: bit-identical from run to run.
+    ``deterministic`` forces dQ into its own pass without atomics (bit-identical from run to run); otherwise
+    the config decides (``Configs.atomic_dq``).
     ``grads`` may hold preallocated ``(dq, dk, dv)`` buffers (tests pass poisoned ones).
     """
     q, k, v, out = (_last_dim_contiguous(x) for x in (q, k, v, out))
@@ -172,7 +178,7 @@ def attention_backward(
     delta = torch.empty(batch, num_q_heads, seqlen_q, dtype=torch.float32, device=q.device)
     lse2 = torch.empty_like(delta)
     pre_block = 64
-    bwd_preprocess_kernel[(triton.cdiv(seqlen_q, pre_block), batch * num_q_heads)](
+    bwd_preprocess_kernel[_grid(batch * num_q_heads, triton.cdiv(seqlen_q, pre_block))](
         out, dout, lse, lse if dlse is None else dlse.contiguous(), delta, lse2,
         out.stride(0), out.stride(1), out.stride(2),
         dout.stride(0), dout.stride(1), dout.stride(2),
@@ -184,11 +190,13 @@ def attention_backward(
     bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=True)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
-    dq_acc = delta if deterministic else torch.zeros(q.shape, dtype=torch.float32, device=q.device)
-    dq_strides = (0, 0, 0) if deterministic else (dq_acc.stride(0), dq_acc.stride(1), dq_acc.stride(2))
-    tma = _tma_ok(q, dout, k, v) if use_tma is None else use_tma
+    # dQ either by fp32 atomics inside the dK/dV kernel, or by its own pass (no atomics, bit-identical).
+    atomic_dq = cfgs.atomic_dq and not deterministic
+    dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if atomic_dq else delta
+    dq_strides = (dq_acc.stride(0), dq_acc.stride(1), dq_acc.stride(2)) if atomic_dq else (0, 0, 0)
+    tma = (cfg.tma and _tma_ok(q, dout)) if use_tma is None else use_tma
     q_arg, do_arg = _descriptors(tma, cfg.block_m, d_pad, q, dout)
-    bwd_dkdv_kernel[(num_n, batch * num_kv_heads)](
+    bwd_dkdv_kernel[_grid(batch * num_kv_heads, num_n)](
         q_arg, k, v, do_arg, dq_acc, dk, dv, lse2, delta, mask.tensor, *lists,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
@@ -200,22 +208,23 @@ def attention_backward(
         *mask.strides, mask.list_stride_b,
         seqlen_q, seqlen_k, num_q_heads, num_kv_heads, q_per_kv, mask.q_per_mask, num_m, num_n,
         softmax_scale * _LOG2E, softmax_scale,
-        ATOMIC_DQ=not deterministic, **mask.constexprs(),
+        ATOMIC_DQ=atomic_dq, **mask.constexprs(),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
-    if not deterministic:
+    if atomic_dq:
         if dq_buf is None:
             return dq_acc.to(q.dtype), dk, dv
         return dq_buf.copy_(dq_acc), dk, dv
 
     cfg = cfgs.dq
+    tma = (cfg.tma and _tma_ok(k, v)) if use_tma is None else use_tma
     dq = torch.empty_like(q) if dq_buf is None else dq_buf
     bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
-    bwd_dq_kernel[(num_m, batch * num_q_heads)](
+    bwd_dq_kernel[_grid(batch * num_q_heads, num_m)](
         q, k_arg, v_arg, dout, dq, lse2, delta, mask.tensor, *lists,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),

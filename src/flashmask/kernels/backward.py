@@ -40,8 +40,8 @@ def bwd_preprocess_kernel(
     HEAD_DIM: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
+    pid_bh = tl.program_id(0)
+    pid_m = tl.program_id(1)
     b = (pid_bh // num_q_heads).to(tl.int64)
     h = pid_bh % num_q_heads
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -152,6 +152,7 @@ def bwd_dkdv_kernel(
     FullIndex,
     PartCount,
     PartIndex,
+    Order,
     stride_qb,
     stride_qs,
     stride_qh,
@@ -199,11 +200,13 @@ def bwd_dkdv_kernel(
     HEAD_DIM_PAD: tl.constexpr,
     USE_TMA: tl.constexpr,
 ):
-    pid_n = tl.program_id(0)
-    pid_bh = tl.program_id(1)
+    pid_bh = tl.program_id(0)
     b = pid_bh // num_kv_heads
     kv_h = pid_bh % num_kv_heads
     b64 = b.to(tl.int64)
+    # Heaviest key blocks first, ordered by the live tiles of the group's first mask head.
+    first_mask_h = (kv_h * q_per_kv) // q_per_mask
+    pid_n = tl.load(Order + (b * list_stride_b + first_mask_h).to(tl.int64) * num_n_blocks + tl.program_id(1))
     start_n = pid_n * BLOCK_N
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
@@ -330,6 +333,7 @@ def bwd_dq_kernel(
     FullIndex,
     PartCount,
     PartIndex,
+    Order,
     stride_qb,
     stride_qs,
     stride_qh,
@@ -369,13 +373,14 @@ def bwd_dq_kernel(
     HEAD_DIM_PAD: tl.constexpr,
     USE_TMA: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
+    pid_bh = tl.program_id(0)
     b = pid_bh // num_q_heads
     h = pid_bh % num_q_heads
     kv_h = h // q_per_kv
     mask_h = h // q_per_mask
     b64 = b.to(tl.int64)
+    list_base = (b * list_stride_b + mask_h).to(tl.int64) * num_m_blocks
+    pid_m = tl.load(Order + list_base + tl.program_id(1))
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM_PAD)
@@ -398,7 +403,7 @@ def bwd_dq_kernel(
         k_base = K + b64 * stride_kb + kv_h * stride_kh
         v_base = V + b64 * stride_vb + kv_h * stride_vh
     mask_base = Mask + b64 * stride_mb + mask_h * stride_mh
-    list_row = (b * list_stride_b + mask_h).to(tl.int64) * num_m_blocks + pid_m
+    list_row = list_base + pid_m
     num_full = tl.load(FullCount + list_row)
     num_part = tl.load(PartCount + list_row)
     full_list = FullIndex + list_row * num_n_blocks

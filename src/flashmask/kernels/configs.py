@@ -1,6 +1,6 @@
-"""Tile sizes, warps and pipeline depth per GPU generation and head dim.
+"""Tile sizes, warps, pipeline depth and load path per GPU generation and head dim.
 
-Chosen by measurement on the H100 (``benchmarks/tune.py``, results in ``benchmarks/NOTES.md``); other
+Chosen by measurement on the H100 (``benchmarks/tune.py``; numbers in ``benchmarks/NOTES.md``); other
 generations get conservative sizes that fit their shared memory. Under ``TRITON_INTERPRET=1`` small tiles
 keep the interpreter fast and make small test shapes span several blocks.
 """
@@ -18,32 +18,39 @@ class KernelConfig(NamedTuple):
     block_n: int
     num_warps: int
     num_stages: int
+    tma: bool = False  # Hopper bulk tensor copies (tensor descriptors) for the inner loop's loads
 
 
 class Configs(NamedTuple):
     forward: KernelConfig
     dkdv: KernelConfig  # backward, one program per key block
-    dq: KernelConfig  # deterministic dQ, one program per query block
+    dq: KernelConfig  # dQ pass, one program per query block
+    atomic_dq: bool = False  # dQ by fp32 atomics in the dK/dV kernel instead of its own pass
 
 
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+K = KernelConfig
+
+
 def pick(head_dim_pad: int, device: torch.device) -> Configs:
     """Configs for a padded head dim (a power of two, >= 16) on ``device``."""
     if interpreting() or device.type != "cuda":
-        return Configs(KernelConfig(32, 16, 4, 1), KernelConfig(16, 32, 4, 1), KernelConfig(32, 16, 4, 1))
+        return Configs(K(32, 16, 4, 1), K(16, 32, 4, 1), K(32, 16, 4, 1))
     major, _ = torch.cuda.get_device_capability(device)
     if major >= 9:  # Hopper
+        # H100, D=128, 8K x 8 x 32 heads, bf16: forward 498 TFLOPs/s with TMA at 128x128 against 413 at best
+        # without; the separate dQ pass with TMA (59.5 ms) beat atomics (61.4 ms), so it is the default.
         if head_dim_pad <= 64:
-            return Configs(KernelConfig(128, 64, 4, 3), KernelConfig(64, 128, 8, 2), KernelConfig(128, 64, 8, 2))
+            return Configs(K(128, 128, 8, 3, True), K(64, 128, 8, 2), K(128, 64, 8, 2, True))
         if head_dim_pad <= 128:
-            return Configs(KernelConfig(128, 64, 8, 3), KernelConfig(64, 128, 8, 2), KernelConfig(128, 64, 8, 2))
-        return Configs(KernelConfig(64, 64, 4, 2), KernelConfig(32, 64, 4, 2), KernelConfig(64, 32, 4, 2))
-    # Ampere and older: less shared memory.
+            return Configs(K(128, 128, 8, 3, True), K(64, 128, 8, 2), K(128, 64, 8, 2, True))
+        return Configs(K(64, 64, 4, 2, True), K(32, 64, 4, 2), K(64, 32, 4, 2, True))
+    # Ampere and older: less shared memory, no tensor descriptors.
     if head_dim_pad <= 64:
-        return Configs(KernelConfig(128, 64, 4, 2), KernelConfig(64, 64, 4, 2), KernelConfig(64, 64, 4, 2))
+        return Configs(K(128, 64, 4, 2), K(64, 64, 4, 2), K(64, 64, 4, 2))
     if head_dim_pad <= 128:
-        return Configs(KernelConfig(64, 64, 4, 2), KernelConfig(32, 64, 4, 2), KernelConfig(64, 32, 4, 2))
-    return Configs(KernelConfig(64, 32, 4, 1), KernelConfig(32, 32, 4, 1), KernelConfig(32, 32, 4, 1))
+        return Configs(K(64, 64, 4, 2), K(32, 64, 4, 2), K(64, 32, 4, 2))
+    return Configs(K(64, 32, 4, 1), K(32, 32, 4, 1), K(32, 32, 4, 1))

@@ -118,6 +118,7 @@ def fwd_kernel(
     FullIndex,
     PartCount,
     PartIndex,
+    Order,
     stride_qb,
     stride_qs,
     stride_qh,
@@ -153,12 +154,14 @@ def fwd_kernel(
     HEAD_DIM_PAD: tl.constexpr,
     USE_TMA: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
+    pid_bh = tl.program_id(0)
     b = pid_bh // num_q_heads
     h = pid_bh % num_q_heads
     kv_h = h // q_per_kv
     mask_h = h // q_per_mask
+    list_base = (b * list_stride_b + mask_h).to(tl.int64) * num_m_blocks
+    # Heaviest query blocks first (Order sorts them by live tiles): the grid's tail gets the light ones.
+    pid_m = tl.load(Order + list_base + tl.program_id(1))
     start_m = pid_m * BLOCK_M
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
@@ -181,7 +184,7 @@ def fwd_kernel(
         v_base = V + b64 * stride_vb + kv_h * stride_vh
     mask_base = Mask + b64 * stride_mb + mask_h * stride_mh
 
-    list_row = (b * list_stride_b + mask_h).to(tl.int64) * num_m_blocks + pid_m
+    list_row = list_base + pid_m
     full_list = FullIndex + list_row * num_n_blocks
     part_list = PartIndex + list_row * num_n_blocks
     num_full = tl.load(FullCount + list_row)

@@ -162,13 +162,16 @@ def _tile_lists_kernel(
 class TileLists(NamedTuple):
     """Compacted block lists, ``[Bm * Hm, num_outer]`` counts and ``[Bm * Hm, num_outer, num_inner]`` indices.
 
-    Only the first ``count`` entries of each index row are written.
+    Only the first ``count`` entries of each index row are written. ``order`` ``[Bm * Hm, num_outer]`` lists
+    the outer blocks by decreasing number of live tiles: kernels launch the heaviest first, so the last
+    wave of programs is short (longest-processing-time-first scheduling).
     """
 
     full_count: torch.Tensor
     full_index: torch.Tensor
     part_count: torch.Tensor
     part_index: torch.Tensor
+    order: torch.Tensor
 
 
 def block_bounds(
@@ -245,4 +248,5 @@ def tile_lists(
             BLOCK_N=block_n,
             CHUNK=chunk,
         )
-    return TileLists(full_count, full_index, part_count, part_index)
+    order = torch.argsort(full_count + part_count, dim=1, descending=True).to(torch.int32)
+    return TileLists(full_count, full_index, part_count, part_index, order)
