@@ -25,19 +25,19 @@ from flashmask.kernels import configs as kconfigs  # noqa: E402
 
 T = True
 FWD = {
-    64: [KernelConfig(128, 128, 8, 3, T), KernelConfig(128, 64, 4, 3, T), KernelConfig(128, 64, 8, 3, T), KernelConfig(64, 64, 4, 3, T)],
-    128: [KernelConfig(128, 128, 8, 3, T), KernelConfig(128, 64, 8, 3, T), KernelConfig(64, 64, 4, 3, T)],
-    256: [KernelConfig(64, 64, 4, 2, T), KernelConfig(128, 64, 8, 2, T), KernelConfig(64, 32, 4, 3, T), KernelConfig(64, 64, 4, 2)],
+    64: [KernelConfig(128, 64, 4, 3, T), KernelConfig(128, 128, 8, 3, T), KernelConfig(128, 64, 4, 3)],
+    128: [KernelConfig(128, 128, 8, 3, T), KernelConfig(128, 64, 8, 3, T)],
+    256: [KernelConfig(128, 64, 8, 2, T)],
 }
 DKDV = {
-    64: [KernelConfig(64, 128, 8, 2), KernelConfig(32, 128, 4, 3), KernelConfig(64, 128, 4, 3), KernelConfig(64, 64, 4, 3)],
+    64: [KernelConfig(64, 128, 8, 2), KernelConfig(32, 128, 4, 3)],
     128: [KernelConfig(64, 128, 8, 2)],
-    256: [KernelConfig(32, 64, 4, 2), KernelConfig(64, 64, 8, 2), KernelConfig(32, 32, 4, 2), KernelConfig(64, 32, 4, 2)],
+    256: [KernelConfig(32, 64, 8, 2), KernelConfig(64, 64, 8, 1), KernelConfig(16, 64, 4, 2), KernelConfig(32, 64, 4, 2)],
 }
 DQ = {
-    64: [KernelConfig(128, 64, 8, 2, T), KernelConfig(64, 64, 4, 3, T), KernelConfig(128, 128, 8, 2, T)],
-    128: [KernelConfig(128, 64, 8, 2, T)],
-    256: [KernelConfig(64, 32, 4, 2, T), KernelConfig(64, 64, 8, 2, T), KernelConfig(32, 64, 4, 2, T)],
+    64: [KernelConfig(128, 128, 8, 2, T), KernelConfig(128, 64, 8, 2, T)],
+    128: [KernelConfig(128, 64, 8, 2, T), KernelConfig(128, 128, 8, 2, T)],
+    256: [KernelConfig(64, 32, 4, 2, T), KernelConfig(64, 64, 8, 1, T), KernelConfig(128, 32, 8, 2, T)],
 }
 
 

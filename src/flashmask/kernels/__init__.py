@@ -58,10 +58,13 @@ class _MaskArgs:
 
 
 def _grid(heads: int, blocks: int) -> tuple[int, int]:
-    """(batch x heads, blocks); CUDA caps the second grid dimension at 65535."""
-    if blocks > _MAX_GRID_Y:
-        raise ValueError(f"sequence too long for one launch: {blocks} blocks > {_MAX_GRID_Y}")
-    return heads, blocks
+    """(blocks, batch x heads): blocks of one head run side by side and share K/V in L2.
+
+    CUDA caps the second grid dimension at 65535.
+    """
+    if heads > _MAX_GRID_Y:
+        raise ValueError(f"batch * heads must be at most {_MAX_GRID_Y} per launch, got {heads}")
+    return blocks, heads
 
 
 def _head_dim_pad(head_dim: int) -> int:

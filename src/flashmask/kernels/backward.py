@@ -40,8 +40,8 @@ def bwd_preprocess_kernel(
     HEAD_DIM: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
-    pid_m = tl.program_id(1)
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
     b = (pid_bh // num_q_heads).to(tl.int64)
     h = pid_bh % num_q_heads
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -200,13 +200,13 @@ def bwd_dkdv_kernel(
     HEAD_DIM_PAD: tl.constexpr,
     USE_TMA: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
+    pid_bh = tl.program_id(1)
     b = pid_bh // num_kv_heads
     kv_h = pid_bh % num_kv_heads
     b64 = b.to(tl.int64)
     # Heaviest key blocks first, ordered by the live tiles of the group's first mask head.
     first_mask_h = (kv_h * q_per_kv) // q_per_mask
-    pid_n = tl.load(Order + (b * list_stride_b + first_mask_h).to(tl.int64) * num_n_blocks + tl.program_id(1))
+    pid_n = tl.load(Order + (b * list_stride_b + first_mask_h).to(tl.int64) * num_n_blocks + tl.program_id(0))
     start_n = pid_n * BLOCK_N
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
@@ -373,14 +373,14 @@ def bwd_dq_kernel(
     HEAD_DIM_PAD: tl.constexpr,
     USE_TMA: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
+    pid_bh = tl.program_id(1)
     b = pid_bh // num_q_heads
     h = pid_bh % num_q_heads
     kv_h = h // q_per_kv
     mask_h = h // q_per_mask
     b64 = b.to(tl.int64)
     list_base = (b * list_stride_b + mask_h).to(tl.int64) * num_m_blocks
-    pid_m = tl.load(Order + list_base + tl.program_id(1))
+    pid_m = tl.load(Order + list_base + tl.program_id(0))
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM_PAD)

@@ -154,14 +154,15 @@ def fwd_kernel(
     HEAD_DIM_PAD: tl.constexpr,
     USE_TMA: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
+    pid_bh = tl.program_id(1)
     b = pid_bh // num_q_heads
     h = pid_bh % num_q_heads
     kv_h = h // q_per_kv
     mask_h = h // q_per_mask
     list_base = (b * list_stride_b + mask_h).to(tl.int64) * num_m_blocks
     # Heaviest query blocks first (Order sorts them by live tiles): the grid's tail gets the light ones.
-    pid_m = tl.load(Order + list_base + tl.program_id(1))
+    # Axis 0 stays the block axis so that programs launched together share K/V in L2.
+    pid_m = tl.load(Order + list_base + tl.program_id(0))
     start_m = pid_m * BLOCK_M
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
