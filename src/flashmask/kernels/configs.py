@@ -41,13 +41,14 @@ def pick(head_dim_pad: int, device: torch.device) -> Configs:
         return Configs(K(32, 16, 4, 1), K(16, 32, 4, 1), K(32, 16, 4, 1))
     major, _ = torch.cuda.get_device_capability(device)
     if major >= 9:  # Hopper
-        # H100, D=128, 8K x 8 x 32 heads, bf16: forward 498 TFLOPs/s with TMA at 128x128 against 413 at best
-        # without; the separate dQ pass with TMA (59.5 ms) beat atomics (61.4 ms), so it is the default.
+        # Measured on H100 (benchmarks/NOTES.md). D=128: forward 486 TFLOPs/s at 128x128 with TMA (424 at
+        # 128x64); the separate dQ pass (60.2 ms) edged out atomics (60.8 ms). D=64: atomics 72.3 ms against
+        # 74.9 for the dQ pass. D=256: atomics 67 ms against 111 ms for the dQ pass.
         if head_dim_pad <= 64:
-            return Configs(K(128, 128, 8, 3, True), K(64, 128, 8, 2), K(128, 64, 8, 2, True))
+            return Configs(K(128, 64, 4, 3, True), K(64, 128, 8, 2), K(128, 128, 8, 2, True), atomic_dq=True)
         if head_dim_pad <= 128:
-            return Configs(K(128, 128, 8, 3, True), K(64, 128, 8, 2), K(128, 64, 8, 2, True))
-        return Configs(K(64, 64, 4, 2, True), K(32, 64, 4, 2), K(64, 32, 4, 2, True))
+            return Configs(K(128, 128, 8, 3, True), K(64, 128, 8, 2), K(128, 128, 8, 2, True))
+        return Configs(K(128, 64, 8, 2, True), K(64, 64, 8, 1), K(128, 32, 8, 2, True), atomic_dq=True)
     # Ampere and older: less shared memory, no tensor descriptors.
     if head_dim_pad <= 64:
         return Configs(K(128, 64, 4, 2), K(64, 64, 4, 2), K(64, 64, 4, 2))
