@@ -205,8 +205,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--only", default=None, help="run only cases whose description contains this text")
     args = parser.parse_args()
     cases = build_cases(args.quick)
+    if args.only:
+        cases = [c for c in cases if args.only in _describe(c)]
     t0 = time.time()
     if args.workers > 1:
         import multiprocessing as mp

@@ -19,6 +19,8 @@ from .configs import Configs, KernelConfig
 from .forward import fwd_kernel
 from .tiles import MaskForm, block_bounds, mask_form, tile_lists
 
+from triton.runtime.errors import OutOfResources
+
 try:
     from triton.tools.tensor_descriptor import TensorDescriptor
 except ImportError:  # older Triton: plain pointer loads only
@@ -55,6 +57,28 @@ class _MaskArgs:
         return dict(
             CAUSAL=f.causal, HAS_MASK=f.has_mask, LTE_COL=f.lte_col, UTS_COL=f.uts_col, UTE_COL=f.ute_col
         )
+
+
+_STAGES_THAT_FIT: dict[tuple, int] = {}
+
+
+def _launch(kernel, grid: tuple[int, int], args: tuple, constexprs: dict, cfg: KernelConfig) -> None:
+    """Launch with ``cfg``; if the pipeline does not fit in shared memory, retry with fewer stages.
+
+    Some mask forms load more per tile (four interval vectors) than the tuned config assumed; Triton raises
+    ``OutOfResources`` at launch, before anything runs, so the retry is safe. The fit is remembered.
+    """
+    key = (kernel.fn.__name__, tuple(sorted(constexprs.items())), cfg)
+    stages = _STAGES_THAT_FIT.get(key, cfg.num_stages)
+    while True:
+        try:
+            kernel[grid](*args, **constexprs, num_warps=cfg.num_warps, num_stages=stages)
+            return
+        except OutOfResources:
+            if stages <= 1:
+                raise
+            stages -= 1
+            _STAGES_THAT_FIT[key] = stages
 
 
 def _grid(heads: int, blocks: int) -> tuple[int, int]:
@@ -127,18 +151,24 @@ def attention_forward(
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     tma = (cfg.tma and _tma_ok(k, v)) if use_tma is None else use_tma
     k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
-    fwd_kernel[_grid(batch * num_q_heads, num_m)](
-        q, k_arg, v_arg, out, lse, mask.tensor, *lists,
-        q.stride(0), q.stride(1), q.stride(2),
-        k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2),
-        out.stride(0), out.stride(1), out.stride(2),
-        *mask.strides, mask.list_stride_b,
-        seqlen_q, seqlen_k, num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n,
-        softmax_scale * _LOG2E,
-        **mask.constexprs(),
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    _launch(
+        fwd_kernel,
+        _grid(batch * num_q_heads, num_m),
+        (
+            q, k_arg, v_arg, out, lse, mask.tensor, *lists,
+            q.stride(0), q.stride(1), q.stride(2),
+            k.stride(0), k.stride(1), k.stride(2),
+            v.stride(0), v.stride(1), v.stride(2),
+            out.stride(0), out.stride(1), out.stride(2),
+            *mask.strides, mask.list_stride_b,
+            seqlen_q, seqlen_k, num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n,
+            softmax_scale * _LOG2E,
+        ),
+        dict(
+            **mask.constexprs(),
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
+        ),
+        cfg,
     )  # fmt: skip
     return out, lse
 
@@ -199,21 +229,27 @@ def attention_backward(
     dq_strides = (dq_acc.stride(0), dq_acc.stride(1), dq_acc.stride(2)) if atomic_dq else (0, 0, 0)
     tma = (cfg.tma and _tma_ok(q, dout)) if use_tma is None else use_tma
     q_arg, do_arg = _descriptors(tma, cfg.block_m, d_pad, q, dout)
-    bwd_dkdv_kernel[_grid(batch * num_kv_heads, num_n)](
-        q_arg, k, v, do_arg, dq_acc, dk, dv, lse2, delta, mask.tensor, *lists,
-        q.stride(0), q.stride(1), q.stride(2),
-        k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2),
-        dout.stride(0), dout.stride(1), dout.stride(2),
-        *dq_strides,
-        dk.stride(0), dk.stride(1), dk.stride(2),
-        dv.stride(0), dv.stride(1), dv.stride(2),
-        *mask.strides, mask.list_stride_b,
-        seqlen_q, seqlen_k, num_q_heads, num_kv_heads, q_per_kv, mask.q_per_mask, num_m, num_n,
-        softmax_scale * _LOG2E, softmax_scale,
-        ATOMIC_DQ=atomic_dq, **mask.constexprs(),
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    _launch(
+        bwd_dkdv_kernel,
+        _grid(batch * num_kv_heads, num_n),
+        (
+            q_arg, k, v, do_arg, dq_acc, dk, dv, lse2, delta, mask.tensor, *lists,
+            q.stride(0), q.stride(1), q.stride(2),
+            k.stride(0), k.stride(1), k.stride(2),
+            v.stride(0), v.stride(1), v.stride(2),
+            dout.stride(0), dout.stride(1), dout.stride(2),
+            *dq_strides,
+            dk.stride(0), dk.stride(1), dk.stride(2),
+            dv.stride(0), dv.stride(1), dv.stride(2),
+            *mask.strides, mask.list_stride_b,
+            seqlen_q, seqlen_k, num_q_heads, num_kv_heads, q_per_kv, mask.q_per_mask, num_m, num_n,
+            softmax_scale * _LOG2E, softmax_scale,
+        ),
+        dict(
+            ATOMIC_DQ=atomic_dq, **mask.constexprs(),
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
+        ),
+        cfg,
     )  # fmt: skip
     if atomic_dq:
         if dq_buf is None:
@@ -227,18 +263,24 @@ def attention_backward(
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
-    bwd_dq_kernel[_grid(batch * num_q_heads, num_m)](
-        q, k_arg, v_arg, dout, dq, lse2, delta, mask.tensor, *lists,
-        q.stride(0), q.stride(1), q.stride(2),
-        k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2),
-        dout.stride(0), dout.stride(1), dout.stride(2),
-        dq.stride(0), dq.stride(1), dq.stride(2),
-        *mask.strides, mask.list_stride_b,
-        seqlen_q, seqlen_k, num_q_heads, q_per_kv, mask.q_per_mask, num_m, num_n,
-        softmax_scale * _LOG2E, softmax_scale,
-        **mask.constexprs(),
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    _launch(
+        bwd_dq_kernel,
+        _grid(batch * num_q_heads, num_m),
+        (
+            q, k_arg, v_arg, dout, dq, lse2, delta, mask.tensor, *lists,
+            q.stride(0), q.stride(1), q.stride(2),
+            k.stride(0), k.stride(1), k.stride(2),
+            v.stride(0), v.stride(1), v.stride(2),
+            dout.stride(0), dout.stride(1), dout.stride(2),
+            dq.stride(0), dq.stride(1), dq.stride(2),
+            *mask.strides, mask.list_stride_b,
+            seqlen_q, seqlen_k, num_q_heads, q_per_kv, mask.q_per_mask, num_m, num_n,
+            softmax_scale * _LOG2E, softmax_scale,
+        ),
+        dict(
+            **mask.constexprs(),
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
+        ),
+        cfg,
     )  # fmt: skip
     return dq, dk, dv

@@ -1,0 +1,166 @@
+"""The Triton kernels under ``TRITON_INTERPRET=1`` on CPU tensors (CI has no GPU), against the dense reference.
+
+Small fp32/fp16 shapes (the interpreter's bf16 dot is wrong in Triton 3.6), every mask type, every (causal, C)
+form, GQA, every Hm, Sq != Sk, odd lengths, empty rows, both load paths (pointers and tensor descriptors) and
+both dQ modes. Outputs are written into NaN-poisoned buffers so that unwritten elements show. The full
+GPU matrix (bf16, all head dims, long sequences) is ``benchmarks/gpu_check.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET") != "1", reason="kernel tests run under TRITON_INTERPRET=1 (see README)"
+)
+
+triton = pytest.importorskip("triton")
+
+from flashmask import ColumnMask, flashmask_attention  # noqa: E402
+from flashmask.bench import workloads  # noqa: E402
+from flashmask.reference import reference_attention  # noqa: E402
+
+FORMS = [(True, 1), (True, 2), (False, 2), (False, 4)]
+
+
+def _kernels():
+    from flashmask import kernels
+
+    return kernels
+
+
+def _random_indices(gen, b, hm, sq, sk, causal, c):
+    idx = torch.randint(-3, sq + 4, (b, hm, sk, c), generator=gen, dtype=torch.int32)
+    if c == 4 or (causal and c == 2):
+        idx[..., 1] = idx[..., 0] + torch.randint(0, max(2, sq // 3), idx[..., 0].shape, generator=gen)
+    if c == 4:
+        idx[..., 3] = idx[..., 2] + torch.randint(0, max(2, sq // 3), idx[..., 2].shape, generator=gen)
+    return idx
+
+
+def _check(q, k, v, indices, causal, *, deterministic, use_tma, atol):
+    """Run forward + backward into poisoned buffers and compare with the fp64 reference."""
+    kern = _kernels()
+    scale = 1 / math.sqrt(q.shape[-1])
+    b, sq, hq, _ = q.shape
+    gen = torch.Generator().manual_seed(1)
+    do = torch.randn(q.shape, generator=gen).to(q.dtype)
+    dlse = torch.randn(b, hq, sq, generator=gen)
+    nan = float("nan")
+    out = torch.full_like(q, nan)
+    lse = torch.full((b, hq, sq), nan)
+    out, lse = kern.attention_forward(q, k, v, indices, causal, scale, out=out, lse=lse, use_tma=use_tma)
+    dlse = torch.where(torch.isinf(lse), torch.zeros_like(dlse), dlse)
+    grads = (torch.full_like(q, nan), torch.full_like(k, nan), torch.full_like(v, nan))
+    configs = kern.configs.pick(16, q.device)._replace(atomic_dq=not deterministic)
+    dq, dk, dv = kern.attention_backward(
+        do, q, k, v, out, lse, indices, causal, scale, dlse=dlse, deterministic=deterministic,
+        configs=configs, grads=grads, use_tma=use_tma,
+    )  # fmt: skip
+
+    qr, kr, vr = (t.detach().double().requires_grad_() for t in (q, k, v))
+    ref_out, ref_lse = reference_attention(qr, kr, vr, indices, causal=causal)
+    finite = torch.isfinite(ref_lse)
+    loss = (ref_out * do.double()).sum() + (torch.where(finite, ref_lse, 0) * dlse.double()).sum()
+    ref_dq, ref_dk, ref_dv = torch.autograd.grad(loss, (qr, kr, vr))
+
+    for name, got, ref in (("out", out, ref_out), ("dq", dq, ref_dq), ("dk", dk, ref_dk), ("dv", dv, ref_dv)):
+        assert torch.isfinite(got).all(), f"{name}: unwritten or non-finite elements"
+        err = (got.double() - ref).abs().max().item()
+        assert err <= atol * max(1.0, ref.abs().max().item()), f"{name}: max error {err:.2e}"
+    assert torch.equal(torch.isneginf(lse), ~finite), "rows that see nothing must have lse = -inf"
+    assert not torch.isnan(lse).any()
+    if finite.any():
+        assert (lse[finite].double() - ref_lse[finite]).abs().max().item() <= 1e-4
+    if (~finite).any():
+        rows = (~finite).transpose(1, 2)
+        assert out[rows].abs().max() == 0 and dq[rows].abs().max() == 0
+
+
+@pytest.mark.parametrize("causal,c", FORMS)
+@pytest.mark.parametrize("sq,sk", [(70, 70), (45, 83), (83, 45)])
+def test_forms_gqa_and_mask_heads(causal, c, sq, sk):
+    gen = torch.Generator().manual_seed(sq * 131 + sk + c + 7 * causal)
+    b, hq, hkv, d = 2, 4, 2, 24  # D=24 is padded to 32 inside the kernels
+    for hm in (1, hkv, hq):
+        q = torch.randn(b, sq, hq, d, generator=gen)
+        k = torch.randn(b, sk, hkv, d, generator=gen)
+        v = torch.randn(b, sk, hkv, d, generator=gen)
+        idx = _random_indices(gen, b, hm, sq, sk, causal, c)
+        _check(q, k, v, idx, causal, deterministic=hm != 2, use_tma=hm == hq, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", workloads.MASK_TYPES)
+def test_every_mask_type_fp16(name):
+    gen = torch.Generator().manual_seed(len(name))
+    b, s, hq, hkv, d = 2, 96, 4, 1, 16
+    mask = workloads.make(name, s, b, "cpu", seed=3).mask
+    q, k, v = (torch.randn(b, s, h, d, generator=gen).half() for h in (hq, hkv, hkv))
+    _check(q, k, v, mask.startend_row_indices, mask.causal, deterministic=True, use_tma=False, atol=2e-2)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_no_mask_and_shared_batch_mask(causal):
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(3, 50, 2, 16, generator=gen) for _ in range(3))
+    _check(q, k, v, None, causal, deterministic=False, use_tma=False, atol=2e-5)
+    idx = _random_indices(gen, 1, 1, 50, 50, causal, 2)  # batch 1: shared by all rows
+    _check(q, k, v, idx, causal, deterministic=True, use_tma=True, atol=2e-5)
+
+
+def test_deterministic_backward_is_bit_identical():
+    gen = torch.Generator().manual_seed(9)
+    q, k, v = (torch.randn(1, 64, 2, 16, generator=gen) for _ in range(3))
+    mask = workloads.make("causal_document", 64, 1, "cpu", seed=1).mask
+    kern = _kernels()
+    out, lse = kern.attention_forward(q, k, v, mask.startend_row_indices, True, 0.25)
+    do = torch.randn(q.shape, generator=gen)
+    a = kern.attention_backward(do, q, k, v, out, lse, mask.startend_row_indices, True, 0.25, deterministic=True)
+    b = kern.attention_backward(do, q, k, v, out, lse, mask.startend_row_indices, True, 0.25, deterministic=True)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_public_entry_point_runs_the_kernels():
+    """``backend="triton"`` on CPU tensors goes through the kernels (interpreter) with autograd."""
+    gen = torch.Generator().manual_seed(2)
+    mask = ColumnMask(_random_indices(gen, 1, 1, 40, 40, False, 4), causal=False)
+    q, k, v = (torch.randn(1, 40, 2, 16, generator=gen, requires_grad=True) for _ in range(3))
+    out = flashmask_attention(q, k, v, mask, backend="triton")
+    ref = flashmask_attention(q, k, v, mask, backend="torch")
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=0)
+    g1 = torch.autograd.grad(out.sum(), (q, k, v))
+    g2 = torch.autograd.grad(ref.sum(), (q, k, v))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=0)
+
+
+def test_tile_lists_match_the_torch_classification():
+    from flashmask._column_mask import intervals_of
+    from flashmask._tiling import DEAD, FULL, classify_tiles
+    from flashmask.kernels.tiles import block_bounds, mask_form, tile_lists
+
+    gen = torch.Generator().manual_seed(4)
+    for causal, c in FORMS:
+        for sq, sk in ((100, 100), (37, 90), (90, 37)):
+            idx = _random_indices(gen, 2, 3, sq, sk, causal, c)
+            bm, bn = 16, 32
+            bounds = block_bounds(idx, mask_form(idx, causal), sq, sk, bn, idx.device)
+            states = classify_tiles(intervals_of(idx, causal, sq), sk, bm, bn).flatten(0, 1)
+            for transposed in (False, True):
+                lists = tile_lists(bounds, causal, sq, sk, bm, bn, transposed)
+                st = states.transpose(1, 2) if transposed else states
+                for row in range(st.shape[0]):
+                    for outer in range(st.shape[1]):
+                        nf = int(lists.full_count[row, outer])
+                        npart = int(lists.part_count[row, outer])
+                        full = lists.full_index[row, outer, :nf].tolist()
+                        part = lists.part_index[row, outer, :npart].tolist()
+                        assert full == torch.nonzero(st[row, outer] == FULL).flatten().tolist()
+                        expect_part = (st[row, outer] != FULL) & (st[row, outer] != DEAD)
+                        assert part == torch.nonzero(expect_part).flatten().tolist()
+                    order = lists.order[row].tolist()
+                    assert sorted(order) == list(range(st.shape[1]))
