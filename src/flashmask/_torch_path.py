@@ -48,7 +48,7 @@ class _BlockPlan:
         flat = states.flatten(0, 1)
         self.live = (flat != 0).any(0).cpu() if flat.shape[0] else torch.zeros(0, 0, dtype=torch.bool)
         self.full = (flat == FULL).all(0).cpu() if flat.shape[0] else self.live
-        self.block_m, self.block_n, self.seqlen_k = block_m, seqlen_k, seqlen_k
+        self.block_m, self.block_n, self.seqlen_k = block_m, block_n, seqlen_k
         self.device = iv.lts.device
 
     def columns(self, q_block: int) -> tuple[torch.Tensor, int]:

@@ -145,6 +145,9 @@ def flashmask_attention(
         softmax_scale = 1.0 / math.sqrt(query.shape[-1])
     elif not isinstance(softmax_scale, (int, float)) or isinstance(softmax_scale, bool):
         raise TypeError(f"softmax_scale must be a float, got {type(softmax_scale).__name__}")
+    elif not softmax_scale > 0:
+        # The kernels fold the scale into the running max, which assumes it is positive.
+        raise ValueError(f"softmax_scale must be positive, got {softmax_scale}")
     out, lse = _FlashMaskFunction.apply(
         query, key, value, indices, causal, float(softmax_scale), backend, bool(deterministic)
     )
