@@ -28,10 +28,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from flashmask import ColumnMask  # noqa: E402
-from flashmask.bench import workloads  # noqa: E402
-from flashmask.kernels import attention_backward, attention_forward  # noqa: E402
-from flashmask.reference import reference_attention  # noqa: E402
+from flashmask import ColumnMask
+from flashmask.bench import workloads
+from flashmask.kernels import attention_backward, attention_forward
+from flashmask.reference import reference_attention
 
 FORMS = [(True, 1), (True, 2), (False, 2), (False, 4)]
 
@@ -146,7 +146,9 @@ def run_case(case: dict) -> dict:
         dq, dk, dv = attention_backward(
             do, q, k, v, out, lse, indices, causal, scale, deterministic=deterministic, grads=grads
         )
-        errs = dict(out=_max_err(out, out_ref), dq=_max_err(dq, dq_ref), dk=_max_err(dk, dk_ref), dv=_max_err(dv, dv_ref))
+        errs = dict(
+            out=_max_err(out, out_ref), dq=_max_err(dq, dq_ref), dk=_max_err(dk, dk_ref), dv=_max_err(dv, dv_ref)
+        )
         for name, t in (("out", out), ("dq", dq), ("dk", dk), ("dv", dv)):
             if not torch.isfinite(t).all():
                 result["ok"] = False
@@ -184,7 +186,7 @@ def run_case(case: dict) -> dict:
 
 
 def _worker(args):
-    cases, gpu_log = args
+    cases, _gpu_log = args
     out = []
     for case in cases:
         t = time.time()
@@ -232,9 +234,7 @@ def main() -> None:
     print(f"{'case':95s} {'result':6s} {'out':>8s} {'dq':>8s} {'dk':>8s} {'dv':>8s}  (atomic err / sdpa err)")
     for r in results:
         if "atomic" in r:
-            ratios = " ".join(
-                f"{r['atomic'][n] / max(r['sdpa'][n], 1e-12):8.2f}" for n in ("out", "dq", "dk", "dv")
-            )
+            ratios = " ".join(f"{r['atomic'][n] / max(r['sdpa'][n], 1e-12):8.2f}" for n in ("out", "dq", "dk", "dv"))
         else:
             ratios = "   error"
         print(f"{r['case']:95s} {'PASS' if r['ok'] else 'FAIL':6s} {ratios}")

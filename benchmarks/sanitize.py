@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from flashmask.kernels import attention_backward, attention_forward  # noqa: E402
+from flashmask.kernels import attention_backward, attention_forward
 
 
 def main() -> None:

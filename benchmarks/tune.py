@@ -19,9 +19,9 @@ from triton.testing import do_bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from flashmask.bench import workloads  # noqa: E402
-from flashmask.kernels import Configs, KernelConfig, attention_backward, attention_forward  # noqa: E402
-from flashmask.kernels import configs as kconfigs  # noqa: E402
+from flashmask.bench import workloads
+from flashmask.kernels import Configs, KernelConfig, attention_backward, attention_forward
+from flashmask.kernels import configs as kconfigs
 
 T = True
 FWD = {
@@ -32,7 +32,12 @@ FWD = {
 DKDV = {
     64: [KernelConfig(64, 128, 8, 2), KernelConfig(32, 128, 4, 3)],
     128: [KernelConfig(64, 128, 8, 2)],
-    256: [KernelConfig(32, 64, 8, 2), KernelConfig(64, 64, 8, 1), KernelConfig(16, 64, 4, 2), KernelConfig(32, 64, 4, 2)],
+    256: [
+        KernelConfig(32, 64, 8, 2),
+        KernelConfig(64, 64, 8, 1),
+        KernelConfig(16, 64, 4, 2),
+        KernelConfig(32, 64, 4, 2),
+    ],
 }
 DQ = {
     64: [KernelConfig(128, 128, 8, 2, T), KernelConfig(128, 64, 8, 2, T)],
@@ -92,7 +97,12 @@ def main() -> None:
         for cfg in DQ[dpad]:
             cf = Configs(default.forward, default.dkdv, cfg)
             try:
-                ms = bench(lambda: attention_backward(do, q, k, v, out, lse, idx, causal, scale, deterministic=True, configs=cf), args.rep)
+                ms = bench(
+                    lambda: attention_backward(
+                        do, q, k, v, out, lse, idx, causal, scale, deterministic=True, configs=cf
+                    ),
+                    args.rep,
+                )
             except Exception as exc:
                 print("bwd det", cfg, "failed:", str(exc)[-300:])
                 continue

@@ -36,7 +36,7 @@ def _compare(q, k, v, mask=None, atol=1e-10, **kwargs):
     ref_loss = (ref_out * do).sum() + (torch.where(finite, ref_lse, 0) * dlse).sum()
     grads = torch.autograd.grad(loss, (q, k, v))
     ref_grads = torch.autograd.grad(ref_loss, (q, k, v))
-    for g, r in zip(grads, ref_grads):
+    for g, r in zip(grads, ref_grads, strict=False):
         assert torch.isfinite(g).all()
         torch.testing.assert_close(g, r.to(g.dtype), atol=atol, rtol=0)
     return out, lse, grads

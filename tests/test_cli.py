@@ -97,9 +97,7 @@ def test_bench_dry_run_quick_and_subsets(capsys):
     out = capsys.readouterr().out
     assert "[kernel] 4 cases" in out and "(quick)" in out
     kernel_part = out.split("[mask-cost]")[0].splitlines()
-    kernel_rows = [
-        line.split() for line in kernel_part if line.startswith("   ") and line.split()[0].isdigit()
-    ]
+    kernel_rows = [line.split() for line in kernel_part if line.startswith("   ") and line.split()[0].isdigit()]
     assert {row[1] for row in kernel_rows} == {"8192"}  # quick kernel table: 8K only, D=128
     assert {row[0] for row in kernel_rows} == {"128"}
 
@@ -181,10 +179,7 @@ def test_render_merges_parts(tmp_path, capsys):
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
     out = tmp_path / "merged"
-    assert (
-        main(["bench", "--render", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(out)])
-        == 0
-    )
+    assert main(["bench", "--render", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(out)]) == 0
     merged = json.loads((out / "results.json").read_text())
     assert len(merged["kernel"]) == len(data["kernel"]) and len(merged["runs"]) == 2
     assert merged["kernel"][2]["sparsity"] == 0.5

@@ -29,9 +29,7 @@ def builder_masks() -> dict[str, ColumnMask]:
         "prefix_lm_document": masks.prefix_lm_document([3, 2, 5], [2, 2, 2]),
         "prefix_lm_causal": masks.prefix_lm_causal(12, 5),
         "qk_sparse": masks.qk_sparse(20, [(2, 3), (6, 2), (12, 6)]),
-        "hash_sparse": masks.hash_sparse(
-            start, (start + torch.randint(0, 10, (2, 32), generator=g)).clamp_max(32)
-        ),
+        "hash_sparse": masks.hash_sparse(start, (start + torch.randint(0, 10, (2, 32), generator=g)).clamp_max(32)),
         "eviction": masks.eviction(torch.tensor([10, 4, 8, 6, 10, 7, 10, 9, 10, 10])),
         "random_eviction": masks.random_eviction(30, 8, torch.Generator().manual_seed(3), batch=2),
     }

@@ -121,7 +121,7 @@ def test_deterministic_backward_is_bit_identical():
     do = torch.randn(q.shape, generator=gen)
     a = kern.attention_backward(do, q, k, v, out, lse, mask.startend_row_indices, True, 0.25, deterministic=True)
     b = kern.attention_backward(do, q, k, v, out, lse, mask.startend_row_indices, True, 0.25, deterministic=True)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=False))
 
 
 def test_public_entry_point_runs_the_kernels():
@@ -134,7 +134,7 @@ def test_public_entry_point_runs_the_kernels():
     torch.testing.assert_close(out, ref, atol=2e-5, rtol=0)
     g1 = torch.autograd.grad(out.sum(), (q, k, v))
     g2 = torch.autograd.grad(ref.sum(), (q, k, v))
-    for a, b in zip(g1, g2):
+    for a, b in zip(g1, g2, strict=False):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=0)
 
 

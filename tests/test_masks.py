@@ -16,9 +16,7 @@ from hypothesis import strategies as st
 
 from flashmask import ColumnMask, masks
 
-SETTINGS = settings(
-    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ============================================================================================ helpers
@@ -108,9 +106,7 @@ def test_toy_causal_blockwise() -> None:
     assert lts[:4] == [4] * 4 and lte[:4] == [7] * 4
     assert lts[4:7] == [7] * 3 and lte[4:7] == [7] * 3
     assert lts[7:] == [10] * 3 and lte[7:] == [10] * 3
-    figure = ColumnMask(
-        torch.tensor([[4] * 4 + [10] * 6, [7] * 4 + [10] * 6]).T.view(1, 1, 10, 2), causal=True
-    )
+    figure = ColumnMask(torch.tensor([[4] * 4 + [10] * 6, [7] * 4 + [10] * 6]).T.view(1, 1, 10, 2), causal=True)
     assert torch.equal(masks.causal_blockwise([4, 3, 3]).to_dense(), figure.to_dense())
 
 

@@ -97,9 +97,7 @@ class ColumnMask:
     The mask costs ``B * Hm * Sk * C * 4`` bytes, against ``B * Hm * Sq * Sk`` for a dense boolean mask.
     """
 
-    def __init__(
-        self, startend_row_indices: torch.Tensor, causal: bool = False, seqlen_q: int | None = None
-    ) -> None:
+    def __init__(self, startend_row_indices: torch.Tensor, causal: bool = False, seqlen_q: int | None = None) -> None:
         if not isinstance(startend_row_indices, torch.Tensor):
             raise TypeError(
                 "startend_row_indices must be an integer torch.Tensor of shape [B, Hm, Sk, C], "

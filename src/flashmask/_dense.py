@@ -115,9 +115,7 @@ def column_mask_from_dense(mask: torch.Tensor, causal: bool | None = None) -> tu
             ``(batch, head, column)``.
     """
     if not isinstance(mask, torch.Tensor):
-        raise TypeError(
-            f"mask must be a bool torch.Tensor [B, Hm, Sq, Sk] or [Sq, Sk], got {type(mask).__name__}"
-        )
+        raise TypeError(f"mask must be a bool torch.Tensor [B, Hm, Sq, Sk] or [Sq, Sk], got {type(mask).__name__}")
     if mask.dtype != torch.bool:
         raise TypeError(f"mask must be a bool tensor (True = may attend), got {mask.dtype}")
     if mask.dim() == 2:

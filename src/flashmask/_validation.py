@@ -22,17 +22,14 @@ def check_qkv(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> No
         if t.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
     if key.dtype != query.dtype or value.dtype != query.dtype:
-        raise TypeError(
-            f"query, key and value must share one dtype, got {query.dtype}, {key.dtype}, {value.dtype}"
-        )
+        raise TypeError(f"query, key and value must share one dtype, got {query.dtype}, {key.dtype}, {value.dtype}")
     if key.device != query.device or value.device != query.device:
         raise ValueError(
             f"query, key and value must be on one device, got {query.device}, {key.device}, {value.device}"
         )
     if key.shape != value.shape:
         raise ValueError(
-            f"key and value must have the same shape [B, Sk, Hkv, D], got {tuple(key.shape)} and "
-            f"{tuple(value.shape)}"
+            f"key and value must have the same shape [B, Sk, Hkv, D], got {tuple(key.shape)} and {tuple(value.shape)}"
         )
     if key.shape[0] != query.shape[0]:
         raise ValueError(f"query has batch {query.shape[0]} but key has batch {key.shape[0]}")
@@ -66,10 +63,7 @@ def _window_mask(
         raise ValueError(f"window_size must be non-negative, got {window_size!r}")
     cols = torch.arange(seqlen_k, device=device, dtype=torch.int64)
     lts = (cols + left + 1).clamp(0, seqlen_q)
-    if causal:
-        bounds = lts.unsqueeze(-1)
-    else:
-        bounds = torch.stack([lts, (cols - right).clamp(0, seqlen_q)], dim=-1)
+    bounds = lts.unsqueeze(-1) if causal else torch.stack([lts, (cols - right).clamp(0, seqlen_q)], dim=-1)
     return bounds.to(torch.int32).view(1, 1, seqlen_k, -1)
 
 
@@ -105,9 +99,7 @@ def resolve_mask(
                 "a ColumnMask carries its own causal flag; drop causal=True or build a causal mask"
             )
         if mask.seqlen_q != seqlen_q:
-            raise ValueError(
-                f"the ColumnMask was built for {mask.seqlen_q} query rows but query has {seqlen_q}"
-            )
+            raise ValueError(f"the ColumnMask was built for {mask.seqlen_q} query rows but query has {seqlen_q}")
         causal = mask.causal
         indices = mask.startend_row_indices
     else:
@@ -135,9 +127,7 @@ def resolve_mask(
             f"heads ({num_kv_heads}) or the number of query heads ({num_q_heads})"
         )
     if indices.shape[2] != seqlen_k:
-        raise ValueError(
-            f"startend_row_indices has {indices.shape[2]} key columns (dim 2) but key has {seqlen_k}"
-        )
+        raise ValueError(f"startend_row_indices has {indices.shape[2]} key columns (dim 2) but key has {seqlen_k}")
     if indices.device != query.device:
         indices = indices.to(query.device, non_blocking=True)
     if indices.dtype != torch.int32:

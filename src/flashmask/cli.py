@@ -72,9 +72,7 @@ def _mask_list(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     from .bench.plan import PARTS, PEERS
 
-    parser = argparse.ArgumentParser(
-        prog="flashmask", description="FlashMask attention: demo and benchmarks."
-    )
+    parser = argparse.ArgumentParser(prog="flashmask", description="FlashMask attention: demo and benchmarks.")
     sub = parser.add_subparsers(dest="command", metavar="{demo,bench}")
 
     demo = sub.add_parser(
@@ -92,9 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: kernels on CUDA, else torch",
     )
-    demo.add_argument(
-        "--masks", type=_mask_list, default=None, help="comma-separated mask types (default all)"
-    )
+    demo.add_argument("--masks", type=_mask_list, default=None, help="comma-separated mask types (default all)")
     demo.add_argument("--reps", type=int, default=3, help="timed repetitions after one warm-up (median)")
     demo.add_argument(
         "--tol",
@@ -113,9 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and --head-dims; merge the parts with --render a/results.json b/results.json --out merged.",
     )
     bench.add_argument("--masks", type=_mask_list, default=None, help="kernel-table mask types (default all)")
-    bench.add_argument(
-        "--seqlens", type=_size_list, default=None, help="kernel-table lengths (default 8K,32K,128K)"
-    )
+    bench.add_argument("--seqlens", type=_size_list, default=None, help="kernel-table lengths (default 8K,32K,128K)")
     bench.add_argument("--head-dims", type=_size_list, default=None, help="head dims (default 128,64)")
     bench.add_argument(
         "--peers", type=_choices("peer", PEERS, allow_none=True), default=None,
@@ -124,22 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--part", type=_choices("part", PARTS), default=None, help=f"{', '.join(PARTS)} or all (default all)"
     )
-    bench.add_argument(
-        "--quick", action="store_true", help="8K, D=128, 4 masks, short timings (~2 min on an H100)"
-    )
+    bench.add_argument("--quick", action="store_true", help="8K, D=128, 4 masks, short timings (~2 min on an H100)")
     bench.add_argument("--out", default=None, help="output folder (default ./bench_results)")
-    bench.add_argument(
-        "--dry-run", action="store_true", help="print the plan and estimated memory; run nothing"
-    )
+    bench.add_argument("--dry-run", action="store_true", help="print the plan and estimated memory; run nothing")
     bench.add_argument(
         "--render", nargs="+", metavar="JSON", default=None,
         help="re-render results.md and plots from recorded results.json files (several are merged)",
     )  # fmt: skip
-    bench.add_argument(
-        "--total-tokens", type=_size, default=None, help="tokens per case, B = this // S (128K)"
-    )
-    bench.add_argument("--warmup-ms", type=int, default=None, help="do_bench warm-up budget in ms")
-    bench.add_argument("--rep-ms", type=int, default=None, help="do_bench repetition budget in ms")
+    bench.add_argument("--total-tokens", type=_size, default=None, help="tokens per case, B = this // S (128K)")
+    bench.add_argument("--warmup-ms", type=int, default=None, help="timer warm-up budget in ms")
+    bench.add_argument("--rep-ms", type=int, default=None, help="timer repetition budget in ms")
     bench.add_argument(
         "--dense-limit-gb",
         type=float,
@@ -147,9 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip SDPA with a dense mask from this many GiB (4)",
     )
     bench.add_argument("--tol", type=float, default=None, help="peer output check tolerance (2e-2)")
-    bench.add_argument(
-        "--mask-cost-seqlens", type=_size_list, default=None, help="default 8K,32K,128K,512K,1M"
-    )
+    bench.add_argument("--mask-cost-seqlens", type=_size_list, default=None, help="default 8K,32K,128K,512K,1M")
     bench.add_argument("--sweep-masks", type=_mask_list, default=None, help="sparsity-sweep masks")
     bench.add_argument("--doc-counts", type=_size_list, default=None, help="sparsity-sweep documents per row")
     bench.add_argument("--sweep-seqlen", type=_size, default=None, help="sparsity-sweep length (32K)")
@@ -223,9 +209,7 @@ def cmd_demo(args: argparse.Namespace, argv: list[str]) -> int:
             w = workloads.make(name, seqlen, batch, device, seed=args.seed)
             g = torch.Generator(device=device).manual_seed(args.seed * 1000 + i)
             q = torch.randn(batch, seqlen, hq, d, generator=g, device=device, dtype=dtype)
-            k, v = (
-                torch.randn(batch, seqlen, hkv, d, generator=g, device=device, dtype=dtype) for _ in range(2)
-            )
+            k, v = (torch.randn(batch, seqlen, hkv, d, generator=g, device=device, dtype=dtype) for _ in range(2))
             do = torch.randn(batch, seqlen, hq, d, generator=g, device=device, dtype=dtype)
             leaves = tuple(x.requires_grad_() for x in (q, k, v))
 
@@ -299,9 +283,7 @@ def bench_options(args: argparse.Namespace):
     given."""
     from .bench.plan import BenchOptions
 
-    given = {
-        field: getattr(args, arg) for arg, field in _OPTION_FIELDS.items() if getattr(args, arg) is not None
-    }
+    given = {field: getattr(args, arg) for arg, field in _OPTION_FIELDS.items() if getattr(args, arg) is not None}
     return BenchOptions.quick_mode(**given) if args.quick else BenchOptions(**given)
 
 
@@ -311,9 +293,7 @@ def _check_options(opts) -> str | None:
             return f"--seqlens {s} is longer than --total-tokens {opts.total_tokens} (B = tokens // S)"
     for d in (*opts.head_dims, opts.sweep_head_dim):
         if opts.hidden % d:
-            return (
-                f"--head-dims {d} does not divide the hidden size {opts.hidden} (heads = {opts.hidden} // D)"
-            )
+            return f"--head-dims {d} does not divide the hidden size {opts.hidden} (heads = {opts.hidden} // D)"
         if d > 256:
             return f"--head-dims {d}: the kernels support head dims up to 256"
     if opts.sweep_batch is not None and opts.sweep_batch < 1:

@@ -102,9 +102,7 @@ def _length_rows(name: str, value: Any, minimum: int = 1) -> list[list[int]]:
 
 def _equal_totals(name: str, totals: list[int]) -> int:
     if any(t != totals[0] for t in totals):
-        raise ValueError(
-            f"{name} must add up to the same sequence length in every batch row, got totals {totals}"
-        )
+        raise ValueError(f"{name} must add up to the same sequence length in every batch row, got totals {totals}")
     return totals[0]
 
 
@@ -116,9 +114,7 @@ def _doc_rows(doc_lens: Any, name: str = "doc_lens") -> tuple[list[list[int]], i
 def _check_index_tensor(name: str, t: Any) -> torch.Tensor:
     """An integer tensor ``[Sk]`` or ``[B, Sk]``, returned as int64 ``[B, Sk]``."""
     if not isinstance(t, torch.Tensor):
-        raise TypeError(
-            f"{name} must be an integer torch.Tensor of shape [Sk] or [B, Sk], got {type(t).__name__}"
-        )
+        raise TypeError(f"{name} must be an integer torch.Tensor of shape [Sk] or [B, Sk], got {type(t).__name__}")
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor (int32 or int64), got {t.dtype}")
     if t.dim() not in (1, 2):
@@ -207,9 +203,7 @@ def sliding_window(seqlen: int, window: int, batch: int = 1, *, device: DeviceLi
     return _pack([(cols + (min(window, n) + 1)).clamp_max(n)], causal=True, batch=batch)
 
 
-def causal_document(
-    doc_lens: Sequence[int] | Sequence[Sequence[int]], *, device: DeviceLike = None
-) -> ColumnMask:
+def causal_document(doc_lens: Sequence[int] | Sequence[Sequence[int]], *, device: DeviceLike = None) -> ColumnMask:
     """Causal attention inside each packed document, none across documents (SFT / pre-training packing).
 
     Args:
@@ -264,17 +258,13 @@ def _sample_rows(samples: Any) -> list[list[tuple[int, list[int]]]]:
         for k, (q, answers) in enumerate(raw):
             where = f"samples[{b}][{k}]" if len(raw_rows) > 1 else f"samples[{k}]"
             if q < 1:
-                raise ValueError(
-                    f"samples question lengths must be positive, but {where} has question_len {q}"
-                )
+                raise ValueError(f"samples question lengths must be positive, but {where} has question_len {q}")
             answers = list(_as_list(answers))
             for a in answers:
                 if not _is_int(a):
                     raise TypeError(f"samples answer lengths must be ints, but {where} has answer {a!r}")
                 if a < 1:
-                    raise ValueError(
-                        f"samples answer lengths must be positive, but {where} has answer_len {a}"
-                    )
+                    raise ValueError(f"samples answer lengths must be positive, but {where} has answer_len {a}")
             row.append((int(q), [int(a) for a in answers]))
         rows.append(row)
     return rows
@@ -352,9 +342,7 @@ def global_sliding_window(
     return _pack([lts, lte, uts, ute], causal=False, batch=batch)
 
 
-def causal_blockwise(
-    doc_lens: Sequence[int] | Sequence[Sequence[int]], *, device: DeviceLike = None
-) -> ColumnMask:
+def causal_blockwise(doc_lens: Sequence[int] | Sequence[Sequence[int]], *, device: DeviceLike = None) -> ColumnMask:
     """In-context-learning blocks: demonstrations attend causally within themselves; the last document (the
     test block, starting at ``t``) attends causally to everything before it.
 
@@ -411,9 +399,7 @@ def prefix_lm_document(
         for k, (dk, pk) in enumerate(zip(d, p, strict=True)):
             if pk > dk:
                 where = f"[{b}][{k}]" if len(rows) > 1 else f"[{k}]"
-                raise ValueError(
-                    f"prefix_lens{where} = {pk} is longer than its document (doc_lens{where} = {dk})"
-                )
+                raise ValueError(f"prefix_lens{where} = {pk} is longer than its document (doc_lens{where} = {dk})")
         starts, ends = _doc_spans(d, device)
         prefix_end = starts + _per_token(p, d, device, total)
         lts_rows.append(ends)
@@ -421,9 +407,7 @@ def prefix_lm_document(
     return _pack([torch.stack(lts_rows), torch.stack(ute_rows)], causal=False)
 
 
-def prefix_lm_causal(
-    seqlen: int, prefix_len: int, batch: int = 1, *, device: DeviceLike = None
-) -> ColumnMask:
+def prefix_lm_causal(seqlen: int, prefix_len: int, batch: int = 1, *, device: DeviceLike = None) -> ColumnMask:
     """A bidirectional prefix of ``prefix_len`` tokens followed by causal generation (prefix LM, UniLM).
 
     Query ``i`` sees key ``j`` iff ``j < prefix_len`` or ``j <= i``.
@@ -484,9 +468,7 @@ def qk_sparse(
     return _pack([lts, lte], causal=True, batch=batch)
 
 
-def hash_sparse(
-    visible_start: torch.Tensor, visible_end: torch.Tensor, *, device: DeviceLike = None
-) -> ColumnMask:
+def hash_sparse(visible_start: torch.Tensor, visible_end: torch.Tensor, *, device: DeviceLike = None) -> ColumnMask:
     """Each key is seen by one contiguous run of query rows (hash/cluster attention such as Reformer,
     after sorting tokens by bucket).
 

@@ -34,7 +34,7 @@ def reference_attention(
     """
     check_qkv(query, key, value)
     indices, causal = resolve_mask(startend_row_indices, causal, window_size, query, key)
-    batch, seqlen_q, num_q_heads, head_dim = query.shape
+    _batch, seqlen_q, num_q_heads, head_dim = query.shape
     seqlen_k, num_kv_heads = key.shape[1], key.shape[2]
     scale = 1.0 / math.sqrt(head_dim) if softmax_scale is None else softmax_scale
     if indices is None:

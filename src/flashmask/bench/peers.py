@@ -104,9 +104,7 @@ class Inputs:
 
     def bhsd(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._bhsd is None:
-            qt, kt, vt, dot = (
-                x.detach().transpose(1, 2).contiguous() for x in (self.q, self.k, self.v, self.do)
-            )
+            qt, kt, vt, dot = (x.detach().transpose(1, 2).contiguous() for x in (self.q, self.k, self.v, self.do))
             self._bhsd = (qt.requires_grad_(), kt.requires_grad_(), vt.requires_grad_(), dot)
         return self._bhsd  # type: ignore[return-value]
 
@@ -168,9 +166,7 @@ def flex_missing_reason() -> str | None:
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
     except Exception as exc:  # ImportError on old torch, anything else on broken installs
-        return (
-            f"torch.nn.attention.flex_attention unavailable in torch {torch.__version__} ({short_error(exc)})"
-        )
+        return f"torch.nn.attention.flex_attention unavailable in torch {torch.__version__} ({short_error(exc)})"
     return None
 
 

@@ -209,7 +209,7 @@ def describe_plan(opts: BenchOptions, flex_missing: str | None = None) -> str:
     """A readable list of every case the run would execute, with estimated GPU memory."""
     lines = [
         f"flashmask bench plan ({'quick' if opts.quick else 'full'}); parts: {', '.join(opts.parts)}; "
-        f"peers: {', '.join(opts.peers) or 'none'}; bf16; timings: do_bench median "
+        f"peers: {', '.join(opts.peers) or 'none'}; bf16; timings: CUDA-event median "
         f"(warm-up {opts.warmup_ms} ms, rep {opts.rep_ms} ms)",
     ]
     if flex_missing and "flex" in opts.peers:
@@ -234,9 +234,7 @@ def describe_plan(opts: BenchOptions, flex_missing: str | None = None) -> str:
         rows = mask_cost_cases(opts)
         lines.append("")
         lines.append(f"[mask-cost] causal_document, B=1, {len(rows)} lengths")
-        lines.append(
-            f"  {'S':>8} {'flashmask':>10} {'bounds':>10} {'tile lists':>11} {'BlockMask~':>11} {'dense':>10}"
-        )
+        lines.append(f"  {'S':>8} {'flashmask':>10} {'bounds':>10} {'tile lists':>11} {'BlockMask~':>11} {'dense':>10}")
         for r in rows:
             dense = fmt_bytes(r["dense_bytes"]) + ("" if r["dense_allocated"] else " (computed)")
             lines.append(

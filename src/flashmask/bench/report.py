@@ -112,9 +112,7 @@ def _mask_order(name: str) -> tuple[int, str]:
 
 def _configs(rows: list[dict]) -> list[tuple[int, int]]:
     """(head_dim, seqlen) pairs, larger head dim first, then by length."""
-    return sorted(
-        {(r.get("head_dim"), r.get("seqlen")) for r in rows}, key=lambda c: (-(c[0] or 0), c[1] or 0)
-    )
+    return sorted({(r.get("head_dim"), r.get("seqlen")) for r in rows}, key=lambda c: (-(c[0] or 0), c[1] or 0))
 
 
 # ------------------------------------------------------------------------------------------- markdown
@@ -312,9 +310,7 @@ def _problems(data: dict) -> list[str]:
     for r in data.get("mask_cost") or []:
         rec = r.get("flex") or {}
         if rec.get("status") in ("error", "oom"):
-            items.append(
-                f"create_block_mask {rec['status']} at S={_len(r.get('seqlen'))}: {rec.get('reason', '')}"
-            )
+            items.append(f"create_block_mask {rec['status']} at S={_len(r.get('seqlen'))}: {rec.get('reason', '')}")
     if not items:
         return []
     return ["## Notes and problems", "", *[f"- {x}" for x in items], ""]
@@ -368,11 +364,7 @@ def _plot_speedups(plt, rows: list[dict], out: Path) -> list[Path]:
             values = {}
             for r in rows:
                 rec = (r.get("peers") or {}).get(peer)
-                if (
-                    (r.get("head_dim"), r.get("seqlen")) == (d, s)
-                    and _matches(rec)
-                    and rec.get("speedup_total")
-                ):
+                if (r.get("head_dim"), r.get("seqlen")) == (d, s) and _matches(rec) and rec.get("speedup_total"):
                     values[r["mask"]] = rec["speedup_total"]
             if values:
                 series.append((_config_label(d, s), values))
@@ -384,9 +376,7 @@ def _plot_speedups(plt, rows: list[dict], out: Path) -> list[Path]:
         _grouped_bars(ax, order, series)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_ylabel("fwd+bwd speedup (peer ms / ours)")
-        ax.set_title(
-            f"flashmask over {PEER_LABELS[peer]} (peers that disagreed with ours left out)", fontsize=9
-        )
+        ax.set_title(f"flashmask over {PEER_LABELS[peer]} (peers that disagreed with ours left out)", fontsize=9)
         _room_for_legend(ax)
         fig.tight_layout()
         path = out / f"speedup_{peer}.png"
@@ -398,9 +388,7 @@ def _plot_speedups(plt, rows: list[dict], out: Path) -> list[Path]:
 
 def _plot_tflops(plt, rows: list[dict], out: Path) -> list[Path]:
     configs = [
-        c
-        for c in _configs(rows)
-        if any(_ok(r.get("ours")) for r in rows if (r.get("head_dim"), r.get("seqlen")) == c)
+        c for c in _configs(rows) if any(_ok(r.get("ours")) for r in rows if (r.get("head_dim"), r.get("seqlen")) == c)
     ]
     if not configs:
         return []
@@ -452,9 +440,7 @@ def _plot_mask_memory(plt, rows: list[dict], out: Path) -> list[Path]:
     timing = {
         "flashmask build (from doc lengths)": points(lambda r: ours(r).get("build_ms")),
         "flashmask per-call prep (bounds + tile lists)": points(lambda r: ours(r).get("prep_ms")),
-        "FlexAttention create_block_mask": points(
-            lambda r: (r.get("flex") or {}).get("block_mask_ms"), flex_ok
-        ),
+        "FlexAttention create_block_mask": points(lambda r: (r.get("flex") or {}).get("block_mask_ms"), flex_ok),
         "dense bool mask (to_dense)": points(lambda r: (r.get("dense") or {}).get("build_ms")),
     }
     panels = [(memory, "bytes", "mask memory")]
@@ -506,8 +492,7 @@ def _plot_sparsity(plt, rows: list[dict], out: Path) -> list[Path]:
     ax.set_ylabel("fwd+bwd ms")
     ax.set_yscale("log")
     ax.set_title(
-        f"time against sparsity (S={_len(first.get('seqlen'))}, B={first.get('batch')}, "
-        f"D={first.get('head_dim')})"
+        f"time against sparsity (S={_len(first.get('seqlen'))}, B={first.get('batch')}, D={first.get('head_dim')})"
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)

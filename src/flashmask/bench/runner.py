@@ -52,7 +52,10 @@ from .plan import (
 
 SCHEMA = 1
 METHOD = {
-    "timing": "triton.testing.do_bench(fn, warmup, rep, return_mode='median'): CUDA events, L2 flushed",
+    "timing": (
+        "CUDA events (peers.Timer): one warm-up call, one estimate call, then max(3, min(100, rep_ms / "
+        "estimate)) calls timed one by one; median; L2 not flushed between calls"
+    ),
     "backward": "torch.autograd.grad of one fixed forward output (retain_graph=True); total = fwd + bwd",
     "flops_exact": "forward 4 * D * (visible query-key pairs over batch rows and heads); backward 2.5x",
     "flops_paper": "forward 4 * B * Hq * S * S * D * (1 - rho), rho = share of fully masked 128x128 tiles",
@@ -232,9 +235,7 @@ def run_kernel_part(opts: BenchOptions, device, timer: Timer, data: dict, save, 
             try:
                 row = kernel_case(case, inputs, opts, device, timer, log)
             except Exception as exc:  # anything outside the per-implementation guards: record, go on
-                row = dict(
-                    mask=case.mask, seqlen=s, batch=b, heads=h, head_dim=d, ours=_failure(exc), peers={}
-                )
+                row = dict(mask=case.mask, seqlen=s, batch=b, heads=h, head_dim=d, ours=_failure(exc), peers={})
                 log(f"    case failed: {row['ours']['reason']}")
             data["kernel"].append(row)
             save()
@@ -354,9 +355,7 @@ def run_mask_cost_part(opts: BenchOptions, device, timer: Timer, data: dict, sav
             row["flex"] = {"status": "skipped", "reason": flex_missing}
         else:
             try:
-                block_mask, info = FlexPeer(device).block_mask(
-                    w.mask_mod, 1, s, timer, opts.block_mask_builds
-                )
+                block_mask, info = FlexPeer(device).block_mask(w.mask_mod, 1, s, timer, opts.block_mask_builds)
                 del block_mask
                 row["flex"] = {"status": "ok", **info}
             except Exception as exc:
@@ -449,9 +448,7 @@ def run_sparsity_part(opts: BenchOptions, device, timer: Timer, data: dict, save
             del reference
             f = row.get("flex", {})
             if "total_ms" in f:
-                flex_txt = f", flex {f['total_ms']:.2f} ms" + (
-                    " (MISMATCH)" if f["status"] == "mismatch" else ""
-                )
+                flex_txt = f", flex {f['total_ms']:.2f} ms" + (" (MISMATCH)" if f["status"] == "mismatch" else "")
             else:
                 flex_txt = f", flex {f['status']}: {f.get('reason', '')}" if f else ""
             log(f"    block sparsity {row['block_sparsity']:.3f}: ours {ours['total_ms']:.2f} ms{flex_txt}")

@@ -7,6 +7,7 @@ ids, windows, prefixes), the way a FlexAttention user would write it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,13 +57,11 @@ def random_doc_lens(seqlen: int, generator: torch.Generator, count: int | None =
     n = max(1, min(n, seqlen))
     cuts = torch.randperm(seqlen - 1, generator=generator)[: n - 1] + 1
     bounds = [0, *sorted(cuts.tolist()), seqlen]
-    return [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+    return [b - a for a, b in itertools.pairwise(bounds)]
 
 
 def _doc_ids(rows: list[list[int]], device) -> torch.Tensor:
-    return torch.stack(
-        [torch.repeat_interleave(torch.arange(len(r)), torch.tensor(r)) for r in rows]
-    ).to(device)
+    return torch.stack([torch.repeat_interleave(torch.arange(len(r)), torch.tensor(r)) for r in rows]).to(device)
 
 
 def _starts(rows: list[list[int]], device) -> torch.Tensor:
@@ -92,12 +91,11 @@ def make(name: str, seqlen: int, batch: int, device, seed: int = 0, doc_count: i
     if name == "global_sliding_window":
         g_tok, wl, wr = 16, int(512 * scale), int(512 * scale)
         mask = masks.global_sliding_window(n, g_tok, wl, wr, batch, device=device)
-        return Workload(
-            name, mask, lambda b, h, q, kv: (q < g_tok) | (kv < g_tok) | ((q - kv <= wl) & (kv - q <= wr))
-        )
+        return Workload(name, mask, lambda b, h, q, kv: (q < g_tok) | (kv < g_tok) | ((q - kv <= wl) & (kv - q <= wr)))
     if name == "prefix_lm_causal":
         p = int(1024 * scale)
-        return Workload(name, masks.prefix_lm_causal(n, p, batch, device=device), lambda b, h, q, kv: (kv < p) | (q >= kv))
+        mask = masks.prefix_lm_causal(n, p, batch, device=device)
+        return Workload(name, mask, lambda b, h, q, kv: (kv < p) | (q >= kv))
     if name == "qk_sparse":
         spans = [(int(1024 * scale), int(538 * scale)), (int(2358 * scale), int(1700 * scale))]
         mask = masks.qk_sparse(n, spans, batch, device=device)
@@ -122,9 +120,7 @@ def make(name: str, seqlen: int, batch: int, device, seed: int = 0, doc_count: i
             lambda b, h, q, kv: (doc[b, q] == doc[b, kv]) & (q >= kv), True,
         )  # fmt: skip
     if name == "document":
-        return Workload(
-            name, masks.document(rows, device=device), lambda b, h, q, kv: doc[b, q] == doc[b, kv], True
-        )
+        return Workload(name, masks.document(rows, device=device), lambda b, h, q, kv: doc[b, q] == doc[b, kv], True)
     if name == "causal_blockwise":
         test_start = n - rows[0][-1]
         starts = [n - r[-1] for r in rows]
@@ -138,7 +134,7 @@ def make(name: str, seqlen: int, batch: int, device, seed: int = 0, doc_count: i
         prefixes = [[max(1, int(d * float(torch.rand(1, generator=g) * 0.5 + 0.25))) for d in r] for r in rows]
         start = _starts(rows, device)
         plen = torch.stack(
-            [torch.repeat_interleave(torch.tensor(p), torch.tensor(r)) for p, r in zip(prefixes, rows)]
+            [torch.repeat_interleave(torch.tensor(p), torch.tensor(r)) for p, r in zip(prefixes, rows, strict=False)]
         ).to(device)
         return Workload(
             name, masks.prefix_lm_document(rows, prefixes, device=device),

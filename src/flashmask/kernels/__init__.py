@@ -12,14 +12,13 @@ import math
 
 import torch
 import triton
+from triton.runtime.errors import OutOfResources
 
 from . import configs as _configs
 from .backward import bwd_dkdv_kernel, bwd_dq_kernel, bwd_preprocess_kernel
 from .configs import Configs, KernelConfig
 from .forward import fwd_kernel
 from .tiles import MaskForm, block_bounds, mask_form, tile_lists
-
-from triton.runtime.errors import OutOfResources
 
 try:
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -54,9 +53,7 @@ class _MaskArgs:
 
     def constexprs(self) -> dict:
         f = self.form
-        return dict(
-            CAUSAL=f.causal, HAS_MASK=f.has_mask, LTE_COL=f.lte_col, UTS_COL=f.uts_col, UTE_COL=f.ute_col
-        )
+        return dict(CAUSAL=f.causal, HAS_MASK=f.has_mask, LTE_COL=f.lte_col, UTS_COL=f.uts_col, UTE_COL=f.ute_col)
 
 
 _STAGES_THAT_FIT: dict[tuple, int] = {}
@@ -103,8 +100,7 @@ def _tma_ok(*tensors: torch.Tensor) -> bool:
     if not t0.is_cuda or torch.cuda.get_device_capability(t0.device)[0] < 9:
         return False
     return all(
-        t.data_ptr() % 16 == 0 and all((st * t.element_size()) % 16 == 0 for st in t.stride()[:-1])
-        for t in tensors
+        t.data_ptr() % 16 == 0 and all((st * t.element_size()) % 16 == 0 for st in t.stride()[:-1]) for t in tensors
     )
 
 
@@ -112,9 +108,7 @@ def _descriptors(use_tma: bool, block_rows: int, d_pad: int, *tensors: torch.Ten
     """4-D tensor descriptors ``[B, S, H, D]`` with ``[1, block_rows, 1, d_pad]`` boxes, or the tensors."""
     if not use_tma:
         return list(tensors)
-    return [
-        TensorDescriptor(t, list(t.shape), list(t.stride()), [1, block_rows, 1, d_pad]) for t in tensors
-    ]
+    return [TensorDescriptor(t, list(t.shape), list(t.stride()), [1, block_rows, 1, d_pad]) for t in tensors]
 
 
 def attention_forward(
