@@ -132,7 +132,7 @@ def forward(
         o_blk = probs @ vh[:, :, :, cols]
         out[:, :, :, r0:r1] = torch.where(row_sum > 0, o_blk / row_sum, torch.zeros_like(o_blk))
         lse[:, :, :, r0:r1] = (row_max + torch.log(row_sum)).squeeze(-1)
-    out = out.view(batch, num_q_heads, seqlen_q, head_dim).transpose(1, 2).to(q.dtype)
+    out = out.view(batch, num_q_heads, seqlen_q, head_dim).transpose(1, 2).to(q.dtype).contiguous()
     lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     return out, lse.view(batch, num_q_heads, seqlen_q).to(lse_dtype)
 
@@ -186,5 +186,5 @@ def backward(
         dscores = probs * (dprobs - delta[:, :, :, r0:r1]) * softmax_scale
         dq[:, :, :, r0:r1] = dscores @ kh[:, :, :, cols]
         dk.index_add_(2, cols, (dscores.transpose(-1, -2) @ q_blk).sum(2))
-    dq = dq.view(batch, num_q_heads, seqlen_q, head_dim).transpose(1, 2).to(q.dtype)
-    return dq, dk.transpose(1, 2).to(k.dtype), dv.transpose(1, 2).to(v.dtype)
+    dq = dq.view(batch, num_q_heads, seqlen_q, head_dim).transpose(1, 2).to(q.dtype).contiguous()
+    return dq, dk.transpose(1, 2).to(k.dtype).contiguous(), dv.transpose(1, 2).to(v.dtype).contiguous()

@@ -1,18 +1,25 @@
-"""``flashmask_attention``: the public entry point, its autograd function and backend dispatch."""
+"""``flashmask_attention``: the public entry point (validation, mask lowering, backend choice).
+
+The work happens in the custom ops of ``_ops`` (autograd and ``torch.compile`` support live there).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from typing import Literal
 
 import torch
 
-from . import _torch_path
-from ._column_mask import ColumnMask, Intervals, intervals_of
+from ._column_mask import ColumnMask
+from ._ops import attention_fwd
 from ._validation import check_qkv, resolve_mask
 
 Backend = Literal["torch", "triton"]
+
+# Looked up once: an import inside the traced function would break torch.compile's graph.
+_HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 __all__ = ["flashmask_attention"]
 
@@ -38,70 +45,7 @@ def _pick_backend(backend: str | None, query: torch.Tensor) -> str:
 
 
 def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _intervals(indices: torch.Tensor | None, causal: bool, seqlen_q: int, seqlen_k: int, device) -> Intervals:
-    if indices is None:
-        # No column mask: nothing hidden besides the causal triangle.
-        bounds = [seqlen_q] if causal else [seqlen_q, 0]
-        indices = torch.tensor(bounds, dtype=torch.int32, device=device).expand(1, 1, seqlen_k, len(bounds))
-    return intervals_of(indices, causal, seqlen_q)
-
-
-def _forward(q, k, v, indices, causal, scale, backend):
-    if backend == "torch":
-        iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
-        return _torch_path.forward(q, k, v, iv, scale)
-    from .kernels import attention_forward
-
-    return attention_forward(q, k, v, indices, causal, scale)
-
-
-def _backward(dout, dlse, q, k, v, out, lse, indices, causal, scale, backend, deterministic):
-    if backend == "torch":
-        iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
-        dout = torch.zeros_like(out) if dout is None else dout
-        return _torch_path.backward(dout, q, k, v, out, lse, iv, scale, grad_lse=dlse)
-    from .kernels import attention_backward
-
-    return attention_backward(dout, q, k, v, out, lse, indices, causal, scale, dlse, deterministic)
-
-
-class _FlashMaskFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, indices, causal, scale, backend, deterministic):
-        out, lse = _forward(q, k, v, indices, causal, scale, backend)
-        # Unused outputs get None gradients instead of materialised zeros (lse is often unused).
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(q, k, v, out, lse, indices)
-        ctx.causal, ctx.scale, ctx.backend, ctx.deterministic = causal, scale, backend, deterministic
-        return out, lse
-
-    @staticmethod
-    def backward(ctx, dout, dlse):
-        q, k, v, out, lse, indices = ctx.saved_tensors
-        if dout is None and dlse is None:
-            return None, None, None, None, None, None, None, None
-        dq, dk, dv = _backward(
-            dout,
-            dlse,
-            q,
-            k,
-            v,
-            out,
-            lse,
-            indices,
-            ctx.causal,
-            ctx.scale,
-            ctx.backend,
-            ctx.deterministic,
-        )
-        return dq, dk, dv, None, None, None, None, None
+    return _HAS_TRITON
 
 
 def flashmask_attention(
@@ -148,7 +92,5 @@ def flashmask_attention(
     elif not softmax_scale > 0:
         # The kernels fold the scale into the running max, which assumes it is positive.
         raise ValueError(f"softmax_scale must be positive, got {softmax_scale}")
-    out, lse = _FlashMaskFunction.apply(
-        query, key, value, indices, causal, float(softmax_scale), backend, bool(deterministic)
-    )
+    out, lse = attention_fwd(query, key, value, indices, causal, float(softmax_scale), backend, bool(deterministic))
     return (out, lse) if return_lse else out

@@ -31,6 +31,11 @@ _MAX_GRID_Y = 65535
 _LOG2E = math.log2(math.e)
 
 
+def _empty(like: torch.Tensor) -> torch.Tensor:
+    """A contiguous tensor shaped like ``like``: the ops' outputs are contiguous whatever the inputs' strides."""
+    return torch.empty(like.shape, dtype=like.dtype, device=like.device)
+
+
 def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
@@ -130,7 +135,7 @@ def attention_forward(
     q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
-    out = torch.empty_like(q) if out is None else out
+    out = _empty(q) if out is None else out
     if lse is None:
         lse = torch.empty(batch, num_q_heads, seqlen_q, dtype=torch.float32, device=q.device)
     if batch * num_q_heads * seqlen_q == 0:
@@ -194,9 +199,9 @@ def attention_backward(
     dout = torch.zeros_like(out) if dout is None else _last_dim_contiguous(dout)
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
-    dq_buf, dk, dv = grads if grads is not None else (None, torch.empty_like(k), torch.empty_like(v))
+    dq_buf, dk, dv = grads if grads is not None else (None, _empty(k), _empty(v))
     if batch * num_q_heads * seqlen_q == 0 or seqlen_k == 0:
-        return torch.zeros_like(q), dk.zero_(), dv.zero_()
+        return _empty(q).zero_(), dk.zero_(), dv.zero_()
     d_pad = _head_dim_pad(head_dim)
     cfgs = configs or _configs.pick(d_pad, q.device)
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
@@ -252,7 +257,7 @@ def attention_backward(
 
     cfg = cfgs.dq
     tma = (cfg.tma and _tma_ok(k, v)) if use_tma is None else use_tma
-    dq = torch.empty_like(q) if dq_buf is None else dq_buf
+    dq = _empty(q) if dq_buf is None else dq_buf
     bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
