@@ -1,0 +1,218 @@
+"""Chunk-to-rank assignment balanced by live FlashMask tiles."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.distributed as dist
+
+from .._column_mask import ColumnMask
+from .._tiling import DEAD, classify_tiles
+
+__all__ = ["CPPlan", "LocalSegment", "plan"]
+
+_TILE = 128
+
+
+class LocalSegment(NamedTuple):
+    """One run of globally contiguous query rows held by a rank.
+
+    ``rows`` is the global row range ``[r0, r1)``; ``local_start`` is where those rows begin in the rank's
+    shard; ``mask`` is the plan's mask restricted to the rows (non-causal, ``seqlen_q = r1 - r0``, all
+    ``Sk`` key columns), ready for :func:`flashmask.flashmask_attention`.
+    """
+
+    r0: int
+    r1: int
+    local_start: int
+    mask: ColumnMask
+
+
+class CPPlan:
+    """Which chunks of the sequence each rank holds (built by :func:`plan`).
+
+    Attributes:
+        mask: the global :class:`~flashmask.ColumnMask` (``Sq == Sk``).
+        world_size, chunk_size: as given to :func:`plan`.
+        chunks_of_rank: ``list[list[int]]``, the sorted chunk indices of every rank.
+        chunk_work: int64 tensor ``[num_chunks]``, live tiles per chunk (on the mask's device).
+        work_of_rank: ``list[int]``, summed chunk work per rank.
+        balance: ``max(work_of_rank) / mean(work_of_rank)`` (1.0 is perfect; 1.0 when there is no work).
+    """
+
+    def __init__(self, mask: ColumnMask, world_size: int, chunk_size: int, chunk_work: torch.Tensor,
+                 chunks_of_rank: list[list[int]]) -> None:  # fmt: skip
+        self.mask = mask
+        self.world_size = world_size
+        self.chunk_size = chunk_size
+        self.chunk_work = chunk_work
+        self.chunks_of_rank = chunks_of_rank
+        work = chunk_work.tolist()
+        self.work_of_rank = [sum(work[c] for c in chunks) for chunks in chunks_of_rank]
+        mean = sum(self.work_of_rank) / world_size
+        self.balance = max(self.work_of_rank) / mean if mean > 0 else 1.0
+        self._index_cache: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._inverse_cache: dict[torch.device, torch.Tensor] = {}
+        self._local_cache: dict[tuple[int, torch.device], list[LocalSegment]] = {}
+
+    @property
+    def seqlen(self) -> int:
+        return self.mask.seqlen_k
+
+    @property
+    def num_chunks(self) -> int:
+        return self.seqlen // self.chunk_size
+
+    @property
+    def local_seqlen(self) -> int:
+        """Tokens per rank (the same on every rank)."""
+        return self.seqlen // self.world_size
+
+    def _check_rank(self, rank: int) -> None:
+        if not 0 <= rank < self.world_size:
+            raise ValueError(f"rank {rank} out of range for world_size {self.world_size}")
+
+    def token_index(self, rank: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """Global token indices held by ``rank``, in local order (int64 ``[local_seqlen]``)."""
+        self._check_rank(rank)
+        device = torch.device(device) if device is not None else self.mask.device
+        key = (rank, device)
+        if key not in self._index_cache:
+            chunks = torch.tensor(self.chunks_of_rank[rank], dtype=torch.int64, device=device)
+            offs = torch.arange(self.chunk_size, dtype=torch.int64, device=device)
+            self._index_cache[key] = (chunks.unsqueeze(1) * self.chunk_size + offs).reshape(-1)
+        return self._index_cache[key]
+
+    def inverse_index(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """For every global token, its position in the rank-ordered concatenation of all shards."""
+        device = torch.device(device) if device is not None else self.mask.device
+        if device not in self._inverse_cache:
+            order = torch.cat([self.token_index(r, device) for r in range(self.world_size)])
+            inv = torch.empty_like(order)
+            inv[order] = torch.arange(order.numel(), dtype=order.dtype, device=device)
+            self._inverse_cache[device] = inv
+        return self._inverse_cache[device]
+
+    def shard(self, x: torch.Tensor, dim: int, rank: int) -> torch.Tensor:
+        """The tokens of ``rank`` from a full per-token tensor ``x`` (its chunks, in order, along ``dim``)."""
+        if x.shape[dim] != self.seqlen:
+            raise ValueError(f"x has {x.shape[dim]} tokens along dim {dim}, the plan covers {self.seqlen}")
+        return x.index_select(dim, self.token_index(rank, x.device))
+
+    def unshard(self, x_local: torch.Tensor, dim: int, group: dist.ProcessGroup | None = None) -> torch.Tensor:
+        """All-gather every rank's shard of a per-token tensor and restore global token order.
+
+        Differentiable (the backward reduce-scatters the gradient to the shards). Collective: every rank of
+        ``group`` must call it.
+        """
+        return gather_global(x_local, dim, self, group)
+
+    def local_mask(self, rank: int, device: torch.device | str | None = None) -> list[LocalSegment]:
+        """What the local attention of ``rank`` needs: one :class:`LocalSegment` per run of contiguous chunks.
+
+        Consecutive chunks of a rank that are adjacent in the sequence are merged into one segment.
+        """
+        self._check_rank(rank)
+        device = torch.device(device) if device is not None else self.mask.device
+        key = (rank, device)
+        if key not in self._local_cache:
+            from ._attention import restrict_mask
+
+            mask = self.mask if self.mask.device == device else self.mask.to(device)
+            segments, local = [], 0
+            for c0, c1 in _runs(self.chunks_of_rank[rank]):
+                r0, r1 = c0 * self.chunk_size, c1 * self.chunk_size
+                segments.append(LocalSegment(r0, r1, local, restrict_mask(mask, r0, r1)))
+                local += r1 - r0
+            self._local_cache[key] = segments
+        return self._local_cache[key]
+
+    def __repr__(self) -> str:
+        return (
+            f"CPPlan(world_size={self.world_size}, chunk_size={self.chunk_size}, num_chunks={self.num_chunks}, "
+            f"work_of_rank={self.work_of_rank}, balance={self.balance:.3f})"
+        )
+
+
+def _runs(chunks: list[int]) -> list[tuple[int, int]]:
+    """Sorted chunk indices -> half-open runs ``[c0, c1)`` of consecutive indices."""
+    runs: list[tuple[int, int]] = []
+    for c in chunks:
+        if runs and runs[-1][1] == c:
+            runs[-1] = (runs[-1][0], c + 1)
+        else:
+            runs.append((c, c + 1))
+    return runs
+
+
+def gather_global(x_local: torch.Tensor, dim: int, cp_plan: CPPlan, group: dist.ProcessGroup | None) -> torch.Tensor:
+    """Autograd all-gather of per-rank shards along ``dim`` followed by the inverse permutation."""
+    from torch.distributed.nn.functional import all_gather
+
+    size = dist.get_world_size(group)
+    if size != cp_plan.world_size:
+        raise ValueError(f"the process group has {size} ranks but the plan was made for {cp_plan.world_size}")
+    if x_local.shape[dim] != cp_plan.local_seqlen:
+        raise ValueError(
+            f"local tensor has {x_local.shape[dim]} tokens along dim {dim}, each rank holds {cp_plan.local_seqlen}"
+        )
+    parts = all_gather(x_local.contiguous(), group=group)
+    return torch.cat(parts, dim=dim).index_select(dim, cp_plan.inverse_index(x_local.device))
+
+
+def chunk_work(mask: ColumnMask, chunk_size: int) -> torch.Tensor:
+    """Live (not fully masked) tiles in the query rows of each chunk, summed over batch rows and mask heads.
+
+    Tiles are ``gcd(chunk_size, 128) x 128`` so that tile rows never straddle two chunks (128 x 128 whenever
+    ``chunk_size`` is a multiple of 128). Returns int64 ``[num_chunks]`` on the mask's device.
+    """
+    block_m = math.gcd(chunk_size, _TILE)
+    states = classify_tiles(mask.intervals(), mask.seqlen_k, block_m, _TILE)
+    live_per_row = (states != DEAD).sum(dim=(0, 1, 3), dtype=torch.int64)  # [Tr]
+    return live_per_row.view(-1, chunk_size // block_m).sum(dim=1)
+
+
+def plan(mask: ColumnMask, world_size: int, chunk_size: int = 1024) -> CPPlan:
+    """Assign chunks of ``chunk_size`` tokens to ``world_size`` ranks, balancing live FlashMask tiles.
+
+    The work of a chunk is the number of live (non-DEAD) tiles in its query rows (:func:`chunk_work`),
+    computed with torch ops on the mask's device. Chunks go greedily, heaviest first (ties: lower index), to
+    the currently lightest rank (ties: lower rank) that still has room; every rank gets
+    ``num_chunks / world_size`` chunks, hence the same number of tokens.
+
+    The greedy loop runs on the host: it reads the small per-chunk work vector once (one device sync). This
+    is planning, done once per mask, not part of the attention hot path.
+
+    Raises:
+        ValueError: ``Sq != Sk``; a non-positive ``world_size`` or ``chunk_size``; a sequence length that is not
+            cut by ``chunk_size`` into a number of chunks divisible by ``world_size``.
+    """
+    if not isinstance(mask, ColumnMask):
+        raise TypeError(f"mask must be a flashmask.ColumnMask, got {type(mask).__name__}")
+    if mask.seqlen_q != mask.seqlen_k:
+        raise ValueError(
+            f"context parallelism needs a square mask (Sq == Sk), got Sq={mask.seqlen_q}, Sk={mask.seqlen_k}"
+        )
+    for name, val in (("world_size", world_size), ("chunk_size", chunk_size)):
+        if not isinstance(val, int) or isinstance(val, bool) or val <= 0:
+            raise ValueError(f"{name} must be a positive int, got {val!r}")
+    seqlen = mask.seqlen_k
+    if seqlen == 0 or seqlen % chunk_size != 0 or (seqlen // chunk_size) % world_size != 0:
+        raise ValueError(
+            f"chunk_size={chunk_size} and world_size={world_size} do not fit the sequence of {seqlen} tokens: "
+            f"chunk_size must divide it into a number of chunks divisible by world_size"
+        )
+    num_chunks = seqlen // chunk_size
+    per_rank = num_chunks // world_size
+    work_t = chunk_work(mask, chunk_size)
+    work = work_t.tolist()  # host read of a [num_chunks] vector: planning, not the hot path
+    order = sorted(range(num_chunks), key=lambda c: (-work[c], c))
+    load = [0] * world_size
+    chunks_of_rank: list[list[int]] = [[] for _ in range(world_size)]
+    for c in order:
+        rank = min((r for r in range(world_size) if len(chunks_of_rank[r]) < per_rank), key=lambda r: (load[r], r))
+        chunks_of_rank[rank].append(c)
+        load[rank] += work[c]
+    return CPPlan(mask, world_size, chunk_size, work_t, [sorted(c) for c in chunks_of_rank])

@@ -1,0 +1,123 @@
+"""Context parallelism (flashmask.distributed): planning, and exactness against one process on gloo."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from flashmask import ColumnMask, flashmask_attention, masks
+from flashmask.bench import workloads
+from flashmask.distributed import context_parallel_attention, plan, restrict_mask
+
+S, CHUNK, B, HQ, HKV, D = 512, 64, 1, 2, 1, 16
+
+
+# --------------------------------------------------------------------------------------------- planning
+def _check_assignment(p, world_size):
+    flat = sorted(c for chunks in p.chunks_of_rank for c in chunks)
+    assert flat == list(range(p.num_chunks))
+    assert all(len(c) == p.num_chunks // world_size for c in p.chunks_of_rank)
+    assert all(c == sorted(c) for c in p.chunks_of_rank)
+    assert sum(p.work_of_rank) == int(p.chunk_work.sum())
+
+
+@pytest.mark.parametrize("name", ["causal_document", "share_question", "causal"])
+def test_plan_balance_128k(name):
+    mask = workloads.make(name, 131072, 1, "cpu").mask
+    for world_size in (2, 4):
+        p = plan(mask, world_size, chunk_size=2048)
+        _check_assignment(p, world_size)
+        assert p.balance <= 1.1, (name, world_size, p.work_of_rank)
+
+
+def test_plan_work_counts_live_tiles():
+    mask = masks.causal(1024, 1)
+    p = plan(mask, 2, chunk_size=256)
+    # Chunk c holds tile rows 2c, 2c+1 of a causal 8x8 tile grid: (2c+1) + (2c+2) live tiles.
+    assert p.chunk_work.tolist() == [3, 7, 11, 15]
+    assert p.chunks_of_rank == [[0, 3], [1, 2]]
+    assert p.balance == 1.0
+
+
+def test_plan_errors():
+    mask = masks.causal(512, 1)
+    with pytest.raises(ValueError, match=r"chunk_size=96 and world_size=2"):
+        plan(mask, 2, chunk_size=96)
+    with pytest.raises(ValueError, match=r"chunk_size=128 and world_size=3"):
+        plan(mask, 3, chunk_size=128)
+    with pytest.raises(ValueError, match="Sq == Sk"):
+        plan(ColumnMask(mask.startend_row_indices, causal=True, seqlen_q=256), 2, chunk_size=64)
+    with pytest.raises(ValueError, match="positive"):
+        plan(mask, 0, chunk_size=64)
+    with pytest.raises(ValueError, match="positive"):
+        plan(mask, 2, chunk_size=0)
+
+
+def test_shard_covers_sequence():
+    p = plan(workloads.make("causal_document", S, 1, "cpu").mask, 4, chunk_size=CHUNK)
+    x = torch.arange(S)
+    parts = [p.shard(x, 0, r) for r in range(4)]
+    assert sorted(torch.cat(parts).tolist()) == list(range(S))
+    inv = p.inverse_index()
+    assert torch.equal(torch.cat(parts)[inv], x)
+
+
+@pytest.mark.parametrize("name", workloads.MASK_TYPES)
+def test_restrict_mask_matches_dense_rows(name):
+    mask = workloads.make(name, 256, 1, "cpu").mask
+    dense = mask.to_dense()
+    for r0, r1 in ((0, 64), (64, 192), (200, 256)):
+        local = restrict_mask(mask, r0, r1)
+        assert not local.causal
+        assert torch.equal(local.to_dense(), dense[:, :, r0:r1])
+
+
+# --------------------------------------------------------------------------------------------- spawned
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        for name in workloads.MASK_TYPES:
+            mask = workloads.make(name, S, B, "cpu").mask
+            g = torch.Generator().manual_seed(1234)
+            q = torch.randn(B, S, HQ, D, generator=g, dtype=torch.float64)
+            k = torch.randn(B, S, HKV, D, generator=g, dtype=torch.float64)
+            v = torch.randn(B, S, HKV, D, generator=g, dtype=torch.float64)
+            dout = torch.randn(B, S, HQ, D, generator=g, dtype=torch.float64)
+
+            # Single-process reference.
+            qr, kr, vr = (t.clone().requires_grad_() for t in (q, k, v))
+            ref = flashmask_attention(qr, kr, vr, mask, backend="torch")
+            ref.backward(dout)
+
+            p = plan(mask, world_size, chunk_size=CHUNK)
+            ql, kl, vl = (p.shard(t, 1, rank).clone().requires_grad_() for t in (q, k, v))
+            out = context_parallel_attention(ql, kl, vl, p, backend="torch")
+            out.backward(p.shard(dout, 1, rank))
+
+            with torch.no_grad():
+                full = p.unshard(out.detach(), 1)
+                grads = [p.unshard(t.grad, 1) for t in (ql, kl, vl)]
+            wants = [ref, qr.grad, kr.grad, vr.grad]
+            for what, got, want in zip(("out", "dq", "dk", "dv"), [full, *grads], wants, strict=True):
+                err = (got - want).abs().max().item()
+                assert err <= 1e-10, f"{name} world_size={world_size} rank={rank} {what}: max error {err:.3g}"
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_context_parallel_matches_single_process(world_size):
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(_worker, args=(world_size, _free_port()), nprocs=world_size, join=True)
