@@ -1,0 +1,1 @@
+"""Integrations of :func:`flashmask.flashmask_attention` with other libraries (imported on demand)."""
