@@ -30,11 +30,13 @@ def _interpreting() -> bool:
 
 def _pick_backend(backend: str | None, query: torch.Tensor) -> str:
     if backend is None:
-        return "triton" if query.is_cuda and _triton_available() else "torch"
+        # The kernels are built and checked for fp16/bf16; fp32/fp64 go to the exact PyTorch path.
+        use_kernels = query.is_cuda and _HAS_TRITON and query.dtype in (torch.float16, torch.bfloat16)
+        return "triton" if use_kernels else "torch"
     if backend not in ("torch", "triton"):
         raise ValueError(f"backend must be None, 'torch' or 'triton', got {backend!r}")
     if backend == "triton":
-        if not _triton_available():
+        if not _HAS_TRITON:
             raise RuntimeError("backend='triton' needs the triton package: pip install triton")
         if not query.is_cuda and not _interpreting():
             raise ValueError(
@@ -42,10 +44,6 @@ def _pick_backend(backend: str | None, query: torch.Tensor) -> str:
                 "on CPU use backend='torch' or set TRITON_INTERPRET=1 to run the kernels in Triton's interpreter"
             )
     return backend
-
-
-def _triton_available() -> bool:
-    return _HAS_TRITON
 
 
 def flashmask_attention(
@@ -75,7 +73,7 @@ def flashmask_attention(
         softmax_scale: defaults to ``1 / sqrt(D)``.
         return_lse: also return the log-sum-exp of each row (natural log).
         deterministic: bit-identical gradients from run to run (GPU kernels; the PyTorch path always is).
-        backend: ``None`` picks the Triton kernels for CUDA tensors and the PyTorch path otherwise;
+        backend: ``None`` picks the Triton kernels for fp16/bf16 CUDA tensors and the PyTorch path otherwise;
             ``"torch"`` or ``"triton"`` forces one (``"triton"`` on CPU tensors needs ``TRITON_INTERPRET=1``).
 
     Returns:
