@@ -121,3 +121,20 @@ def _worker(rank: int, world_size: int, port: int) -> None:
 def test_context_parallel_matches_single_process(world_size):
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     mp.spawn(_worker, args=(world_size, _free_port()), nprocs=world_size, join=True)
+
+
+@pytest.mark.parametrize("name", ["causal_document", "share_question", "sliding_window", "full"])
+def test_key_chunks_are_exactly_the_visible_ones(name):
+    """A rank receives every K/V chunk some of its query rows can see (dense check), and, for sparse masks,
+    not all chunks. The plan decides from tile states, so it may keep a chunk whose tiles are hidden only by
+    the union of two intervals; for these masks it keeps exactly the visible ones."""
+    mask = workloads.make(name, 512, 1, "cpu", seed=2).mask
+    cp = plan(mask, 4, chunk_size=32)
+    dense = mask.to_dense()[0, 0]  # [Sq, Sk]
+    n = 512 // 32
+    visible = dense.view(n, 32, n, 32).any(dim=3).any(dim=1)  # [query chunk, key chunk]
+    for rank in range(4):
+        expect = torch.nonzero(visible[cp.chunks_of_rank[rank]].any(dim=0)).flatten().tolist()
+        assert cp.key_chunks_of_rank[rank] == expect
+    if name != "full":
+        assert sum(len(k) for k in cp.key_chunks_of_rank) < 4 * n, "nothing skipped for a sparse mask"

@@ -3,13 +3,13 @@
 The sequence is cut into chunks of ``chunk_size`` tokens; :func:`plan` spreads the chunks over the ranks so
 that every rank holds the same number of tokens and about the same number of live (not fully masked) tiles
 of the column-wise mask. :func:`context_parallel_attention` then runs FlashMask attention on each rank's
-query shard against all keys, gathered with autograd (the backward reduce-scatters dK and dV).
+query shard against the K/V chunks its rows can see: the plan knows, per rank, which key chunks are live for
+its query chunks, and one autograd all-to-all moves each K/V chunk only to the ranks that need it (the
+backward returns and sums the gradients the same way).
 
 Only ``torch.distributed`` collectives are used, so the same code runs on gloo (CPU) and NCCL (GPU).
 
-Not done: communication skipping. Every rank gathers the full K and V, even when the mask hides whole
-K/V chunks from all of its query rows; only the attention kernels skip those (fully masked) tiles. Nor is
-the all-gather overlapped with compute (no ring / double buffering).
+Not done: overlapping the exchange with compute (no ring / double buffering); runs on GPUs.
 """
 
 from ._attention import context_parallel_attention, restrict_mask

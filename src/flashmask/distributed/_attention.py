@@ -9,7 +9,7 @@ import torch.distributed as dist
 
 from .._column_mask import ColumnMask
 from ..attention import flashmask_attention
-from ._plan import CPPlan, gather_global
+from ._plan import CPPlan, gather_needed
 
 __all__ = ["context_parallel_attention", "restrict_mask"]
 
@@ -75,18 +75,19 @@ def context_parallel_attention(
         This rank's output shard ``[B, S_local, Hq, D]`` (same token order as ``q``); ``plan.unshard``
         restores the full sequence.
 
-    K and V are all-gathered with autograd (``torch.distributed.nn.functional.all_gather``), so their
-    gradients are reduce-scattered back to the shards in the backward; every rank must run forward and
-    backward. Each run of contiguous local query chunks attends to all keys with the mask restricted to its
-    rows. Not done: skipping the communication of K/V chunks that the local rows never see.
+    Each K/V chunk travels only to the ranks with a query row that can see it (one autograd all-to-all,
+    ``torch.distributed.nn.functional.all_to_all_single``; its backward sends and sums the gradients back),
+    so every rank must run forward and backward. Each run of contiguous local query chunks attends to the
+    gathered keys with the mask restricted to its rows and to those keys. Not done: overlapping the exchange
+    with compute.
     """
     rank = dist.get_rank(group)
     if q.shape[1] != plan.local_seqlen:
         raise ValueError(f"q has {q.shape[1]} tokens, each rank of the plan holds {plan.local_seqlen}")
     if softmax_scale is None:
         softmax_scale = 1.0 / math.sqrt(q.shape[-1])
-    k_all = gather_global(k, 1, plan, group)
-    v_all = gather_global(v, 1, plan, group)
+    k_all = gather_needed(k, 1, plan, group)
+    v_all = gather_needed(v, 1, plan, group)
     outs = []
     for seg in plan.local_mask(rank, q.device):
         length = seg.r1 - seg.r0

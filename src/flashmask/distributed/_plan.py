@@ -20,8 +20,8 @@ class LocalSegment(NamedTuple):
     """One run of globally contiguous query rows held by a rank.
 
     ``rows`` is the global row range ``[r0, r1)``; ``local_start`` is where those rows begin in the rank's
-    shard; ``mask`` is the plan's mask restricted to the rows (non-causal, ``seqlen_q = r1 - r0``, all
-    ``Sk`` key columns), ready for :func:`flashmask.flashmask_attention`.
+    shard; ``mask`` is the plan's mask restricted to the rows (non-causal, ``seqlen_q = r1 - r0``) and to the
+    key columns the rank gathers (:meth:`CPPlan.key_index`), ready for :func:`flashmask.flashmask_attention`.
     """
 
     r0: int
@@ -37,14 +37,17 @@ class CPPlan:
         mask: the global :class:`~flashmask.ColumnMask` (``Sq == Sk``).
         world_size, chunk_size: as given to :func:`plan`.
         chunks_of_rank: ``list[list[int]]``, the sorted chunk indices of every rank.
+        key_chunks_of_rank: ``list[list[int]]``, the sorted key chunks some query row of the rank can see: the
+            only K/V chunks the rank receives.
         chunk_work: int64 tensor ``[num_chunks]``, live tiles per chunk (on the mask's device).
         work_of_rank: ``list[int]``, summed chunk work per rank.
         balance: ``max(work_of_rank) / mean(work_of_rank)`` (1.0 is perfect; 1.0 when there is no work).
     """
 
     def __init__(self, mask: ColumnMask, world_size: int, chunk_size: int, chunk_work: torch.Tensor,
-                 chunks_of_rank: list[list[int]]) -> None:  # fmt: skip
+                 chunks_of_rank: list[list[int]], key_chunks_of_rank: list[list[int]]) -> None:  # fmt: skip
         self.mask = mask
+        self.key_chunks_of_rank = key_chunks_of_rank
         self.world_size = world_size
         self.chunk_size = chunk_size
         self.chunk_work = chunk_work
@@ -85,6 +88,14 @@ class CPPlan:
             self._index_cache[key] = (chunks.unsqueeze(1) * self.chunk_size + offs).reshape(-1)
         return self._index_cache[key]
 
+    def key_index(self, rank: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """Global token indices of the key chunks ``rank`` gathers, ascending (int64)."""
+        self._check_rank(rank)
+        device = torch.device(device) if device is not None else self.mask.device
+        chunks = torch.tensor(self.key_chunks_of_rank[rank], dtype=torch.int64, device=device)
+        offs = torch.arange(self.chunk_size, dtype=torch.int64, device=device)
+        return (chunks.unsqueeze(1) * self.chunk_size + offs).reshape(-1)
+
     def inverse_index(self, device: torch.device | str | None = None) -> torch.Tensor:
         """For every global token, its position in the rank-ordered concatenation of all shards."""
         device = torch.device(device) if device is not None else self.mask.device
@@ -121,10 +132,13 @@ class CPPlan:
             from ._attention import restrict_mask
 
             mask = self.mask if self.mask.device == device else self.mask.to(device)
+            keys = self.key_index(rank, device)
             segments, local = [], 0
             for c0, c1 in _runs(self.chunks_of_rank[rank]):
                 r0, r1 = c0 * self.chunk_size, c1 * self.chunk_size
-                segments.append(LocalSegment(r0, r1, local, restrict_mask(mask, r0, r1)))
+                rows = restrict_mask(mask, r0, r1)  # non-causal: every column's intervals are explicit
+                cols = ColumnMask(rows.startend_row_indices.index_select(2, keys), False, rows.seqlen_q)
+                segments.append(LocalSegment(r0, r1, local, cols))
                 local += r1 - r0
             self._local_cache[key] = segments
         return self._local_cache[key]
@@ -134,6 +148,50 @@ class CPPlan:
             f"CPPlan(world_size={self.world_size}, chunk_size={self.chunk_size}, num_chunks={self.num_chunks}, "
             f"work_of_rank={self.work_of_rank}, balance={self.balance:.3f})"
         )
+
+
+def gather_needed(x_local: torch.Tensor, dim: int, cp_plan: CPPlan, group: dist.ProcessGroup | None) -> torch.Tensor:
+    """This rank's K or V chunks sent to the ranks that need them; returns the rank's needed chunks, ascending.
+
+    One autograd all-to-all (``torch.distributed.nn.functional.all_to_all_single``): a chunk travels only to
+    ranks with a query row that can see it, and the backward returns (and sums) its gradients the same way.
+    """
+    from torch.distributed.nn.functional import all_to_all_single
+
+    size, me = dist.get_world_size(group), dist.get_rank(group)
+    if size != cp_plan.world_size:
+        raise ValueError(f"the process group has {size} ranks but the plan was made for {cp_plan.world_size}")
+    cs = cp_plan.chunk_size
+    mine = cp_plan.chunks_of_rank[me]
+    position = {c: p for p, c in enumerate(mine)}
+    send_chunks = [[c for c in mine if c in set(cp_plan.key_chunks_of_rank[r])] for r in range(size)]
+    recv_chunks = [
+        [c for c in cp_plan.chunks_of_rank[s] if c in set(cp_plan.key_chunks_of_rank[me])] for s in range(size)
+    ]
+    device = x_local.device
+    offs = torch.arange(cs, dtype=torch.int64, device=device)
+    send_pos = torch.tensor([position[c] for part in send_chunks for c in part], dtype=torch.int64, device=device)
+    send_index = (send_pos.unsqueeze(1) * cs + offs).reshape(-1)
+    x = x_local.movedim(dim, 0)
+    payload = x.index_select(0, send_index).contiguous()
+    received = x.new_empty((sum(len(p) for p in recv_chunks) * cs, *x.shape[1:]))
+    received = all_to_all_single(
+        received, payload, [len(p) * cs for p in recv_chunks], [len(p) * cs for p in send_chunks], group=group
+    )
+    # Received by source rank; put the chunks in ascending global order (that of key_index).
+    arrival = [c for part in recv_chunks for c in part]
+    order = sorted(range(len(arrival)), key=lambda i: arrival[i])
+    order_t = torch.tensor(order, dtype=torch.int64, device=device)
+    return received.index_select(0, (order_t.unsqueeze(1) * cs + offs).reshape(-1)).movedim(0, dim)
+
+
+def chunk_visibility(mask: ColumnMask, chunk_size: int) -> torch.Tensor:
+    """Bool ``[num_chunks, num_chunks]``: some query row of chunk ``a`` sees some key of chunk ``b``."""
+    tile = math.gcd(chunk_size, _TILE)
+    live = classify_tiles(mask.intervals(), mask.seqlen_k, tile, tile) != DEAD  # [B, Hm, Tr, Tc]
+    per = chunk_size // tile
+    n = mask.seqlen_k // chunk_size
+    return live.any(dim=(0, 1)).view(n, per, n, per).any(dim=3).any(dim=1)
 
 
 def _runs(chunks: list[int]) -> list[tuple[int, int]]:
@@ -215,4 +273,7 @@ def plan(mask: ColumnMask, world_size: int, chunk_size: int = 1024) -> CPPlan:
         rank = min((r for r in range(world_size) if len(chunks_of_rank[r]) < per_rank), key=lambda r: (load[r], r))
         chunks_of_rank[rank].append(c)
         load[rank] += work[c]
-    return CPPlan(mask, world_size, chunk_size, work_t, [sorted(c) for c in chunks_of_rank])
+    chunks_of_rank = [sorted(c) for c in chunks_of_rank]
+    visible = chunk_visibility(mask, chunk_size).cpu()
+    key_chunks_of_rank = [torch.nonzero(visible[c].any(dim=0)).flatten().tolist() for c in chunks_of_rank]
+    return CPPlan(mask, world_size, chunk_size, work_t, chunks_of_rank, key_chunks_of_rank)
