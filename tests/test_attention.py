@@ -195,3 +195,15 @@ def test_out_of_range_values_clip():
     a = flashmask_attention(q, k, v, idx, backend="torch")
     b = flashmask_attention(q, k, v, idx.clamp(0, 20), backend="torch")
     torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_autocast_runs_in_the_autocast_dtype():
+    """Under autocast, mixed float32 / bfloat16 inputs (RoPE returns float32 q, k) run in bfloat16, like SDPA."""
+    gen = torch.Generator().manual_seed(9)
+    q, k = (torch.randn(1, 32, 2, 16, generator=gen) for _ in range(2))
+    v = torch.randn(1, 32, 2, 16, generator=gen).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = flashmask_attention(q, k, v, causal=True)
+    assert out.dtype == torch.bfloat16
+    ref = flashmask_attention(q.bfloat16(), k.bfloat16(), v, causal=True)
+    torch.testing.assert_close(out, ref, atol=0, rtol=0)

@@ -46,6 +46,24 @@ def _pick_backend(backend: str | None, query: torch.Tensor) -> str:
     return backend
 
 
+def _autocast(*tensors):
+    """Under ``torch.autocast``, run in its lower precision, as SDPA does.
+
+    Inside autocast regions the projections come out in the autocast dtype but RoPE often returns float32
+    queries and keys, so the three inputs would otherwise disagree.
+    """
+    first = tensors[0]
+    if not isinstance(first, torch.Tensor) or first.device.type not in ("cuda", "cpu"):
+        return tensors
+    if not torch.is_autocast_enabled(first.device.type):
+        return tensors
+    dtype = torch.get_autocast_dtype(first.device.type)
+    return tuple(
+        t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64 else t
+        for t in tensors
+    )
+
+
 def flashmask_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -80,6 +98,7 @@ def flashmask_attention(
         ``out`` ``[B, Sq, Hq, D]`` in the input dtype; with ``return_lse`` also ``lse`` float32 ``[B, Hq, Sq]``.
         A row that sees no key gets output 0, ``lse = -inf`` and zero gradients.
     """
+    query, key, value = _autocast(query, key, value)
     check_qkv(query, key, value)
     indices, causal = resolve_mask(startend_row_indices, causal, window_size, query, key)
     backend = _pick_backend(backend, query)
