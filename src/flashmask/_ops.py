@@ -44,7 +44,9 @@ def attention_fwd(
     """
     if backend == "torch":
         iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
-        return _torch_path.forward(q, k, v, iv, softmax_scale)
+        # The path upcasts and accumulates in float32 itself; autocast must not push its matmuls back down.
+        with torch.autocast(q.device.type, enabled=False):
+            return _torch_path.forward(q, k, v, iv, softmax_scale)
     from .kernels import attention_forward
 
     return attention_forward(q, k, v, indices, causal, softmax_scale)
@@ -74,7 +76,8 @@ def attention_bwd(
     """``(dq, dk, dv)`` from the gradients of ``out`` and (optionally) ``lse``."""
     if backend == "torch":
         iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
-        return _torch_path.backward(dout, q, k, v, out, lse, iv, softmax_scale, grad_lse=dlse)
+        with torch.autocast(q.device.type, enabled=False):
+            return _torch_path.backward(dout, q, k, v, out, lse, iv, softmax_scale, grad_lse=dlse)
     from .kernels import attention_backward
 
     return attention_backward(dout, q, k, v, out, lse, indices, causal, softmax_scale, dlse, deterministic)
