@@ -70,6 +70,7 @@ def _mask_list(text: str) -> tuple[str, ...]:
 
 # ------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .bench.e2e import E2E_BACKENDS, E2E_PARTS
     from .bench.plan import PARTS, PEERS
 
     parser = argparse.ArgumentParser(prog="flashmask", description="FlashMask attention: demo and benchmarks.")
@@ -141,6 +142,28 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sweep-seqlen", type=_size, default=None, help="sparsity-sweep length (32K)")
     bench.add_argument("--sweep-batch", type=int, default=None, help="sparsity-sweep batch (tokens // S)")
     bench.add_argument("--seed", type=int, default=None)
+    e2e = bench.add_argument_group(
+        "end-to-end training (--e2e)",
+        "A ~0.9B Llama-style model (16 layers, hidden 2048, 32/8 heads, bf16, gradient checkpointing, AdamW) "
+        "trained on packed rows, one row per step: sft (colmask, flex_attention, sdpa with a dense mask), dpo "
+        "(shared vs duplicated prompt, 8K/16K only), lora (PEFT r=16, 16K only, colmask vs flex_attention). "
+        "With --e2e only this part runs unless --part is given too. Each of these is expected to fit in 10 "
+        "minutes on an H100: --e2e-seqlens 8K; --e2e-seqlens 16K; --e2e-seqlens 32K --e2e-parts sft. Merge "
+        "the outputs with --render a/results.json b/results.json --out merged.",
+    )
+    e2e.add_argument("--e2e", action="store_true", help="run the end-to-end training benchmark")
+    e2e.add_argument("--e2e-seqlens", type=_size_list, default=None, help="row lengths (default 8K,16K,32K)")
+    e2e.add_argument(
+        "--e2e-backends", type=_choices("backend", E2E_BACKENDS), default=None,
+        help=f"attention backends, comma-separated from {', '.join(E2E_BACKENDS)} (default all)",
+    )  # fmt: skip
+    e2e.add_argument(
+        "--e2e-parts", type=_choices("e2e part", E2E_PARTS), default=None,
+        help=f"comma-separated from {', '.join(E2E_PARTS)} (default all)",
+    )  # fmt: skip
+    e2e.add_argument("--e2e-steps", type=int, default=None, help="optimizer steps per case, warm-up included (6)")
+    e2e.add_argument("--e2e-warmup", type=int, default=None, help="warm-up steps, not timed (2)")
+    e2e.add_argument("--e2e-layers", type=int, default=None, help="decoder layers (16; fewer for quick runs)")
     bench.set_defaults(func=cmd_bench)
     return parser
 
@@ -301,6 +324,28 @@ def _check_options(opts) -> str | None:
     return None
 
 
+_E2E_FIELDS = {
+    "e2e_seqlens": "seqlens",
+    "e2e_backends": "backends",
+    "e2e_parts": "parts",
+    "e2e_steps": "steps",
+    "e2e_warmup": "warmup",
+    "e2e_layers": "layers",
+    "seed": "seed",
+    "dense_limit_gb": "dense_limit_gib",
+}
+
+
+def e2e_options(args: argparse.Namespace):
+    """``E2EOptions`` from the parsed arguments, or ``None`` without ``--e2e``."""
+    from .bench.e2e import E2EOptions
+
+    if not args.e2e:
+        return None
+    given = {field: getattr(args, arg) for arg, field in _E2E_FIELDS.items() if getattr(args, arg) is not None}
+    return E2EOptions(**given)
+
+
 def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
     prog = "flashmask bench"
     if args.render:
@@ -321,16 +366,35 @@ def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
         print(report.render_markdown(data))
         return 0
 
+    e2e_given = [a for a in _E2E_FIELDS if a.startswith("e2e_") and getattr(args, a) is not None]
+    if e2e_given and not args.e2e:
+        return _error(prog, f"--{e2e_given[0].replace('_', '-')} needs --e2e")
     opts = bench_options(args)
+    if args.e2e and args.part is None:
+        opts.parts = ()  # --e2e alone runs only the end-to-end part
     problem = _check_options(opts)
     if problem:
         return _error(prog, problem)
+    e2e = e2e_options(args)
+    if e2e is not None:
+        from .bench.e2e import check_options as check_e2e
+
+        problem = check_e2e(e2e)
+        if problem:
+            return _error(prog, problem)
     if args.dry_run:
         from .bench.peers import flex_missing_reason
         from .bench.plan import describe_plan
 
         flex_missing = flex_missing_reason() if "flex" in opts.peers else None
-        print(describe_plan(opts, flex_missing))
+        if opts.parts:
+            print(describe_plan(opts, flex_missing))
+        if e2e is not None:
+            from .bench.e2e import describe_e2e
+
+            flex_missing = flex_missing_reason() if "flex_attention" in e2e.backends else None
+            print(describe_e2e(e2e, flex_missing))
+            print("Nothing was run (--dry-run).")
         return 0
 
     import torch
@@ -338,7 +402,8 @@ def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
     if not torch.cuda.is_available():
         return _error(
             prog,
-            "no CUDA GPU available: the benchmark times the Triton kernels and needs one. Use --dry-run to "
+            "no CUDA GPU available: the benchmark times the Triton kernels (and --e2e trains on the GPU) and "
+            "needs one. Use --dry-run to "
             "see the plan, or --render results.json to re-render recorded results.",
         )
     from .bench import report
@@ -347,7 +412,7 @@ def cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
     out = Path(args.out or "bench_results")
     if (out / "results.json").exists():
         print(f"note: overwriting {out / 'results.json'}")
-    data = run(opts, out, argv=argv)
+    data = run(opts, out, argv=argv, e2e=e2e)
     print()
     print(report.render_markdown(data))
     return 0

@@ -27,20 +27,22 @@ def _key(part: str, row: dict) -> tuple:
         return (row.get("mask"), row.get("seqlen"), row.get("head_dim"), row.get("batch"), row.get("heads"))
     if part == "mask_cost":
         return (row.get("mask"), row.get("seqlen"), row.get("batch"))
+    if part == "e2e":
+        return (row.get("part"), row.get("seqlen"), row.get("backend"))
     return (row.get("mask"), row.get("seqlen"), row.get("batch"), row.get("head_dim"), row.get("doc_count"))
 
 
 def merge(datas: Iterable[dict]) -> dict:
     """One result set from several (e.g. one per ``--part``): later rows replace earlier rows of the
     same case; runs and notes are concatenated."""
-    merged: dict = {"schema": 1, "runs": [], "kernel": [], "mask_cost": [], "sparsity": [], "notes": []}
+    merged: dict = {"schema": 1, "runs": [], "kernel": [], "mask_cost": [], "sparsity": [], "e2e": [], "notes": []}
     index: dict[tuple, int] = {}
     for data in datas:
         merged["runs"] += data.get("runs") or ([data["meta"]] if "meta" in data else [])
         for note in data.get("notes") or []:
             if note not in merged["notes"]:
                 merged["notes"].append(note)
-        for part in ("kernel", "mask_cost", "sparsity"):
+        for part in ("kernel", "mask_cost", "sparsity", "e2e"):
             for row in data.get(part) or []:
                 k = (part, *_key(part, row))
                 if k in index:
@@ -277,6 +279,79 @@ def _sparsity_section(rows: list[dict]) -> list[str]:
     return lines
 
 
+E2E_PARTS_ORDER = ("sft", "dpo", "lora")
+E2E_BACKEND_ORDER = ("colmask", "flex_attention", "sdpa", "shared_prompt", "duplicated_prompt")
+
+
+def _e2e_order(r: dict) -> tuple:
+    part, backend = r.get("part"), r.get("backend")
+    return (
+        E2E_PARTS_ORDER.index(part) if part in E2E_PARTS_ORDER else len(E2E_PARTS_ORDER),
+        r.get("seqlen") or 0,
+        E2E_BACKEND_ORDER.index(backend) if backend in E2E_BACKEND_ORDER else len(E2E_BACKEND_ORDER),
+        str(backend),
+    )
+
+
+def _e2e_ok(r: dict) -> bool:
+    return r.get("status", "ok") == "ok" and r.get("rate") is not None
+
+
+def e2e_rows(rows: list[dict]) -> list[list[str]]:
+    """Table cells of the end-to-end part: one row per (part, length, backend)."""
+    rows = sorted(rows, key=_e2e_order)
+    body = []
+    for r in rows:
+        group = [o for o in rows if (o.get("part"), o.get("seqlen")) == (r.get("part"), r.get("seqlen"))]
+        if _e2e_ok(r):
+            rate = f"{r['rate']:,.0f}" if r["rate"] >= 100 else f"{r['rate']:.2f}"
+            speed = []
+            for o in group:
+                if o is not r and _e2e_ok(o):
+                    speed.append(f"{r['rate'] / o['rate']:.2f}x vs {o.get('backend')}")
+            check = r.get("check") or {}
+            flag = " (!)" if check and not check.get("ok", True) else ""
+            values = r.get("check_values") or []
+            first = ", ".join(f"{v:.4f}" for v in values) + flag if values else DASH
+            cells = [
+                f"{rate} {r.get('unit', '')}".strip(),
+                _num(r.get("step_ms"), ".0f"),
+                _num(r.get("peak_mem_gib"), ".1f"),
+                "; ".join(speed) or DASH,
+                f"{r.get('check_name', 'loss')}: {first}",
+            ]
+        else:
+            status = r.get("status", "missing")
+            cells = [{"skipped": "skipped", "oom": "OOM"}.get(status, status), DASH, DASH, DASH, DASH]
+        body.append([str(r.get("part", "?")), _len(r.get("seqlen")), str(r.get("backend", "?")), *cells])
+    return body
+
+
+def _e2e_section(rows: list[dict], runs: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    opts = next((run.get("e2e_options") for run in reversed(runs) if run.get("e2e_options")), None) or {}
+    lines = ["## End-to-end training", ""]
+    desc = "Llama-style model"
+    if opts:
+        desc += (
+            f", {opts.get('layers')} layers, hidden {opts.get('hidden')}, {opts.get('heads')}/{opts.get('kv_heads')} "
+            f"heads, vocab {opts.get('vocab')}; {opts.get('steps')} steps ({opts.get('warmup')} warm-up)"
+        )
+    lines.append(
+        f"{desc}; bf16, gradient checkpointing, AdamW, one packed row per step. Rate: median over the timed steps "
+        "of real tokens (sft, lora) or DPO pairs (dpo) per second of a whole optimizer step. Speedup: this row's "
+        "rate over the other row's, same part and length. First steps: the loss (or the DPO policy's per-token "
+        "log-probability) of the warm-up steps, same data and init for every backend; (!) marks a relative "
+        "difference above the tolerance. dpo: shared_prompt and duplicated_prompt both run colmask."
+    )
+    lines.append("")
+    header = ["part", "S", "backend", "rate", "step ms", "peak GiB", "speedup", "first steps"]
+    lines += _table(header, e2e_rows(rows))
+    lines.append("")
+    return lines
+
+
 def _problems(data: dict) -> list[str]:
     items: list[str] = list(data.get("notes") or [])
     seen_skips: set[str] = set()
@@ -307,6 +382,11 @@ def _problems(data: dict) -> list[str]:
                 f"FlexAttention {rec['status']} on {r.get('mask')} docs={r.get('doc_count')}: "
                 + (rec.get("reason") or f"max abs err {rec.get('max_abs_err')}")
             )
+    for r in data.get("e2e") or []:
+        if r.get("status") in ("error", "oom"):
+            items.append(f"e2e {r.get('part')} S={_len(r.get('seqlen'))} {r.get('backend')}: {r.get('reason', '')}")
+        elif r.get("status") == "skipped":
+            items.append(f"e2e {r.get('part')} S={_len(r.get('seqlen'))} {r.get('backend')} skipped: {r.get('reason')}")
     for r in data.get("mask_cost") or []:
         rec = r.get("flex") or {}
         if rec.get("status") in ("error", "oom"):
@@ -321,6 +401,7 @@ def render_markdown(data: dict) -> str:
     lines += _kernel_section(data.get("kernel") or [])
     lines += _mask_cost_section(data.get("mask_cost") or [])
     lines += _sparsity_section(data.get("sparsity") or [])
+    lines += _e2e_section(data.get("e2e") or [], data.get("runs") or [])
     lines += _problems(data)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -503,6 +584,31 @@ def _plot_sparsity(plt, rows: list[dict], out: Path) -> list[Path]:
     return [path]
 
 
+def _plot_e2e(plt, rows: list[dict], out: Path) -> list[Path]:
+    rows = [r for r in rows if _e2e_ok(r)]
+    parts = [p for p in E2E_PARTS_ORDER if any(r.get("part") == p for r in rows)]
+    if not parts:
+        return []
+    fig, axes = plt.subplots(1, len(parts), figsize=(4.8 * len(parts), 4.2), squeeze=False)
+    for ax, part in zip(axes[0], parts, strict=True):
+        group = sorted((r for r in rows if r.get("part") == part), key=_e2e_order)
+        lengths = sorted({r["seqlen"] for r in group})
+        labels = [_len(s) for s in lengths]
+        backends = list(dict.fromkeys(r["backend"] for r in group))
+        series = [(b, {_len(r["seqlen"]): r["rate"] for r in group if r["backend"] == b}) for b in backends]
+        _grouped_bars(ax, labels, series)
+        ax.set_xticklabels(labels, rotation=0, ha="center", fontsize=8)
+        ax.set_xlabel("tokens per row")
+        ax.set_ylabel(group[0].get("unit") or "rate")
+        ax.set_title(f"{part}: throughput per backend", fontsize=9)
+        _room_for_legend(ax)
+    fig.tight_layout()
+    path = out / "e2e_throughput.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
 def render_plots(data: dict, out_dir: str | os.PathLike) -> list[Path]:
     """Write the PNG plots that the data allows; returns their paths. Needs matplotlib."""
     plt = _pyplot()
@@ -513,6 +619,7 @@ def render_plots(data: dict, out_dir: str | os.PathLike) -> list[Path]:
     written += _plot_tflops(plt, kernel, out)
     written += _plot_mask_memory(plt, data.get("mask_cost") or [], out)
     written += _plot_sparsity(plt, data.get("sparsity") or [], out)
+    written += _plot_e2e(plt, data.get("e2e") or [], out)
     return written
 
 

@@ -135,6 +135,7 @@ def new_results(opts: BenchOptions, device: torch.device, argv: list[str] | None
         "kernel": [],
         "mask_cost": [],
         "sparsity": [],
+        "e2e": [],
         "notes": [],
     }
 
@@ -468,12 +469,14 @@ def run(
     argv: list[str] | None = None,
     device: str | torch.device = "cuda",
     log: Log = print,
+    e2e=None,
 ) -> dict:
     """Run the benchmark parts in ``options`` and return the results (also saved under ``out_dir``:
     ``results.json`` after every case, ``results.md`` and the PNG plots at the end).
 
     ``device="cpu"`` runs the same bookkeeping on the PyTorch path with wall-clock timings; it exists to
-    test this module and measures nothing of interest.
+    test this module and measures nothing of interest. ``e2e`` (an ``e2e.E2EOptions``) adds the end-to-end
+    training part (``data["e2e"]``).
     """
     opts = options or BenchOptions()
     device = torch.device(device)
@@ -484,6 +487,8 @@ def run(
             device = torch.device("cuda", torch.cuda.current_device())
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     data = new_results(opts, device, argv)
+    if e2e is not None:
+        data["runs"][-1]["e2e_options"] = e2e.to_dict()
     out = Path(out_dir) if out_dir is not None else None
 
     def save() -> None:
@@ -498,6 +503,10 @@ def run(
         run_mask_cost_part(opts, device, timer, data, save, log)
     if "sparsity" in opts.parts:
         run_sparsity_part(opts, device, timer, data, save, log, dtype)
+    if e2e is not None:
+        from .e2e import run_e2e
+
+        run_e2e(e2e, data, save, log=log, device=device)
     save()
     if out is not None:
         from .report import render
