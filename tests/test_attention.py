@@ -153,6 +153,12 @@ def test_bad_input(make_args, err, match):
         flashmask_attention(*make_args(*_inputs()), backend="torch")
 
 
+def test_four_bounds_with_causal_is_refused():
+    q, k, v = _inputs()
+    with pytest.raises(ValueError, match="causal=True it must have 1 or 2"):
+        flashmask_attention(q, k, v, torch.zeros(1, 1, 8, 4, dtype=torch.int32), causal=True, backend="torch")
+
+
 def test_bad_heads_ratio():
     q = torch.randn(1, 8, 3, 4)
     k = torch.randn(1, 8, 2, 4)
