@@ -164,3 +164,16 @@ def test_tile_lists_match_the_torch_classification():
                         assert part == torch.nonzero(expect_part).flatten().tolist()
                     order = lists.order[row].tolist()
                     assert sorted(order) == list(range(st.shape[1]))
+
+
+@pytest.mark.parametrize("use_tma", [False, True])
+def test_strided_inputs(use_tma):
+    """[B, H, S, D] tensors seen as [B, S, H, D] views (how transformers hands them over) need no copy."""
+    gen = torch.Generator().manual_seed(11)
+    b, s, hq, hkv, d = 2, 45, 4, 2, 16
+    q = torch.randn(b, hq, s, d, generator=gen).transpose(1, 2)
+    k = torch.randn(b, hkv, s, d, generator=gen).transpose(1, 2)
+    v = torch.randn(b, hkv, s, d, generator=gen).transpose(1, 2)
+    assert not q.is_contiguous()
+    idx = _random_indices(gen, b, 1, s, s, True, 2)
+    _check(q, k, v, idx, True, deterministic=True, use_tma=use_tma, atol=2e-5)
