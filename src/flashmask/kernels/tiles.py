@@ -188,9 +188,11 @@ def block_bounds(
     """
     num_blocks = triton.cdiv(seqlen_k, block_n)
     if indices is None:
-        # Nothing hidden but the causal triangle: LTS = LTE = Sq, UTS = UTE = 0 in every block.
-        neutral = torch.tensor([seqlen_q] * 4 + [0] * 4, dtype=torch.int32, device=device)
-        return neutral.view(1, 8, 1).expand(1, 8, num_blocks).contiguous()
+        # Nothing hidden but the causal triangle: LTS = LTE = Sq, UTS = UTE = 0 in every block. Filled on
+        # the device: a tensor built from a Python list would be a blocking host-to-device copy.
+        bounds = torch.full((1, 8, num_blocks), seqlen_q, dtype=torch.int32, device=device)
+        bounds[:, 4:] = 0
+        return bounds
     batch, heads = indices.shape[:2]
     bounds = torch.empty(batch * heads, 8, num_blocks, dtype=torch.int32, device=indices.device)
     if num_blocks and batch * heads:
