@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["ColumnMask", "Intervals", "NotRepresentableError", "check_form", "intervals_of"]
+__all__ = ["ColumnMask", "Intervals", "NotRepresentableError", "check_form", "intervals_of", "no_mask_indices"]
 
 # (causal, C) -> names of the stored vectors, in the order of the last dimension.
 FORMS: dict[tuple[bool, int], tuple[str, ...]] = {
@@ -79,6 +79,14 @@ def intervals_of(startend_row_indices: torch.Tensor, causal: bool, seqlen_q: int
     if num_bounds == 2:
         return Intervals(idx[..., 0], full, zeros, idx[..., 1], False, seqlen_q)
     return Intervals(idx[..., 0], idx[..., 1], idx[..., 2], idx[..., 3], False, seqlen_q)
+
+
+def no_mask_indices(causal: bool, seqlen_q: int, seqlen_k: int, device) -> torch.Tensor:
+    """``startend_row_indices`` ``[1, 1, Sk, C]`` that hide nothing beyond the causal triangle (if causal)."""
+    bounds = torch.full((1, 1, seqlen_k, 1 if causal else 2), seqlen_q, dtype=torch.int32, device=device)
+    if not causal:
+        bounds[..., 1] = 0  # UTE = 0: no upper interval
+    return bounds
 
 
 def _interval_len(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:

@@ -12,14 +12,12 @@ from __future__ import annotations
 import torch
 
 from . import _torch_path
-from ._column_mask import Intervals, intervals_of
+from ._column_mask import Intervals, intervals_of, no_mask_indices
 
 
 def _intervals(indices: torch.Tensor | None, causal: bool, seqlen_q: int, seqlen_k: int, device) -> Intervals:
     if indices is None:
-        # No column mask: nothing hidden besides the causal triangle.
-        bounds = [seqlen_q] if causal else [seqlen_q, 0]
-        indices = torch.tensor(bounds, dtype=torch.int32, device=device).expand(1, 1, seqlen_k, len(bounds))
+        indices = no_mask_indices(causal, seqlen_q, seqlen_k, device)
     return intervals_of(indices, causal, seqlen_q)
 
 

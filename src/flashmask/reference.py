@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ._column_mask import ColumnMask
+from ._column_mask import ColumnMask, no_mask_indices
 from ._validation import check_qkv, resolve_mask
 
 __all__ = ["reference_attention"]
@@ -38,8 +38,7 @@ def reference_attention(
     seqlen_k, num_kv_heads = key.shape[1], key.shape[2]
     scale = 1.0 / math.sqrt(head_dim) if softmax_scale is None else softmax_scale
     if indices is None:
-        bounds = [seqlen_q] if causal else [seqlen_q, 0]
-        indices = torch.tensor(bounds, dtype=torch.int32, device=query.device).expand(1, 1, seqlen_k, -1)
+        indices = no_mask_indices(causal, seqlen_q, seqlen_k, query.device)
     visible = ColumnMask(indices, causal, seqlen_q).to_dense()  # [B|1, Hm, Sq, Sk]
     visible = visible.repeat_interleave(num_q_heads // visible.shape[1], dim=1)
     groups = num_q_heads // num_kv_heads
