@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The H100 runs still missing (benchmarks/NOTES.md, "Next GPU session"), one device call per step:
+#
+#   bash benchmarks/h100_runs.sh call1   # demo, gpu_check (40 cases), e2e smoke, sparsity sweep
+#   bash benchmarks/h100_runs.sh call2   # kernel table, D=64, 8K and 32K
+#   bash benchmarks/h100_runs.sh call3   # mask cost at 1M, then kernel table, D=64, 128K
+#
+# Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
+# bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
+# start, end, exit status and seconds of every command. PNGs and results.md are deleted at the end (the device
+# returns at most 8 files; re-render them with `flashmask bench --render`).
+#
+# Each command runs under `timeout`, capped so that the whole step ends within BUDGET seconds (default 570)
+# of its start. DRY=1 prints the plan: bench commands get --dry-run, the rest is only echoed.
+# Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
+set -u -o pipefail
+
+STEP=${1:?usage: h100_runs.sh call1|call2|call3}
+OUT=${OUT:-./h100_out}
+BUDGET=${BUDGET:-570}
+DRY=${DRY:-}
+START=$SECONDS
+export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$OUT"
+STEPS="$OUT/steps.log"
+FM=(python3 -m flashmask.cli)
+BENCH_DRY=()
+[[ -n $DRY ]] && BENCH_DRY=(--dry-run)
+
+now() { date -u +%FT%TZ; }
+left() { echo $((BUDGET - (SECONDS - START))); }
+
+# run NAME LIMIT_S LOGFILE CMD...: CMD under timeout (at most LIMIT_S, less if the budget is short), its
+# output into $OUT/LOGFILE; the last lines echoed for the device's output tail.
+run() {
+    local name=$1 limit=$2 log=$3 rc t0 rem
+    shift 3
+    rem=$(($(left) - 15))
+    ((limit > rem)) && limit=$rem
+    if ((limit < 20)); then
+        echo "$(now) $name SKIPPED: ${rem}s of the budget left" | tee -a "$STEPS"
+        return 0
+    fi
+    echo "$(now) $name start (limit ${limit}s): $*" | tee -a "$STEPS"
+    t0=$SECONDS
+    if [[ -n $DRY && " $* " != *" bench "* ]]; then
+        echo "(dry run: not run)"
+        rc=0
+    else
+        timeout -k 10 "$limit" "$@" >"$OUT/$log" 2>&1
+        rc=$?
+        tail -n 25 "$OUT/$log"
+    fi
+    echo "$(now) $name end rc=$rc$( ((rc == 124 || rc == 137)) && echo ' (timed out)') after $((SECONDS - t0))s" |
+        tee -a "$STEPS"
+}
+
+setup() {
+    {
+        echo "$(now) step $STEP, budget ${BUDGET}s, commit $(git rev-parse HEAD 2>/dev/null || echo '?')"
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || true
+        python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)' 2>&1
+    } | tee -a "$STEPS"
+    if [[ -z $DRY ]]; then
+        timeout 90 python3 -m pip install -q --no-deps --no-build-isolation -e . >>"$STEPS" 2>&1 ||
+            echo "$(now) pip install -e . failed (rc=$?); using PYTHONPATH=src" | tee -a "$STEPS"
+    fi
+}
+
+cleanup() {
+    find "$OUT" \( -name '*.png' -o -name 'results.md' -o -name '*.tmp' \) -delete
+    echo "$(now) step $STEP done after $((SECONDS - START))s; files:" | tee -a "$STEPS"
+    find "$OUT" -type f | sort | tee -a "$STEPS"
+}
+
+setup
+case $STEP in
+call1)
+    run demo 120 demo.log "${FM[@]}" demo
+    run gpu_check 240 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    run e2e_smoke 150 e2e_smoke.log "${FM[@]}" bench "${BENCH_DRY[@]}" --e2e --e2e-seqlens 8K --e2e-layers 2 \
+        --e2e-steps 3 --e2e-warmup 1 --out "$OUT/e2e_smoke"
+    run sparsity 600 sparsity.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part sparsity --out "$OUT/sparsity"
+    ;;
+call2)
+    run k64 600 k64.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 64 \
+        --out "$OUT/k64"
+    ;;
+call3)
+    # Mask cost first, capped: its 1M row did not finish in the 150 s of the last run (which also ran
+    # 8K-512K); the kernel table keeps what finishes (results.json is saved after every case).
+    run mc1m "${MC_LIMIT:-150}" mc1m.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part mask-cost \
+        --mask-cost-seqlens 1M --out "$OUT/mc1m"
+    run k64_128k 600 k64_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
+        --head-dims 64 ${K128_MASKS:+--masks "$K128_MASKS"} --out "$OUT/k64_128k"
+    ;;
+*)
+    echo "unknown step $STEP (call1, call2 or call3)" >&2
+    exit 2
+    ;;
+esac
+cleanup
