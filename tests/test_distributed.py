@@ -12,7 +12,8 @@ import torch.multiprocessing as mp
 
 from flashmask import ColumnMask, flashmask_attention, masks
 from flashmask.bench import workloads
-from flashmask.distributed import context_parallel_attention, plan, restrict_mask
+from flashmask.distributed import context_parallel_attention, plan, restrict_mask, restrict_rows
+from flashmask.distributed._plan import _traffic, chunk_visibility
 
 S, CHUNK, B, HQ, HKV, D = 512, 64, 1, 2, 1, 16
 
@@ -77,6 +78,41 @@ def test_restrict_mask_matches_dense_rows(name):
         assert torch.equal(local.to_dense(), dense[:, :, r0:r1])
 
 
+@pytest.mark.parametrize("name", workloads.MASK_TYPES)
+def test_restrict_rows_matches_dense_rows(name):
+    mask = workloads.make(name, 256, 1, "cpu").mask
+    dense = mask.to_dense()
+    rows = torch.tensor([3, 4, 5, 40, 41, 100, 180, 181, 255])
+    local = restrict_rows(mask, rows)
+    assert not local.causal and local.seqlen_q == len(rows)
+    assert torch.equal(local.to_dense(), dense[:, :, rows])
+
+
+def test_restrict_rows_errors():
+    mask = masks.causal(64, 1)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        restrict_rows(mask, torch.tensor([3, 2]))
+    with pytest.raises(ValueError, match="1-D"):
+        restrict_rows(mask, torch.zeros(2, 2, dtype=torch.int64))
+
+
+def test_plan_prefers_contiguous_runs_when_balanced():
+    """A narrow sliding window is balanced by the contiguous split, which moves one boundary's keys only;
+    scattering chunks (balance_tolerance=1.0 forces the finest balanced layout) moves far more."""
+    mask = masks.sliding_window(8192, 64, 1)
+    p = plan(mask, 2, chunk_size=256)
+    assert p.chunks_of_rank == [list(range(16)), list(range(16, 32))]
+    visible = chunk_visibility(mask, 256)
+    assert _traffic(visible, p.chunks_of_rank) == 1  # rank 1's first rows see the end of rank 0's last chunk
+    assert p.balance <= 1.05
+    mask = masks.causal(8192, 1)
+    p = plan(mask, 2, chunk_size=256)
+    assert p.balance <= 1.05
+    # Zigzag: rank 0 holds the first and last quarters and needs the middle half (16 chunks); rank 1 holds the
+    # middle and needs the first quarter (8).
+    assert _traffic(chunk_visibility(mask, 256), p.chunks_of_rank) == 24
+
+
 # --------------------------------------------------------------------------------------------- spawned
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -101,18 +137,22 @@ def _worker(rank: int, world_size: int, port: int) -> None:
             ref = flashmask_attention(qr, kr, vr, mask, backend="torch")
             ref.backward(dout)
 
-            p = plan(mask, world_size, chunk_size=CHUNK)
-            ql, kl, vl = (p.shard(t, 1, rank).clone().requires_grad_() for t in (q, k, v))
-            out = context_parallel_attention(ql, kl, vl, p, backend="torch")
-            out.backward(p.shard(dout, 1, rank))
+            # The default layout (long runs, little traffic) and the finest balanced one (scattered chunks,
+            # most keys remote): both split each row's keys into a local and a remote part.
+            for tolerance in (1.05, 1.0):
+                p = plan(mask, world_size, chunk_size=CHUNK, balance_tolerance=tolerance)
+                ql, kl, vl = (p.shard(t, 1, rank).clone().requires_grad_() for t in (q, k, v))
+                out = context_parallel_attention(ql, kl, vl, p, backend="torch")
+                out.backward(p.shard(dout, 1, rank))
 
-            with torch.no_grad():
-                full = p.unshard(out.detach(), 1)
-                grads = [p.unshard(t.grad, 1) for t in (ql, kl, vl)]
-            wants = [ref, qr.grad, kr.grad, vr.grad]
-            for what, got, want in zip(("out", "dq", "dk", "dv"), [full, *grads], wants, strict=True):
-                err = (got - want).abs().max().item()
-                assert err <= 1e-10, f"{name} world_size={world_size} rank={rank} {what}: max error {err:.3g}"
+                with torch.no_grad():
+                    full = p.unshard(out.detach(), 1)
+                    grads = [p.unshard(t.grad, 1) for t in (ql, kl, vl)]
+                wants = [ref, qr.grad, kr.grad, vr.grad]
+                for what, got, want in zip(("out", "dq", "dk", "dv"), [full, *grads], wants, strict=True):
+                    err = (got - want).abs().max().item()
+                    where = f"{name} world_size={world_size} tolerance={tolerance} rank={rank} {what}"
+                    assert err <= 1e-10, f"{where}: max error {err:.3g}"
     finally:
         dist.destroy_process_group()
 

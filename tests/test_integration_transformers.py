@@ -286,6 +286,26 @@ def test_unsupported_options_raise():
         fm_hf.flashmask_attention_forward(module, q, k, k, torch.ones(1, 1, 5, 5, dtype=torch.bool))
 
 
+def test_context_parallel_keyword_refuses_other_masks():
+    from flashmask.distributed import plan
+
+    q = torch.randn(1, 4, 8, 8, dtype=torch.float64)
+    k = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    module = torch.nn.Module()
+    cp_plan = plan(masks.causal(8, 1), 1, chunk_size=4)
+    with pytest.raises(TypeError, match="CPPlan"):
+        fm_hf.flashmask_attention_forward(module, q, k, k, None, context_parallel="plan")
+    with pytest.raises(ValueError, match="attention_mask=None"):
+        fm_hf.flashmask_attention_forward(module, q, k, k, torch.ones(1, 8), context_parallel=cp_plan)
+    with pytest.raises(ValueError, match="startend_row_indices"):
+        fm_hf.flashmask_attention_forward(
+            module, q, k, k, None, context_parallel=cp_plan, startend_row_indices=masks.causal(8, 1)
+        )
+    module.sliding_window = 4
+    with pytest.raises(ValueError, match="sliding window"):
+        fm_hf.flashmask_attention_forward(module, q, k, k, None, context_parallel=cp_plan)
+
+
 def test_attention_function_layout_and_noncausal():
     # [B, H, S, D] in, [B, S, H, D] out; is_causal=False with padding and documents (bidirectional document mask).
     q = torch.randn(2, 4, 6, 8, dtype=torch.float64)

@@ -4,15 +4,14 @@ The sequence is cut into chunks of ``chunk_size`` tokens; :func:`plan` spreads t
 that every rank holds the same number of tokens and about the same number of live (not fully masked) tiles
 of the column-wise mask. :func:`context_parallel_attention` then runs FlashMask attention on each rank's
 query shard against the K/V chunks its rows can see: the plan knows, per rank, which key chunks are live for
-its query chunks, and one autograd all-to-all moves each K/V chunk only to the ranks that need it (the
-backward returns and sums the gradients the same way).
+its query chunks, and one asynchronous all-to-all moves each K/V chunk only to the ranks that need it while
+each rank attends to the keys it already holds; the two partial results merge by their log-sum-exps (the
+backward returns and sums the gradients the same way, overlapped with the local backward).
 
 Only ``torch.distributed`` collectives are used, so the same code runs on gloo (CPU) and NCCL (GPU).
-
-Not done: overlapping the exchange with compute (no ring / double buffering); runs on GPUs.
 """
 
-from ._attention import context_parallel_attention, restrict_mask
-from ._plan import CPPlan, LocalSegment, plan
+from ._attention import context_parallel_attention, restrict_mask, restrict_rows
+from ._plan import CPPlan, plan
 
-__all__ = ["CPPlan", "LocalSegment", "context_parallel_attention", "plan", "restrict_mask"]
+__all__ = ["CPPlan", "context_parallel_attention", "plan", "restrict_mask", "restrict_rows"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -11,23 +10,9 @@ import torch.distributed as dist
 from .._column_mask import ColumnMask
 from .._tiling import DEAD, classify_tiles
 
-__all__ = ["CPPlan", "LocalSegment", "plan"]
+__all__ = ["CPPlan", "plan"]
 
 _TILE = 128
-
-
-class LocalSegment(NamedTuple):
-    """One run of globally contiguous query rows held by a rank.
-
-    ``rows`` is the global row range ``[r0, r1)``; ``local_start`` is where those rows begin in the rank's
-    shard; ``mask`` is the plan's mask restricted to the rows (non-causal, ``seqlen_q = r1 - r0``) and to the
-    key columns the rank gathers (:meth:`CPPlan.key_index`), ready for :func:`flashmask.flashmask_attention`.
-    """
-
-    r0: int
-    r1: int
-    local_start: int
-    mask: ColumnMask
 
 
 class CPPlan:
@@ -58,7 +43,7 @@ class CPPlan:
         self.balance = max(self.work_of_rank) / mean if mean > 0 else 1.0
         self._index_cache: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._inverse_cache: dict[torch.device, torch.Tensor] = {}
-        self._local_cache: dict[tuple[int, torch.device], list[LocalSegment]] = {}
+        self._exchange_cache: dict = {}  # per (rank, device): what context_parallel_attention precomputes
 
     @property
     def seqlen(self) -> int:
@@ -120,69 +105,21 @@ class CPPlan:
         """
         return gather_global(x_local, dim, self, group)
 
-    def local_mask(self, rank: int, device: torch.device | str | None = None) -> list[LocalSegment]:
-        """What the local attention of ``rank`` needs: one :class:`LocalSegment` per run of contiguous chunks.
+    def local_mask(self, rank: int, device: torch.device | str | None = None) -> ColumnMask:
+        """The plan's mask restricted to the query rows of ``rank`` (in shard order) and to the key columns it
+        gathers (:meth:`key_index`, ascending): non-causal, ``[B, Hm, len(key_index), C]``."""
+        from ._attention import restrict_rows
 
-        Consecutive chunks of a rank that are adjacent in the sequence are merged into one segment.
-        """
-        self._check_rank(rank)
         device = torch.device(device) if device is not None else self.mask.device
-        key = (rank, device)
-        if key not in self._local_cache:
-            from ._attention import restrict_mask
-
-            mask = self.mask if self.mask.device == device else self.mask.to(device)
-            keys = self.key_index(rank, device)
-            segments, local = [], 0
-            for c0, c1 in _runs(self.chunks_of_rank[rank]):
-                r0, r1 = c0 * self.chunk_size, c1 * self.chunk_size
-                rows = restrict_mask(mask, r0, r1)  # non-causal: every column's intervals are explicit
-                cols = ColumnMask(rows.startend_row_indices.index_select(2, keys), False, rows.seqlen_q)
-                segments.append(LocalSegment(r0, r1, local, cols))
-                local += r1 - r0
-            self._local_cache[key] = segments
-        return self._local_cache[key]
+        mask = self.mask if self.mask.device == device else self.mask.to(device)
+        rows = restrict_rows(mask, self.token_index(rank, device))
+        return ColumnMask(rows.startend_row_indices.index_select(2, self.key_index(rank, device)), False, rows.seqlen_q)
 
     def __repr__(self) -> str:
         return (
             f"CPPlan(world_size={self.world_size}, chunk_size={self.chunk_size}, num_chunks={self.num_chunks}, "
             f"work_of_rank={self.work_of_rank}, balance={self.balance:.3f})"
         )
-
-
-def gather_needed(x_local: torch.Tensor, dim: int, cp_plan: CPPlan, group: dist.ProcessGroup | None) -> torch.Tensor:
-    """This rank's K or V chunks sent to the ranks that need them; returns the rank's needed chunks, ascending.
-
-    One autograd all-to-all (``torch.distributed.nn.functional.all_to_all_single``): a chunk travels only to
-    ranks with a query row that can see it, and the backward returns (and sums) its gradients the same way.
-    """
-    from torch.distributed.nn.functional import all_to_all_single
-
-    size, me = dist.get_world_size(group), dist.get_rank(group)
-    if size != cp_plan.world_size:
-        raise ValueError(f"the process group has {size} ranks but the plan was made for {cp_plan.world_size}")
-    cs = cp_plan.chunk_size
-    mine = cp_plan.chunks_of_rank[me]
-    position = {c: p for p, c in enumerate(mine)}
-    send_chunks = [[c for c in mine if c in set(cp_plan.key_chunks_of_rank[r])] for r in range(size)]
-    recv_chunks = [
-        [c for c in cp_plan.chunks_of_rank[s] if c in set(cp_plan.key_chunks_of_rank[me])] for s in range(size)
-    ]
-    device = x_local.device
-    offs = torch.arange(cs, dtype=torch.int64, device=device)
-    send_pos = torch.tensor([position[c] for part in send_chunks for c in part], dtype=torch.int64, device=device)
-    send_index = (send_pos.unsqueeze(1) * cs + offs).reshape(-1)
-    x = x_local.movedim(dim, 0)
-    payload = x.index_select(0, send_index).contiguous()
-    received = x.new_empty((sum(len(p) for p in recv_chunks) * cs, *x.shape[1:]))
-    received = all_to_all_single(
-        received, payload, [len(p) * cs for p in recv_chunks], [len(p) * cs for p in send_chunks], group=group
-    )
-    # Received by source rank; put the chunks in ascending global order (that of key_index).
-    arrival = [c for part in recv_chunks for c in part]
-    order = sorted(range(len(arrival)), key=lambda i: arrival[i])
-    order_t = torch.tensor(order, dtype=torch.int64, device=device)
-    return received.index_select(0, (order_t.unsqueeze(1) * cs + offs).reshape(-1)).movedim(0, dim)
 
 
 def chunk_visibility(mask: ColumnMask, chunk_size: int) -> torch.Tensor:
@@ -192,17 +129,6 @@ def chunk_visibility(mask: ColumnMask, chunk_size: int) -> torch.Tensor:
     per = chunk_size // tile
     n = mask.seqlen_k // chunk_size
     return live.any(dim=(0, 1)).view(n, per, n, per).any(dim=3).any(dim=1)
-
-
-def _runs(chunks: list[int]) -> list[tuple[int, int]]:
-    """Sorted chunk indices -> half-open runs ``[c0, c1)`` of consecutive indices."""
-    runs: list[tuple[int, int]] = []
-    for c in chunks:
-        if runs and runs[-1][1] == c:
-            runs[-1] = (runs[-1][0], c + 1)
-        else:
-            runs.append((c, c + 1))
-    return runs
 
 
 def gather_global(x_local: torch.Tensor, dim: int, cp_plan: CPPlan, group: dist.ProcessGroup | None) -> torch.Tensor:
@@ -232,20 +158,69 @@ def chunk_work(mask: ColumnMask, chunk_size: int) -> torch.Tensor:
     return live_per_row.view(-1, chunk_size // block_m).sum(dim=1)
 
 
-def plan(mask: ColumnMask, world_size: int, chunk_size: int = 1024) -> CPPlan:
-    """Assign chunks of ``chunk_size`` tokens to ``world_size`` ranks, balancing live FlashMask tiles.
+def _greedy(work: list[int], groups: list[list[int]], world_size: int) -> list[list[int]]:
+    """Groups of chunks (all of one size) to ranks: heaviest group first (ties: lower index), each to the
+    currently lightest rank (ties: lower rank) that still has room for it."""
+    per_rank = len(groups) // world_size
+    group_work = [sum(work[c] for c in g) for g in groups]
+    order = sorted(range(len(groups)), key=lambda i: (-group_work[i], i))
+    load = [0] * world_size
+    taken = [0] * world_size
+    chunks_of_rank: list[list[int]] = [[] for _ in range(world_size)]
+    for i in order:
+        rank = min((r for r in range(world_size) if taken[r] < per_rank), key=lambda r: (load[r], r))
+        chunks_of_rank[rank].extend(groups[i])
+        load[rank] += group_work[i]
+        taken[rank] += 1
+    return [sorted(c) for c in chunks_of_rank]
+
+
+def _snake(groups: list[list[int]], world_size: int) -> list[list[int]]:
+    """Groups to ranks in the order 0, 1, ..., W-1, W-1, ..., 0, 0, 1, ...: evens out work that grows or
+    shrinks along the sequence (causal, windows) while keeping each rank's runs long."""
+    chunks_of_rank: list[list[int]] = [[] for _ in range(world_size)]
+    for i, group in enumerate(groups):
+        lap, pos = divmod(i, world_size)
+        chunks_of_rank[pos if lap % 2 == 0 else world_size - 1 - pos].extend(group)
+    return [sorted(c) for c in chunks_of_rank]
+
+
+def _balance(work: list[int], chunks_of_rank: list[list[int]]) -> float:
+    loads = [sum(work[c] for c in chunks) for chunks in chunks_of_rank]
+    mean = sum(loads) / len(loads)
+    return max(loads) / mean if mean > 0 else 1.0
+
+
+def _traffic(visible: torch.Tensor, chunks_of_rank: list[list[int]]) -> int:
+    """K/V chunks that must travel: per rank, the chunks its rows see that another rank holds."""
+    total = 0
+    for chunks in chunks_of_rank:
+        needed = visible[chunks].any(dim=0)
+        needed[chunks] = False
+        total += int(needed.sum())
+    return total
+
+
+def plan(mask: ColumnMask, world_size: int, chunk_size: int = 1024, balance_tolerance: float = 1.05) -> CPPlan:
+    """Assign chunks of ``chunk_size`` tokens to ``world_size`` ranks, balancing live FlashMask tiles and
+    keeping K/V traffic low.
 
     The work of a chunk is the number of live (non-DEAD) tiles in its query rows (:func:`chunk_work`),
-    computed with torch ops on the mask's device. Chunks go greedily, heaviest first (ties: lower index), to
-    the currently lightest rank (ties: lower rank) that still has room; every rank gets
-    ``num_chunks / world_size`` chunks, hence the same number of tokens.
+    computed with torch ops on the mask's device. Every rank gets ``num_chunks / world_size`` chunks, hence
+    the same number of tokens. Candidate layouts cut the sequence into ``g * world_size`` runs of adjacent
+    chunks for ``g = 1, 2, 4, ...`` up to one chunk per run, and give the runs greedily, heaviest first, to the
+    currently lightest rank with room, or in snake order ``0, 1, ..., W-1, W-1, ..., 0, ...`` (``g = 1`` is
+    the contiguous split, snake with ``g = 2`` the "zigzag" layout for causal masks). Among the layouts whose
+    busiest rank is within ``balance_tolerance`` of the mean, the one that moves the fewest K/V chunks wins
+    (contiguous runs keep most of a document's keys at home, so less has to travel and more of the attention
+    can start before the exchange ends); if none is, the best balanced one.
 
-    The greedy loop runs on the host: it reads the small per-chunk work vector once (one device sync). This
-    is planning, done once per mask, not part of the attention hot path.
+    The choice runs on the host: it reads the small per-chunk work vector and the chunk visibility matrix
+    once (one device sync). This is planning, done once per mask, not part of the attention hot path.
 
     Raises:
         ValueError: ``Sq != Sk``; a non-positive ``world_size`` or ``chunk_size``; a sequence length that is not
-            cut by ``chunk_size`` into a number of chunks divisible by ``world_size``.
+            cut by ``chunk_size`` into a number of chunks divisible by ``world_size``; ``balance_tolerance < 1``.
     """
     if not isinstance(mask, ColumnMask):
         raise TypeError(f"mask must be a flashmask.ColumnMask, got {type(mask).__name__}")
@@ -256,6 +231,8 @@ def plan(mask: ColumnMask, world_size: int, chunk_size: int = 1024) -> CPPlan:
     for name, val in (("world_size", world_size), ("chunk_size", chunk_size)):
         if not isinstance(val, int) or isinstance(val, bool) or val <= 0:
             raise ValueError(f"{name} must be a positive int, got {val!r}")
+    if not balance_tolerance >= 1.0:
+        raise ValueError(f"balance_tolerance must be >= 1.0, got {balance_tolerance!r}")
     seqlen = mask.seqlen_k
     if seqlen == 0 or seqlen % chunk_size != 0 or (seqlen // chunk_size) % world_size != 0:
         raise ValueError(
@@ -266,14 +243,21 @@ def plan(mask: ColumnMask, world_size: int, chunk_size: int = 1024) -> CPPlan:
     per_rank = num_chunks // world_size
     work_t = chunk_work(mask, chunk_size)
     work = work_t.tolist()  # host read of a [num_chunks] vector: planning, not the hot path
-    order = sorted(range(num_chunks), key=lambda c: (-work[c], c))
-    load = [0] * world_size
-    chunks_of_rank: list[list[int]] = [[] for _ in range(world_size)]
-    for c in order:
-        rank = min((r for r in range(world_size) if len(chunks_of_rank[r]) < per_rank), key=lambda r: (load[r], r))
-        chunks_of_rank[rank].append(c)
-        load[rank] += work[c]
-    chunks_of_rank = [sorted(c) for c in chunks_of_rank]
     visible = chunk_visibility(mask, chunk_size).cpu()
+    candidates = []
+    runs_per_rank = 1
+    while True:
+        if per_rank % runs_per_rank == 0:
+            run = per_rank // runs_per_rank
+            groups = [list(range(i, i + run)) for i in range(0, num_chunks, run)]
+            for layout in (_snake(groups, world_size), _greedy(work, groups, world_size)):
+                candidates.append((layout, _balance(work, layout), _traffic(visible, layout)))
+        if runs_per_rank >= per_rank:
+            break
+        runs_per_rank = min(2 * runs_per_rank, per_rank)
+    balanced = [c for c in candidates if c[1] <= balance_tolerance]
+    # Fewest chunks moved among the balanced layouts (ties: longer runs); else the best balanced layout.
+    best = min(balanced, key=lambda c: c[2]) if balanced else min(candidates, key=lambda c: c[1])
+    chunks_of_rank = best[0]
     key_chunks_of_rank = [torch.nonzero(visible[c].any(dim=0)).flatten().tolist() for c in chunks_of_rank]
     return CPPlan(mask, world_size, chunk_size, work_t, chunks_of_rank, key_chunks_of_rank)

@@ -35,6 +35,11 @@ Items 2-5 compose: documents, window and padding become one causal ``[LTS]`` (or
 column mask. Everything is computed on the device in a few vectorised ops, with no device-to-host sync and no
 state kept between calls; it is rebuilt in every layer (O(B * S) integer work, negligible next to attention).
 
+Context parallelism: ``model(..., context_parallel=plan, context_parallel_group=group)`` with this rank's
+shard of ``input_ids`` / ``position_ids`` (``plan.shard``) runs every layer through
+:func:`flashmask.distributed.context_parallel_attention`; the plan's mask is then the mask (no other mask source
+may be given).
+
 With a KV cache the keys must end at the last query (a ``DynamicCache``, or no cache); static caches and
 transformers' extra mask overlays (``or_mask_function``/``and_mask_function``, e.g. image-token masks) are
 refused with a ``ValueError``. Unsupported options (dropout > 0, ``softcap``, attention sinks ``s_aux``,
@@ -155,6 +160,9 @@ def flashmask_attention_forward(
         sliding_window = getattr(module, "sliding_window", None)
 
     q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)  # [B, S, H, D] views
+    cp_plan = kwargs.get("context_parallel")
+    if cp_plan is not None:
+        return _context_parallel(cp_plan, q, k, v, attention_mask, sliding_window, scaling, kwargs), None
     mask, causal = build_mask(
         batch=q.shape[0],
         seqlen_q=q.shape[1],
@@ -171,6 +179,28 @@ def flashmask_attention_forward(
         q, k, v, mask, causal=causal, softmax_scale=scaling, deterministic=bool(kwargs.get("deterministic") or False)
     )
     return out, None
+
+
+def _context_parallel(cp_plan, q, k, v, attention_mask, sliding_window, scaling, kwargs) -> torch.Tensor:
+    """``context_parallel=plan``: q, k, v are this rank's shards and the plan's mask is the whole mask."""
+    from ..distributed import CPPlan, context_parallel_attention
+
+    if not isinstance(cp_plan, CPPlan):
+        raise TypeError(f"context_parallel must be a flashmask.distributed.CPPlan, got {type(cp_plan).__name__}")
+    for option in ("startend_row_indices", "cu_seq_lens_q", "cu_seq_lens_k"):
+        if kwargs.get(option) is not None:
+            raise ValueError(f"with context_parallel=plan the plan's mask is the mask; do not also pass {option}=")
+    if attention_mask is not None:
+        raise ValueError(
+            "with context_parallel=plan the plan's mask is the mask; pass attention_mask=None "
+            "(fold padding into the mask given to flashmask.distributed.plan)"
+        )
+    if sliding_window is not None:
+        raise ValueError(
+            "this layer has a sliding window; with context_parallel=plan build the window into the plan's mask "
+            "(flashmask.masks) and give the model a config without sliding_window"
+        )
+    return context_parallel_attention(q, k, v, cp_plan, kwargs.get("context_parallel_group"), softmax_scale=scaling)
 
 
 # ------------------------------------------------------------------------------------------------ mask building
