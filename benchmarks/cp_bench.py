@@ -258,14 +258,14 @@ def _train_run(world: int, seqlen: int, steps: int, timeout: int) -> dict:
 def _train(world: int, start: int, limit: int) -> dict:
     runs, s = [], start
     while s <= limit:
-        row = _train_run(1, s, 2, 240)
+        row = _train_run(1, s, 2, 150)
         runs.append(row)
         if row["status"] != "ok":
             break
         s *= 2
     result = {"model": " ".join(MODEL), "single_gpu": runs}
     if runs and runs[-1]["status"] == "oom":
-        result["context_parallel"] = _train_run(world, runs[-1]["seqlen"], 3, 300)
+        result["context_parallel"] = _train_run(world, runs[-1]["seqlen"], 3, 200)
     return result
 
 
@@ -274,7 +274,7 @@ def main() -> None:
     ap.add_argument("--parts", default="exact,speed,train")
     ap.add_argument("--world-size", type=int, default=None, help="GPUs (default: all)")
     ap.add_argument("--seqlens", default="131072,262144", help="speed part: total tokens")
-    ap.add_argument("--train-start", type=int, default=131072)
+    ap.add_argument("--train-start", type=int, default=262144)
     ap.add_argument("--train-limit", type=int, default=1048576)
     ap.add_argument("--out", default="cp_results")
     args = ap.parse_args()
@@ -295,14 +295,21 @@ def main() -> None:
         (out_dir / "cp.json").write_text(json.dumps(result, indent=1) + "\n")
 
     parts = args.parts.split(",")
-    if "exact" in parts:
-        result.update(_spawn(_exact, world))
-        save()
-    if "speed" in parts:
-        result.update(_spawn(_speed, world, [int(x) for x in args.seqlens.split(",")]))
-        save()
-    if "train" in parts:
-        result["train"] = _train(world, args.train_start, args.train_limit)
+    jobs = {
+        "exact": lambda: _spawn(_exact, world),
+        "speed": lambda: _spawn(_speed, world, [int(x) for x in args.seqlens.split(",")]),
+        "train": lambda: {"train": _train(world, args.train_start, args.train_limit)},
+    }
+    for part in ("exact", "speed", "train"):
+        if part not in parts:
+            continue
+        start = time.perf_counter()
+        try:
+            result.update(jobs[part]())
+        except Exception as exc:  # record and go on with the next part
+            result.setdefault("errors", {})[part] = f"{type(exc).__name__}: {exc}"[-3000:]
+            print(f"[{part}] failed: {type(exc).__name__}: {exc}", flush=True)
+        result.setdefault("part_seconds", {})[part] = time.perf_counter() - start
         save()
 
     print(f"\n{result['device']} x{world}, torch {result['torch']}, triton {result['triton']}, NCCL {result['nccl']}")
