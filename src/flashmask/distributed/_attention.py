@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from .._column_mask import ColumnMask
 from .._ops import attention_bwd, attention_fwd
+from .._partial import partial_backward, partial_forward
 from .._validation import check_qkv
 from ..attention import _autocast, _pick_backend
 from ._plan import CPPlan
@@ -82,6 +83,7 @@ class _Exchange:
 
     local_keys: torch.Tensor | None  # positions in the shard of the key chunks used locally; None: all of them
     local_mask: torch.Tensor | None  # int32 [B, Hm, n_local_keys, C] over the local rows; None: no local key
+    local_causal: bool  # local_mask is in a causal form (the keys are exactly the rows, in the same order)
     remote_mask: torch.Tensor | None  # int32 over the received keys in arrival order; None: nothing received
     send_index: torch.Tensor  # positions in the shard sent, grouped by destination rank
     send_splits: list[int]  # tokens sent to each rank
@@ -108,12 +110,23 @@ def _exchange(cp_plan: CPPlan, rank: int, device: torch.device) -> _Exchange:
     arrival = [c for part in recv for c in part]
 
     mask = cp_plan.mask if cp_plan.mask.device == device else cp_plan.mask.to(device)
-    rows = restrict_rows(mask, cp_plan.token_index(rank, device)).startend_row_indices
+    rows = cp_plan.token_index(rank, device)
+    restricted = restrict_rows(mask, rows).startend_row_indices
+    all_local = len(local_chunks) == len(mine)
+    if mask.causal and all_local:
+        # Keys = rows, same global order: "global row < global key" is "local row < local key", so the local
+        # part keeps the causal form (its diagonal tiles are masked by index, no bounds are loaded for them).
+        local_mask = torch.searchsorted(rows, mask.startend_row_indices.to(torch.int64)).index_select(2, rows)
+        local_mask, local_causal = local_mask.to(torch.int32).contiguous(), True
+    else:
+        local_mask = restricted.index_select(2, tokens(local_chunks)).contiguous() if local_chunks else None
+        local_causal = False
     send_pos = [position[c] for part in send for c in part]
     ex = _Exchange(
-        local_keys=None if len(local_chunks) == len(mine) else tokens([position[c] for c in local_chunks]),
-        local_mask=rows.index_select(2, tokens(local_chunks)).contiguous() if local_chunks else None,
-        remote_mask=rows.index_select(2, tokens(arrival)).contiguous() if arrival else None,
+        local_keys=None if all_local else tokens([position[c] for c in local_chunks]),
+        local_mask=local_mask,
+        local_causal=local_causal,
+        remote_mask=restricted.index_select(2, tokens(arrival)).contiguous() if arrival else None,
         send_index=tokens(send_pos) if send_pos else torch.empty(0, dtype=torch.int64, device=device),
         send_splits=[len(p) * cs for p in send],
         recv_splits=[len(p) * cs for p in recv],
@@ -142,16 +155,14 @@ def _unpack(received: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _merge(parts: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Combine partial attentions over disjoint key sets by their log-sum-exps (out ``[B, S, H, D]``,
-    lse ``[B, H, S]``). Rows that see no key in any part keep output 0 and lse ``-inf``."""
-    if len(parts) == 1:
-        return parts[0]
+    lse ``[B, H, S]``), rounding to ``dtype`` once. Rows that see no key in any part keep output 0 and lse
+    ``-inf``."""
     lse = torch.logsumexp(torch.stack([lse for _, lse in parts]), dim=0)
     finite = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
     out = None
     for o, part_lse in parts:
         weight = torch.exp(part_lse - finite).transpose(1, 2).unsqueeze(-1)  # [B, S, H, 1]; 0 where lse = -inf
-        term = o.to(torch.promote_types(o.dtype, torch.float32)) * weight
-        out = term if out is None else out + term
+        out = o * weight if out is None else out.addcmul_(o, weight)
     return out.to(dtype), lse
 
 
@@ -165,19 +176,22 @@ class _ContextParallelAttention(torch.autograd.Function):
                 work.wait()
         k_loc = k if ex.local_keys is None else k.index_select(1, ex.local_keys)
         v_loc = v if ex.local_keys is None else v.index_select(1, ex.local_keys)
+        two_parts = ex.local_mask is not None and ex.remote_mask is not None
+        # One part: the plain op (rounded once). Two: float32 parts, merged, then rounded once.
+        fwd = partial_forward if two_parts else _rounded_forward
         parts = []
         if ex.local_mask is not None:  # runs while the remote keys travel
-            parts.append(attention_fwd(q, k_loc, v_loc, ex.local_mask, False, scale, backend, deterministic))
+            parts.append(fwd(q, k_loc, v_loc, ex.local_mask, ex.local_causal, scale, backend))
         if ex.exchange:
             work.wait()
         if ex.remote_mask is not None:
             k_rem, v_rem = _unpack(received)
-            parts.append(attention_fwd(q, k_rem, v_rem, ex.remote_mask, False, scale, backend, deterministic))
+            parts.append(fwd(q, k_rem, v_rem, ex.remote_mask, False, scale, backend))
         if parts:
-            out, lse = _merge(parts, q.dtype)
+            out, lse = _merge(parts, q.dtype) if two_parts else parts[0]
         else:  # no row of this rank sees any key
             out = torch.zeros_like(q)
-            lse = torch.full(q.shape[:1] + q.shape[2:3] + q.shape[1:2], float("-inf"), device=q.device)
+            lse = torch.full((q.shape[0], q.shape[2], q.shape[1]), float("-inf"), device=q.device)
         ctx.save_for_backward(q, k_loc, v_loc, received, out, lse)
         ctx.ex, ctx.group, ctx.scale, ctx.backend, ctx.deterministic = ex, group, scale, backend, deterministic
         ctx.k_shape, ctx.v_dtype = k.shape, v.dtype
@@ -189,40 +203,47 @@ class _ContextParallelAttention(torch.autograd.Function):
         ex = ctx.ex
         dout = dout.contiguous()
         args = (ctx.scale, ctx.backend, ctx.deterministic)
-        dq = None
-        returned = None
+        # Gradients summed over parts or ranks are kept in float32 and rounded once at the end.
+        bwd = partial_backward if ex.exchange else _rounded_backward
+        dq = returned = None
         if ex.remote_mask is not None:
             k_rem, v_rem = _unpack(received)
-            dq, dk_rem, dv_rem = attention_bwd(dout, None, q, k_rem, v_rem, out, lse, ex.remote_mask, False, *args)
+            dq, dk_rem, dv_rem = bwd(dout, q, k_rem, v_rem, out, lse, ex.remote_mask, False, *args)
         if ex.exchange:  # the remote keys' gradients go home while the local backward runs
             if ex.remote_mask is None:
-                dk_rem = dv_rem = q.new_empty((q.shape[0], 0, *ctx.k_shape[2:]))
-            returned, work = _start_all_to_all(
-                (dk_rem, dv_rem), torch.arange(dk_rem.shape[1], device=q.device), ex.send_splits, ex.recv_splits,
-                ctx.group,
-            )  # fmt: skip
+                # Every rank must send the same dtype as partial_backward's gradients.
+                wide = torch.promote_types(ctx.v_dtype, torch.float32)
+                dk_rem = dv_rem = torch.empty((q.shape[0], 0, *ctx.k_shape[2:]), dtype=wide, device=q.device)
+            index = torch.arange(dk_rem.shape[1], device=q.device)
+            returned, work = _start_all_to_all((dk_rem, dv_rem), index, ex.send_splits, ex.recv_splits, ctx.group)
             if not _OVERLAP:
                 work.wait()
-        acc = torch.promote_types(ctx.v_dtype, torch.float32)  # sums over ranks in (at least) fp32
-        dk = torch.zeros(ctx.k_shape, dtype=acc, device=q.device)
-        dv = torch.zeros(ctx.k_shape, dtype=acc, device=q.device)
+        dk = dv = None
         if ex.local_mask is not None:
-            dq_loc, dk_loc, dv_loc = attention_bwd(dout, None, q, k_loc, v_loc, out, lse, ex.local_mask, False, *args)
-            dq = dq_loc if dq is None else dq + dq_loc
-            if ex.local_keys is None:
-                dk += dk_loc
-                dv += dv_loc
-            else:
-                dk.index_add_(1, ex.local_keys, dk_loc.to(acc))
-                dv.index_add_(1, ex.local_keys, dv_loc.to(acc))
+            dq_loc, dk, dv = bwd(dout, q, k_loc, v_loc, out, lse, ex.local_mask, ex.local_causal, *args)
+            dq = dq_loc if dq is None else dq.add_(dq_loc)
+            if ex.local_keys is not None:
+                dk = torch.zeros(ctx.k_shape, dtype=dk.dtype, device=q.device).index_add_(1, ex.local_keys, dk)
+                dv = torch.zeros(ctx.k_shape, dtype=dv.dtype, device=q.device).index_add_(1, ex.local_keys, dv)
+        if dk is None:
+            acc = torch.promote_types(ctx.v_dtype, torch.float32)
+            dk = torch.zeros(ctx.k_shape, dtype=acc, device=q.device)
+            dv = torch.zeros(ctx.k_shape, dtype=acc, device=q.device)
         if ex.exchange:
             work.wait()
             dk_home, dv_home = _unpack(returned)
-            dk.index_add_(1, ex.send_index, dk_home.to(acc))
-            dv.index_add_(1, ex.send_index, dv_home.to(acc))
-        if dq is None:
-            dq = torch.zeros_like(q)
+            dk.index_add_(1, ex.send_index, dk_home.to(dk.dtype))
+            dv.index_add_(1, ex.send_index, dv_home.to(dv.dtype))
+        dq = torch.zeros_like(q) if dq is None else dq.to(q.dtype)
         return dq, dk.to(ctx.v_dtype), dv.to(ctx.v_dtype), None, None, None, None, None
+
+
+def _rounded_forward(q, k, v, indices, causal, scale, backend):
+    return attention_fwd(q, k, v, indices, causal, scale, backend, False)
+
+
+def _rounded_backward(dout, q, k, v, out, lse, indices, causal, scale, backend, deterministic):
+    return attention_bwd(dout, None, q, k, v, out, lse, indices, causal, scale, backend, deterministic)
 
 
 def context_parallel_attention(
