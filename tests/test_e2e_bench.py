@@ -59,9 +59,10 @@ def test_rows_are_single_packed_rows():
     assert len(rows) == 3 and all(r.input_ids.shape == (1, 2048) for r in rows)
     dpo = e2e.dpo_rows(opts, 2048)
     shared, dup = dpo["shared_prompt"], dpo["duplicated_prompt"]
-    assert len(shared) == len(dup) == 3
     assert shared[0].pairs == dup[0].pairs  # the warm-up step holds the same pairs in both layouts
-    assert shared[-1].pairs >= dup[-1].pairs
+    # The timed steps pack one pool of pairs in each layout; sharing the prompt needs fewer rows for it.
+    assert sum(s.pairs for s in shared[1:]) == sum(s.pairs for s in dup[1:])
+    assert len(dup) >= 3 and len(shared) <= len(dup)
 
 
 # ------------------------------------------------------------------------------------------- render

@@ -49,8 +49,8 @@ METHOD = {
     "e2e_model": "Llama-style LlamaForCausalLM from a config (random init, seeded, no download), bf16 weights and "
     "AdamW states (pure bf16 training, no fp32 master copy), gradient checkpointing (use_reentrant=False)",
     "e2e_timing": "wall clock between torch.cuda.synchronize() calls around one whole step (host-to-device copy "
-    "of the packed row, mask preparation, forward, backward, optimizer step); rate = median over the steps "
-    "after the warm-up steps of (real tokens or pairs in the step) / step seconds",
+    "of the packed row, mask preparation, forward, backward, optimizer step); rate = real tokens (or pairs) in "
+    "the steps after the warm-up / their summed seconds; DPO: both layouts pack the same pool of pairs",
     "e2e_peak": "torch.cuda.max_memory_allocated over the steps (weights, gradients and optimizer states included)",
     "e2e_flex": "transformers' flex_attention backend; packed position_ids and no attention_mask, so transformers "
     "builds the BlockMask (create_block_mask, compiled) from the documents in every forward",
@@ -242,27 +242,37 @@ def _dpo_row(layout: str, pairs: list, seqlen: int) -> DpoStep:
 
 
 def dpo_rows(opts: E2EOptions, seqlen: int) -> dict[str, list[DpoStep]]:
-    """Per layout, ``opts.steps`` single-row steps. The warm-up steps of both layouts hold the same pairs (those
-    that fit the duplicated layout), so their numbers can be compared; the timed steps fill each layout's rows
-    best-fit from one pool of pairs."""
+    """Per layout, the warm-up steps and then the timed steps, one packed row each.
+
+    Both layouts pack the *same* pairs: the warm-up rows hold the same pairs in both, and the timed rows hold
+    one pool of pairs, sized so that the duplicated layout needs about ``opts.steps - opts.warmup`` rows, packed
+    best-fit by each layout (the shared-prompt layout needs fewer rows for it). Pairs/s is then the pool over
+    the time of all its rows: the gain of the layout, not of a luckier choice of rows."""
     from ..packing import best_fit_decreasing
 
     g = torch.Generator().manual_seed(opts.seed * 104729 + seqlen)
-    expected = opts.doc_median * math.exp(opts.doc_sigma**2 / 2)
-    pool = sample_pairs(opts, seqlen, max(8, int(3 * opts.steps * seqlen / expected) + 8), g)
-    out: dict[str, list[DpoStep]] = {}
-    dup_len = [2 * (len(p) + len(c)) for p, c, _ in pool]
-    dup_bins = sorted(best_fit_decreasing(dup_len, seqlen), key=lambda b: -sum(dup_len[i] for i in b))
-    warm = [[pool[i] for i in b] for b in dup_bins[: opts.warmup]]
-    for layout in DPO_LAYOUTS:
-        lens = [len(p) + len(c) + len(r) for p, c, r in pool] if layout == "shared_prompt" else dup_len
+
+    def dup_len(pair) -> int:
+        prompt, chosen, _ = pair
+        return 2 * (len(prompt) + len(chosen))
+
+    def fill(tokens: float) -> list:
+        pool: list = []
+        while sum(dup_len(x) for x in pool) < tokens:
+            pool += sample_pairs(opts, seqlen, 1, g)
+        return pool
+
+    def rows(pool: list, layout: str) -> list[list]:
+        if layout == "shared_prompt":
+            lens = [len(p) + len(c) + len(r) for p, c, r in pool]
+        else:
+            lens = [dup_len(x) for x in pool]
         bins = sorted(best_fit_decreasing(lens, seqlen), key=lambda b: -sum(lens[i] for i in b))
-        timed = [[pool[i] for i in b] for b in bins[: opts.steps - opts.warmup]]
-        rows = warm + timed
-        while len(rows) < opts.steps:
-            rows.append(rows[-1])
-        out[layout] = [_dpo_row(layout, pairs, seqlen) for pairs in rows]
-    return out
+        return [[pool[i] for i in b] for b in bins]
+
+    warm = rows(fill(opts.warmup * seqlen * 0.9), "duplicated_prompt")[: opts.warmup] if opts.warmup else []
+    pool = fill((opts.steps - opts.warmup) * seqlen * 0.95)
+    return {layout: [_dpo_row(layout, pairs, seqlen) for pairs in warm + rows(pool, layout)] for layout in DPO_LAYOUTS}
 
 
 # ------------------------------------------------------------------------------------------- plan
@@ -455,14 +465,14 @@ def _timed(fn, device) -> tuple[float, Any]:
 
 def _record(case: E2ECase, opts: E2EOptions, times: list[float], units: list[float], unit: str) -> dict:
     timed = list(zip(times, units, strict=True))[opts.warmup :]
-    rates = [u / t for t, u in timed if t > 0]
+    seconds = sum(t for t, _ in timed)
     return dict(
         part=case.part,
         seqlen=case.seqlen,
         backend=case.backend,
         status="ok",
         unit=unit,
-        rate=statistics.median(rates) if rates else None,
+        rate=sum(u for _, u in timed) / seconds if timed and seconds > 0 else None,
         step_ms=statistics.median(t * 1e3 for t, _ in timed) if timed else None,
         step_times_ms=[t * 1e3 for t in times],
         units_per_step=units,
