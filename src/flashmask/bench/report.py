@@ -339,8 +339,9 @@ def _e2e_section(rows: list[dict], runs: list[dict]) -> list[str]:
             f"heads, vocab {opts.get('vocab')}; {opts.get('steps')} steps ({opts.get('warmup')} warm-up)"
         )
     lines.append(
-        f"{desc}; bf16, gradient checkpointing, AdamW, one packed row per step. Rate: median over the timed steps "
-        "of real tokens (sft, lora) or DPO pairs (dpo) per second of a whole optimizer step. Speedup: this row's "
+        f"{desc}; bf16, gradient checkpointing, AdamW, one packed row per step. Rate: real tokens (sft, "
+        "lora) or DPO pairs (dpo) of the timed steps over their summed time, whole optimizer steps (DPO: both "
+        "layouts pack the same pool of pairs); step ms: the median timed step. Speedup: this row's "
         "rate over the other row's, same part and length. First steps: the loss (or the DPO policy's per-token "
         "log-probability) of the warm-up steps, same data and init for every backend; (!) marks a relative "
         "difference above the tolerance. dpo: shared_prompt and duplicated_prompt both run colmask."
