@@ -30,8 +30,19 @@ FWD = {
     256: [KernelConfig(128, 64, 8, 2, T)],
 }
 DKDV = {
-    64: [KernelConfig(64, 128, 8, 2), KernelConfig(32, 128, 4, 3)],
-    128: [KernelConfig(64, 128, 8, 2)],
+    64: [
+        KernelConfig(64, 128, 8, 2),
+        KernelConfig(32, 128, 4, 5),
+        KernelConfig(64, 128, 4, 3),
+        KernelConfig(128, 128, 8, 2),
+    ],
+    128: [
+        KernelConfig(64, 128, 8, 2),
+        KernelConfig(64, 128, 8, 3),
+        KernelConfig(32, 128, 4, 5),
+        KernelConfig(32, 128, 4, 3),
+        KernelConfig(128, 128, 8, 2),
+    ],
     256: [
         KernelConfig(32, 64, 8, 2),
         KernelConfig(64, 64, 8, 1),
@@ -40,8 +51,13 @@ DKDV = {
     ],
 }
 DQ = {
-    64: [KernelConfig(128, 128, 8, 2, T), KernelConfig(128, 64, 8, 2, T)],
-    128: [KernelConfig(128, 64, 8, 2, T), KernelConfig(128, 128, 8, 2, T)],
+    64: [KernelConfig(128, 128, 8, 2, T), KernelConfig(128, 64, 8, 2, T), KernelConfig(128, 32, 4, 5, T)],
+    128: [
+        KernelConfig(128, 128, 8, 2, T),
+        KernelConfig(128, 64, 8, 2, T),
+        KernelConfig(128, 32, 4, 5, T),
+        KernelConfig(64, 128, 8, 3, T),
+    ],
     256: [KernelConfig(64, 32, 4, 2, T), KernelConfig(64, 64, 8, 1, T), KernelConfig(128, 32, 8, 2, T)],
 }
 
@@ -59,6 +75,7 @@ def main() -> None:
     ap.add_argument("--masks", default="full,causal,causal_document")
     ap.add_argument("--rep", type=int, default=400)
     ap.add_argument("--peers", action="store_true", help="also time SDPA cuDNN / flash on full and causal")
+    ap.add_argument("--no-fwd", action="store_true", help="skip the forward configs (time the backward only)")
     args = ap.parse_args()
     dev = torch.device("cuda")
     d = args.head_dim
@@ -76,7 +93,7 @@ def main() -> None:
         w = workloads.make(name, s, b, dev)
         idx, causal = w.mask.startend_row_indices, w.mask.causal
         flops = 4 * h * d * w.mask.visible_pairs().sum().item()
-        for cfg in FWD[dpad]:
+        for cfg in [] if args.no_fwd else FWD[dpad]:
             try:
                 ms = bench(lambda: attention_forward(q, k, v, idx, causal, scale, config=cfg), args.rep)
             except Exception as exc:
@@ -86,14 +103,22 @@ def main() -> None:
             print(rows[-1], flush=True)
         out, lse = attention_forward(q, k, v, idx, causal, scale)
         for cfg in DKDV[dpad]:
-            cf = Configs(default.forward, cfg, default.dq, atomic_dq=True)
-            try:
-                ms = bench(lambda: attention_backward(do, q, k, v, out, lse, idx, causal, scale, configs=cf), args.rep)
-            except Exception as exc:
-                print("bwd", cfg, "failed:", str(exc)[-300:])
-                continue
-            rows.append((name, "bwd atomic", str(tuple(cfg)), ms, 2.5 * flops / ms / 1e9))
-            print(rows[-1], flush=True)
+            # Each dK/dV config with dQ by atomics, and with the default dQ pass (deterministic).
+            for atomic in (True, False):
+                cf = Configs(default.forward, cfg, default.dq, atomic_dq=atomic)
+                try:
+                    ms = bench(
+                        lambda cf=cf, atomic=atomic: attention_backward(
+                            do, q, k, v, out, lse, idx, causal, scale, deterministic=not atomic, configs=cf
+                        ),
+                        args.rep,
+                    )
+                except Exception as exc:
+                    print("bwd", cfg, "failed:", str(exc)[-300:])
+                    continue
+                label = "bwd atomic" if atomic else "bwd dkdv + dq pass"
+                rows.append((name, label, str(tuple(cfg)), ms, 2.5 * flops / ms / 1e9))
+                print(rows[-1], flush=True)
         for cfg in DQ[dpad]:
             cf = Configs(default.forward, default.dkdv, cfg)
             try:
