@@ -14,7 +14,9 @@ Parts (each rank is one process and one GPU; NCCL):
   with the exchange overlapped and not, against the same tokens split at the middle and each half run on one
   GPU alone (documents cut at the middle; no exchange: the best a split could do). Ratio = single-GPU time /
   context-parallel time = per-GPU throughput of context parallelism over that of one GPU at the same per-GPU
-  token count. CUDA-event medians after warm-up; a step's time is the slowest rank's.
+  token count. The halves hold less attention work than the whole (the cross-half part of the document cut
+  at the middle), so ``ratio_work`` compares visible query-key pairs per second per GPU as well. CUDA-event
+  medians after warm-up; a step's time is the slowest rank's.
 * ``train``: a ~1B-parameter Llama (transformers, ``examples/context_parallel_llama.py``; gradient
   checkpointing, bf16, AdamW) on one packed row: the row length is doubled on one GPU until it runs out of
   memory, then the first length that did not fit is trained on all GPUs with context parallelism.
@@ -185,12 +187,18 @@ def _speed(rank: int, world: int, port: int, out: dict, seqlens: list[int]) -> N
             dist.all_gather(gathered, single_each)
             single_ms = statistics.mean(t.item() for t in gathered)
             traffic = _traffic(chunk_visibility(mask, p.chunk_size).cpu(), p.chunks_of_rank)
+            # The halves lose the cross-half part of the document cut at the middle: compare work rates too.
+            pairs_full = int(mask.visible_pairs().sum())
+            pairs_halves = [int(masks.causal_document(b).visible_pairs().sum()) for b in bounds]
+            per_rank_ms = [t.item() for t in gathered]
+            ratio_work = (pairs_full / world / cp_ms) / (sum(pairs_halves) / sum(per_rank_ms))
             row = {
                 "seqlen": s, "heads": h, "head_dim": d, "documents": len(docs), "chunk_size": p.chunk_size,
                 "balance": p.balance, "chunks_moved": traffic, "num_chunks": p.num_chunks,
                 "cp_ms": cp_ms, "cp_no_overlap_ms": cp_serial_ms, "single_gpu_half_ms": single_ms,
-                "single_gpu_half_ms_per_rank": [t.item() for t in gathered],
+                "single_gpu_half_ms_per_rank": per_rank_ms,
                 "ratio": single_ms / cp_ms, "ratio_no_overlap": single_ms / cp_serial_ms,
+                "visible_pairs_full": pairs_full, "visible_pairs_halves": pairs_halves, "ratio_work": ratio_work,
                 "peak_gib_rank0": torch.cuda.max_memory_allocated(device) / 2**30,
             }  # fmt: skip
             rows.append(row)
@@ -319,7 +327,8 @@ def main() -> None:
     for r in result.get("speed", []):
         print(f"speed S={r['seqlen']:>7}: cp {r['cp_ms']:8.2f} ms (no overlap {r['cp_no_overlap_ms']:8.2f}), "
               f"1 GPU on S/{world} {r['single_gpu_half_ms']:8.2f} ms, ratio {r['ratio']:.3f} "
-              f"(no overlap {r['ratio_no_overlap']:.3f}), balance {r['balance']:.3f}")  # fmt: skip
+              f"(no overlap {r['ratio_no_overlap']:.3f}), per attention work {r['ratio_work']:.3f}, "
+              f"balance {r['balance']:.3f}")  # fmt: skip
     if "train" in result:
         for r in result["train"]["single_gpu"]:
             print(f"train 1 GPU S={r['seqlen']}: {r['status']} {r.get('summary', '')}")
