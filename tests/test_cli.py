@@ -95,8 +95,9 @@ def test_bench_dry_run_full_plan(capsys):
 def test_bench_dry_run_quick_and_subsets(capsys):
     assert main(["bench", "--dry-run", "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "[kernel] 4 cases" in out and "(quick)" in out
-    kernel_part = out.split("[mask-cost]")[0].splitlines()
+    assert "[kernel] 3 cases" in out and "(quick)" in out
+    assert "[mask-cost]" not in out and "[sparsity]" not in out  # quick: the kernel table only
+    kernel_part = out.splitlines()
     kernel_rows = [line.split() for line in kernel_part if line.startswith("   ") and line.split()[0].isdigit()]
     assert {row[1] for row in kernel_rows} == {"8192"}  # quick kernel table: 8K only, D=128
     assert {row[0] for row in kernel_rows} == {"128"}

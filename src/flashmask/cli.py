@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--part", type=_choices("part", PARTS), default=None, help=f"{', '.join(PARTS)} or all (default all)"
     )
-    bench.add_argument("--quick", action="store_true", help="8K, D=128, 4 masks, short timings (~2 min on an H100)")
+    bench.add_argument(
+        "--quick", action="store_true", help="kernel table at 8K, D=128, 3 masks, short timings (~2 min on an H100)"
+    )
     bench.add_argument("--out", default=None, help="output folder (default ./bench_results)")
     bench.add_argument("--dry-run", action="store_true", help="print the plan and estimated memory; run nothing")
     bench.add_argument(
