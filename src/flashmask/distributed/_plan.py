@@ -210,10 +210,12 @@ def plan(mask: ColumnMask, world_size: int, chunk_size: int = 1024, balance_tole
     the same number of tokens. Candidate layouts cut the sequence into ``g * world_size`` runs of adjacent
     chunks for ``g = 1, 2, 4, ...`` up to one chunk per run, and give the runs greedily, heaviest first, to the
     currently lightest rank with room, or in snake order ``0, 1, ..., W-1, W-1, ..., 0, ...`` (``g = 1`` is
-    the contiguous split, snake with ``g = 2`` the "zigzag" layout for causal masks). Among the layouts whose
-    busiest rank is within ``balance_tolerance`` of the mean, the one that moves the fewest K/V chunks wins
-    (contiguous runs keep most of a document's keys at home, so less has to travel and more of the attention
-    can start before the exchange ends); if none is, the best balanced one.
+    the contiguous split, snake with ``g = 2`` the "zigzag" layout for causal masks); more candidates are the
+    contiguous split shifted by an offset (the last rank's run wrapping around). Among the layouts whose
+    busiest rank is within ``balance_tolerance`` of the mean, those that move about the fewest K/V chunks
+    (within 25% + 2 chunks of the fewest) are kept and the best balanced of them wins (contiguous runs keep
+    most of a document's keys at home, so less has to travel and more of the attention can start before the
+    exchange ends); if no layout is within the tolerance, the best balanced one.
 
     The choice runs on the host: it reads the small per-chunk work vector and the chunk visibility matrix
     once (one device sync). This is planning, done once per mask, not part of the attention hot path.
@@ -255,9 +257,19 @@ def plan(mask: ColumnMask, world_size: int, chunk_size: int = 1024, balance_tole
         if runs_per_rank >= per_rank:
             break
         runs_per_rank = min(2 * runs_per_rank, per_rank)
+    # Contiguous runs started at an offset (the last rank's run wraps around): as little traffic as the plain
+    # contiguous split, and the offset moves work between ranks. At most 64 offsets are tried.
+    for offset in range(1, per_rank, max(1, per_rank // 64)):
+        layout = [sorted((offset + r * per_rank + i) % num_chunks for i in range(per_rank)) for r in range(world_size)]
+        candidates.append((layout, _balance(work, layout), _traffic(visible, layout)))
     balanced = [c for c in candidates if c[1] <= balance_tolerance]
-    # Fewest chunks moved among the balanced layouts (ties: longer runs); else the best balanced layout.
-    best = min(balanced, key=lambda c: c[2]) if balanced else min(candidates, key=lambda c: c[1])
+    if balanced:
+        # Near-fewest chunks moved (within 25% + 2 of the fewest: the exchange is mostly overlapped, so a
+        # little more traffic is cheaper than idle ranks), then the best balance (ties: earlier candidate).
+        fewest = min(c[2] for c in balanced)
+        best = min((c for c in balanced if c[2] <= 1.25 * fewest + 2), key=lambda c: c[1])
+    else:
+        best = min(candidates, key=lambda c: c[1])
     chunks_of_rank = best[0]
     key_chunks_of_rank = [torch.nonzero(visible[c].any(dim=0)).flatten().tolist() for c in chunks_of_rank]
     return CPPlan(mask, world_size, chunk_size, work_t, chunks_of_rank, key_chunks_of_rank)
