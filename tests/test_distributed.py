@@ -88,6 +88,16 @@ def test_restrict_rows_matches_dense_rows(name):
     assert torch.equal(local.to_dense(), dense[:, :, rows])
 
 
+@pytest.mark.parametrize("name", ["causal_document", "share_question", "global_sliding_window"])
+def test_local_mask_is_the_dense_block_of_the_rank(name):
+    mask = workloads.make(name, 512, 1, "cpu").mask
+    dense = mask.to_dense()
+    p = plan(mask, 4, chunk_size=32, balance_tolerance=1.0)  # scattered chunks
+    for rank in range(4):
+        rows, keys = p.token_index(rank), p.key_index(rank)
+        assert torch.equal(p.local_mask(rank).to_dense(), dense[:, :, rows][:, :, :, keys])
+
+
 def test_restrict_rows_errors():
     mask = masks.causal(64, 1)
     with pytest.raises(ValueError, match="strictly increasing"):
