@@ -134,7 +134,19 @@ def _time(fn, reps: int, warmup: int, device) -> float:
     return statistics.median(times)
 
 
-def _speed(rank: int, world: int, port: int, out: dict, seqlens: list[int]) -> None:
+def _profile(step, rank: int, title: str) -> None:
+    """Kernel times of two steps (``torch.profiler``), printed by rank 0; every rank runs the steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(2):
+            step()
+        torch.cuda.synchronize()
+    if rank == 0:
+        print(f"[profile] {title} (2 steps)\n" + prof.key_averages().table(sort_by="cuda_time_total", row_limit=20))
+
+
+def _speed(rank: int, world: int, port: int, out: dict, seqlens: list[int], profile: bool = False) -> None:
     device = _init(rank, world, port)
     h, d = 32, 128
     rows = []
@@ -154,6 +166,8 @@ def _speed(rank: int, world: int, port: int, out: dict, seqlens: list[int]) -> N
                 torch.autograd.grad(o, local, dout_local)
 
             cp_ms = _time(cp_step, 10, 3, device)
+            if profile:
+                _profile(cp_step, rank, f"context parallel, S={s}")
             cp_attention._OVERLAP = False
             cp_serial_ms = _time(cp_step, 10, 3, device)
             cp_attention._OVERLAP = True
@@ -183,6 +197,8 @@ def _speed(rank: int, world: int, port: int, out: dict, seqlens: list[int]) -> N
                 torch.autograd.grad(o, half, dout_half)
 
             single_each = torch.tensor([_time_local(single_step, 10, 3, device)], device=device)
+            if profile:
+                _profile(single_step, rank, f"one GPU on S/{world}, S={s}")
             gathered = [torch.zeros_like(single_each) for _ in range(world)]
             dist.all_gather(gathered, single_each)
             single_ms = statistics.mean(t.item() for t in gathered)
@@ -282,6 +298,7 @@ def main() -> None:
     ap.add_argument("--parts", default="exact,speed,train")
     ap.add_argument("--world-size", type=int, default=None, help="GPUs (default: all)")
     ap.add_argument("--seqlens", default="131072,262144", help="speed part: total tokens")
+    ap.add_argument("--profile", action="store_true", help="speed part: print kernel times of two steps each")
     ap.add_argument("--train-start", type=int, default=262144)
     ap.add_argument("--train-limit", type=int, default=1048576)
     ap.add_argument("--out", default="cp_results")
@@ -305,7 +322,7 @@ def main() -> None:
     parts = args.parts.split(",")
     jobs = {
         "exact": lambda: _spawn(_exact, world),
-        "speed": lambda: _spawn(_speed, world, [int(x) for x in args.seqlens.split(",")]),
+        "speed": lambda: _spawn(_speed, world, [int(x) for x in args.seqlens.split(",")], args.profile),
         "train": lambda: {"train": _train(world, args.train_start, args.train_limit)},
     }
     for part in ("exact", "speed", "train"):
