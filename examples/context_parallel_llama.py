@@ -19,6 +19,7 @@ the losses of the two runs agree (exactly up to rounding in float32 on CPU).
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import socket
@@ -154,6 +155,7 @@ def train(rank: int, args, port: int, results) -> None:
     finally:
         if world > 1:
             dist.barrier()
+            gc.collect()  # what still holds the process group goes first (else an abort at exit, now and then)
             dist.destroy_process_group()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 
@@ -130,6 +131,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _shutdown() -> None:
+    """Leave together, and drop what still holds the process group before destroying it.
+
+    Without the collection, about 1 in 12 spawns of 2 gloo ranks aborted at interpreter exit ("terminate called
+    without an active exception", no Python frame), also with the code of the first session; with it, 46 of 46
+    passed."""
+    dist.barrier()
+    gc.collect()  # drop autograd graphs and pending work objects that still hold the process group
+    dist.destroy_process_group()
+
+
 def _worker(rank: int, world_size: int, port: int) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
@@ -164,7 +176,7 @@ def _worker(rank: int, world_size: int, port: int) -> None:
                     where = f"{name} world_size={world_size} tolerance={tolerance} rank={rank} {what}"
                     assert err <= 1e-10, f"{where}: max error {err:.3g}"
     finally:
-        dist.destroy_process_group()
+        _shutdown()
 
 
 @pytest.mark.parametrize("world_size", [2, 4])
@@ -216,7 +228,7 @@ def _triton_worker(rank: int, world_size: int, port: int) -> None:
                     err = (a - b).abs().max().item()
                     assert err <= 1e-5, f"{name} tolerance={tolerance} rank={rank} {what}: max error {err:.3g}"
     finally:
-        dist.destroy_process_group()
+        _shutdown()
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="runs the Triton kernels in the interpreter")
