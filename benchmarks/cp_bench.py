@@ -117,18 +117,21 @@ def _exact(rank: int, world: int, port: int, out: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- speed
-def _time(fn, reps: int, warmup: int, device) -> float:
-    """Median ms of ``fn`` over ``reps`` runs, each the slowest rank's (all ranks must call)."""
+def _time(fn, reps: int, warmup: int, device, collective: bool = True) -> float:
+    """Median ms of ``fn`` over ``reps`` runs after ``warmup``. ``collective``: every rank calls it, runs
+    start together and each run counts as the slowest rank's."""
     times = []
     for i in range(warmup + reps):
-        dist.barrier()
+        if collective:
+            dist.barrier()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
         end.record()
         torch.cuda.synchronize(device)
         t = torch.tensor([start.elapsed_time(end)], device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        if collective:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
         if i >= warmup:
             times.append(t.item())
     return statistics.median(times)
@@ -196,7 +199,7 @@ def _speed(rank: int, world: int, port: int, out: dict, seqlens: list[int], prof
                 o = flashmask_attention(*half, half_mask)
                 torch.autograd.grad(o, half, dout_half)
 
-            single_each = torch.tensor([_time_local(single_step, 10, 3, device)], device=device)
+            single_each = torch.tensor([_time(single_step, 10, 3, device, collective=False)], device=device)
             if profile:
                 _profile(single_step, rank, f"one GPU on S/{world}, S={s}")
             gathered = [torch.zeros_like(single_each) for _ in range(world)]
@@ -229,20 +232,6 @@ def _speed(rank: int, world: int, port: int, out: dict, seqlens: list[int], prof
             out["speed"] = rows
     finally:
         dist.destroy_process_group()
-
-
-def _time_local(fn, reps: int, warmup: int, device) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize(device)
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def _spawn(fn, world: int, *args) -> dict:

@@ -258,8 +258,10 @@ def dpo_rows(opts: E2EOptions, seqlen: int) -> dict[str, list[DpoStep]]:
 
     def fill(tokens: float) -> list:
         pool: list = []
-        while sum(dup_len(x) for x in pool) < tokens:
+        total = 0
+        while total < tokens:
             pool += sample_pairs(opts, seqlen, 1, g)
+            total += dup_len(pool[-1])
         return pool
 
     def rows(pool: list, layout: str) -> list[list]:

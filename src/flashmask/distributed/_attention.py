@@ -105,7 +105,8 @@ def _exchange(cp_plan: CPPlan, rank: int, device: torch.device) -> _Exchange:
 
     position = {c: p for p, c in enumerate(mine)}
     local_chunks = [c for c in mine if c in needed]
-    send = [[] if r == rank else [c for c in mine if c in set(cp_plan.key_chunks_of_rank[r])] for r in range(size)]
+    sees = [set(chunks) for chunks in cp_plan.key_chunks_of_rank]  # the key chunks each rank's rows see
+    send = [[] if r == rank else [c for c in mine if c in sees[r]] for r in range(size)]
     recv = [[] if s == rank else [c for c in cp_plan.chunks_of_rank[s] if c in needed] for s in range(size)]
     arrival = [c for part in recv for c in part]
 
@@ -130,18 +131,21 @@ def _exchange(cp_plan: CPPlan, rank: int, device: torch.device) -> _Exchange:
         send_index=tokens(send_pos) if send_pos else torch.empty(0, dtype=torch.int64, device=device),
         send_splits=[len(p) * cs for p in send],
         recv_splits=[len(p) * cs for p in recv],
-        exchange=any(set(cp_plan.key_chunks_of_rank[r]) - set(cp_plan.chunks_of_rank[r]) for r in range(size)),
+        exchange=any(sees[r] - set(cp_plan.chunks_of_rank[r]) for r in range(size)),
     )
     cp_plan._exchange_cache[key] = ex
     return ex
 
 
-def _start_all_to_all(pair: tuple[torch.Tensor, torch.Tensor], index: torch.Tensor, out_splits: list[int],
+def _start_all_to_all(pair: tuple[torch.Tensor, torch.Tensor], index: torch.Tensor | None, out_splits: list[int],
                       in_splits: list[int], group) -> tuple[torch.Tensor, dist.Work]:  # fmt: skip
-    """Send the tokens ``index`` (dim 1) of a ``[B, S, H, D]`` pair (K and V, or their gradients) in one
-    asynchronous all-to-all; returns the receive buffer ``[tokens, 2, B, H, D]`` and the pending work."""
+    """Send the tokens ``index`` (dim 1; ``None``: all of them, in order) of a ``[B, S, H, D]`` pair (K and V,
+    or their gradients) in one asynchronous all-to-all; returns the receive buffer ``[tokens, 2, B, H, D]`` and
+    the pending work."""
     first, second = pair
-    payload = torch.stack([first.index_select(1, index), second.index_select(1, index)]).permute(2, 0, 1, 3, 4)
+    if index is not None:
+        first, second = first.index_select(1, index), second.index_select(1, index)
+    payload = torch.stack([first, second]).permute(2, 0, 1, 3, 4)
     payload = payload.contiguous()
     received = payload.new_empty((sum(out_splits), *payload.shape[1:]))
     work = dist.all_to_all_single(received, payload, out_splits, in_splits, group=group, async_op=True)
@@ -214,8 +218,7 @@ class _ContextParallelAttention(torch.autograd.Function):
                 # Every rank must send the same dtype as partial_backward's gradients.
                 wide = torch.promote_types(ctx.v_dtype, torch.float32)
                 dk_rem = dv_rem = torch.empty((q.shape[0], 0, *ctx.k_shape[2:]), dtype=wide, device=q.device)
-            index = torch.arange(dk_rem.shape[1], device=q.device)
-            returned, work = _start_all_to_all((dk_rem, dv_rem), index, ex.send_splits, ex.recv_splits, ctx.group)
+            returned, work = _start_all_to_all((dk_rem, dv_rem), None, ex.send_splits, ex.recv_splits, ctx.group)
             if not _OVERLAP:
                 work.wait()
         dk = dv = None
