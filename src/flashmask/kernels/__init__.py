@@ -228,11 +228,15 @@ def attention_backward(
     dq_strides = (dq_acc.stride(0), dq_acc.stride(1), dq_acc.stride(2)) if atomic_dq else (0, 0, 0)
     tma = (cfg.tma and _tma_ok(q, dout)) if use_tma is None else use_tma
     q_arg, do_arg = _descriptors(tma, cfg.block_m, d_pad, q, dout)
+    # On Hopper each tile's dQ goes out as one bulk reduce-add (TMA) instead of per-element atomics.
+    # ``use_tma=False`` keeps the per-element atomics (the interpreter has no bulk reduce).
+    dq_tma = atomic_dq and use_tma is not False and _tma_ok(dq_acc)
+    (dq_arg,) = _descriptors(dq_tma, cfg.block_m, d_pad, dq_acc)
     _launch(
         bwd_dkdv_kernel,
         _grid(batch * num_kv_heads, num_n),
         (
-            q_arg, k, v, do_arg, dq_acc, dk, dv, lse2, delta, mask.tensor, *lists,
+            q_arg, k, v, do_arg, dq_arg, dk, dv, lse2, delta, mask.tensor, *lists,
             q.stride(0), q.stride(1), q.stride(2),
             k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2),
@@ -245,7 +249,7 @@ def attention_backward(
             softmax_scale * _LOG2E, softmax_scale,
         ),
         dict(
-            ATOMIC_DQ=atomic_dq, **mask.constexprs(),
+            ATOMIC_DQ=atomic_dq, DQ_TMA=dq_tma, **mask.constexprs(),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
         ),
         cfg,

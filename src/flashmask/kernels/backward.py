@@ -70,6 +70,7 @@ def _dkdv_tile(
     v,
     Q,
     DOut,
+    DQAcc,
     b,
     h,
     q_base,
@@ -92,6 +93,7 @@ def _dkdv_tile(
     sm_scale,
     MASKED: tl.constexpr,
     ATOMIC_DQ: tl.constexpr,
+    DQ_TMA: tl.constexpr,
     CAUSAL: tl.constexpr,
     HAS_MASK: tl.constexpr,
     LTE_COL: tl.constexpr,
@@ -131,8 +133,13 @@ def _dkdv_tile(
     dk = tl.dot(ds_t.to(q.dtype), q, dk)
     if ATOMIC_DQ:
         dq = tl.dot(tl.trans(ds_t.to(k.dtype)), k) * sm_scale
-        tl.atomic_add(dq_base + rows[:, None].to(tl.int64) * stride_dqs + offs_d[None, :], dq, mask=qd_mask,
-                      sem="relaxed")  # fmt: skip
+        if DQ_TMA:
+            # One bulk reduce-add of the whole tile, done by the copy engine in L2: no per-element atomics
+            # issued by the SM. Rows past Sq fall outside the descriptor and are dropped.
+            DQAcc.atomic_add([b, start_m, h, 0], dq.reshape(1, BLOCK_M, 1, HEAD_DIM_PAD))
+        else:
+            tl.atomic_add(dq_base + rows[:, None].to(tl.int64) * stride_dqs + offs_d[None, :], dq, mask=qd_mask,
+                          sem="relaxed")  # fmt: skip
     return dk, dv
 
 
@@ -189,6 +196,7 @@ def bwd_dkdv_kernel(
     qk_scale,
     sm_scale,
     ATOMIC_DQ: tl.constexpr,
+    DQ_TMA: tl.constexpr,
     CAUSAL: tl.constexpr,
     HAS_MASK: tl.constexpr,
     LTE_COL: tl.constexpr,
@@ -225,12 +233,13 @@ def bwd_dkdv_kernel(
         h = kv_h * q_per_kv + g
         mask_h = h // q_per_mask
         if USE_TMA:
-            q_base = DQAcc  # unused: Q and DOut are tensor descriptors
-            do_base = DQAcc
+            q_base = Delta  # unused: Q and DOut are tensor descriptors
+            do_base = Delta
         else:
             q_base = Q + b64 * stride_qb + h * stride_qh
             do_base = DOut + b64 * stride_dob + h * stride_doh
-        dq_base = DQAcc + b64 * stride_dqb + h * stride_dqh
+        # (With DQ_TMA, DQAcc is a tensor descriptor and dq_base goes unused.)
+        dq_base = Delta if DQ_TMA else DQAcc + b64 * stride_dqb + h * stride_dqh
         row_base = (b64 * num_q_heads + h) * seqlen_q
         mask_base = Mask + b64 * stride_mb + mask_h * stride_mh
         list_row = (b * list_stride_b + mask_h).to(tl.int64) * num_n_blocks + pid_n
@@ -241,18 +250,20 @@ def bwd_dkdv_kernel(
         for i in range(0, num_full):
             m_block = tl.load(full_list + i)
             dk, dv = _dkdv_tile(
-                dk, dv, k, v, Q, DOut, b, h, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
+                dk, dv, k, v, Q, DOut, DQAcc, b, h, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
                 stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_base, stride_ms,
                 seqlen_q, seqlen_k, qk_scale, sm_scale,
-                False, ATOMIC_DQ, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_M, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
+                False, ATOMIC_DQ, DQ_TMA, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
+                BLOCK_M, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
             )  # fmt: skip
         for i in range(0, num_part):
             m_block = tl.load(part_list + i)
             dk, dv = _dkdv_tile(
-                dk, dv, k, v, Q, DOut, b, h, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
+                dk, dv, k, v, Q, DOut, DQAcc, b, h, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
                 stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_base, stride_ms,
                 seqlen_q, seqlen_k, qk_scale, sm_scale,
-                True, ATOMIC_DQ, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_M, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
+                True, ATOMIC_DQ, DQ_TMA, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
+                BLOCK_M, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
             )  # fmt: skip
     dk = dk * sm_scale
     dk_ptrs = DK + b64 * stride_dkb + kv_h * stride_dkh + cols[:, None].to(tl.int64) * stride_dks + offs_d[None, :]
