@@ -4,6 +4,8 @@
 #   bash benchmarks/h100_runs.sh call1   # demo, gpu_check (40 cases), e2e smoke, sparsity sweep
 #   bash benchmarks/h100_runs.sh call2   # kernel table, D=64, 8K and 32K
 #   bash benchmarks/h100_runs.sh call3   # mask cost at 1M, then kernel table, D=64, 128K
+#   bash benchmarks/h100_runs.sh s3a     # quick mode on a fresh machine (timed), gpu_check, dQ modes at D=128
+#   bash benchmarks/h100_runs.sh s3b     # quick mode (2 masks) timed, backward profile and ncu, dQ modes at D=64
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -15,7 +17,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a|s3b}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -95,8 +97,28 @@ call3)
     run k64_128k 600 k64_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
         --head-dims 64 ${K128_MASKS:+--masks "$K128_MASKS"} --out "$OUT/k64_128k"
     ;;
+s3a)
+    # First on the fresh machine: the quick mode's wall time is its own check (must be under 2 minutes).
+    run quick 240 quick.log "${FM[@]}" bench "${BENCH_DRY[@]}" --quick --out "$OUT/q"
+    run gpu_check 240 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    run tune128 300 tune128.txt python3 benchmarks/tune.py --head-dim 128 --masks full,causal,causal_document \
+        --no-fwd --no-dq-configs
+    ;;
+s3b)
+    run quick 240 quick.log "${FM[@]}" bench "${BENCH_DRY[@]}" --quick --out "$OUT/q"
+    run profile 150 profile.txt python3 benchmarks/profile_bwd.py --head-dim 128 --seqlen 8192 --batch 8 --mask full
+    NCU=(ncu --clock-control none --section SpeedOfLight --section Occupancy --section LaunchStats
+        --section WarpStateStats --section ComputeWorkloadAnalysis)
+    PROF=(python3 benchmarks/profile_bwd.py --ncu --head-dim 128 --seqlen 8192 --batch 2 --mask full)
+    run ncu_dkdv 120 ncu_dkdv.txt "${NCU[@]}" --kernel-name regex:bwd_dkdv_kernel --launch-count 3 "${PROF[@]}"
+    run ncu_dq 90 ncu_dq.txt "${NCU[@]}" --kernel-name regex:bwd_dq_kernel --launch-count 1 "${PROF[@]}"
+    run ncu_flex 90 ncu_flex.txt "${NCU[@]}" --kernel-name regex:triton_tem --launch-skip 1 --launch-count 1 \
+        "${PROF[@]}"
+    run tune64 150 tune64.txt python3 benchmarks/tune.py --head-dim 64 --masks full,causal,causal_document \
+        --no-fwd --no-dq-configs
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2 or call3)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a or s3b)" >&2
     exit 2
     ;;
 esac

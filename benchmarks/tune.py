@@ -30,26 +30,13 @@ FWD = {
     256: [KernelConfig(128, 64, 8, 2, T)],
 }
 DKDV = {
-    64: [
-        KernelConfig(64, 128, 8, 2),
-        KernelConfig(32, 128, 4, 5),
-        KernelConfig(64, 128, 4, 3),
-        KernelConfig(128, 128, 8, 2),
-    ],
-    128: [
-        KernelConfig(64, 128, 8, 2),
-        KernelConfig(64, 128, 8, 3),
-        KernelConfig(32, 128, 4, 5),
-        KernelConfig(32, 128, 4, 3),
-        KernelConfig(128, 128, 8, 2),
-    ],
-    256: [
-        KernelConfig(32, 64, 8, 2),
-        KernelConfig(64, 64, 8, 1),
-        KernelConfig(16, 64, 4, 2),
-        KernelConfig(32, 64, 4, 2),
-    ],
+    64: [KernelConfig(64, 128, 8, 2), KernelConfig(64, 128, 8, 3), KernelConfig(32, 128, 4, 5)],
+    128: [KernelConfig(64, 128, 8, 2), KernelConfig(32, 128, 8, 2), KernelConfig(64, 128, 8, 3)],
+    256: [KernelConfig(64, 64, 8, 1), KernelConfig(32, 64, 8, 2), KernelConfig(32, 32, 4, 2)],
 }
+# The three ways to get dQ: its own pass (deterministic), fp32 per-element atomics in the dK/dV kernel, and the
+# same atomics as one bulk (TMA) reduce-add per tile (Hopper).
+DQ_MODES = (("bwd dq pass", False, None), ("bwd atomic", True, False), ("bwd tma-reduce", True, None))
 DQ = {
     64: [KernelConfig(128, 128, 8, 2, T), KernelConfig(128, 64, 8, 2, T), KernelConfig(128, 32, 4, 5, T)],
     128: [
@@ -76,6 +63,7 @@ def main() -> None:
     ap.add_argument("--rep", type=int, default=400)
     ap.add_argument("--peers", action="store_true", help="also time SDPA cuDNN / flash on full and causal")
     ap.add_argument("--no-fwd", action="store_true", help="skip the forward configs (time the backward only)")
+    ap.add_argument("--no-dq-configs", action="store_true", help="skip the sweep of dQ-pass tile configs")
     args = ap.parse_args()
     dev = torch.device("cuda")
     d = args.head_dim
@@ -102,24 +90,34 @@ def main() -> None:
             rows.append((name, "fwd", str(tuple(cfg)), ms, flops / ms / 1e9))
             print(rows[-1], flush=True)
         out, lse = attention_forward(q, k, v, idx, causal, scale)
+        # The dQ modes must agree before they are timed (fp32 sums in another order: small differences only).
+        ref = None
+        for label, atomic, use_tma in DQ_MODES:
+            cf = default._replace(atomic_dq=atomic)
+            g = attention_backward(
+                do, q, k, v, out, lse, idx, causal, scale, deterministic=not atomic, configs=cf, use_tma=use_tma
+            )
+            g = [t.float() for t in g]
+            ref = g if ref is None else ref
+            diffs = [((a - r).abs().max() / r.abs().max().clamp_min(1e-6)).item() for a, r in zip(g, ref, strict=True)]
+            print(f"{name} {label}: rel. diff to the dq pass (dq, dk, dv): " + ", ".join(f"{x:.1e}" for x in diffs))
         for cfg in DKDV[dpad]:
-            # Each dK/dV config with dQ by atomics, and with the default dQ pass (deterministic).
-            for atomic in (True, False):
+            for label, atomic, use_tma in DQ_MODES:
                 cf = Configs(default.forward, cfg, default.dq, atomic_dq=atomic)
                 try:
                     ms = bench(
-                        lambda cf=cf, atomic=atomic: attention_backward(
-                            do, q, k, v, out, lse, idx, causal, scale, deterministic=not atomic, configs=cf
+                        lambda cf=cf, atomic=atomic, use_tma=use_tma: attention_backward(
+                            do, q, k, v, out, lse, idx, causal, scale, deterministic=not atomic, configs=cf,
+                            use_tma=use_tma,
                         ),
                         args.rep,
-                    )
+                    )  # fmt: skip
                 except Exception as exc:
-                    print("bwd", cfg, "failed:", str(exc)[-300:])
+                    print("bwd", label, cfg, "failed:", str(exc)[-300:])
                     continue
-                label = "bwd atomic" if atomic else "bwd dkdv + dq pass"
                 rows.append((name, label, str(tuple(cfg)), ms, 2.5 * flops / ms / 1e9))
                 print(rows[-1], flush=True)
-        for cfg in DQ[dpad]:
+        for cfg in [] if args.no_dq_configs else DQ[dpad]:
             cf = Configs(default.forward, default.dkdv, cfg)
             try:
                 ms = bench(
