@@ -95,7 +95,7 @@ def test_bench_dry_run_full_plan(capsys):
 def test_bench_dry_run_quick_and_subsets(capsys):
     assert main(["bench", "--dry-run", "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "[kernel] 3 cases" in out and "(quick)" in out
+    assert "[kernel] 2 cases" in out and "(quick)" in out
     assert "[mask-cost]" not in out and "[sparsity]" not in out  # quick: the kernel table only
     kernel_part = out.splitlines()
     kernel_rows = [line.split() for line in kernel_part if line.startswith("   ") and line.split()[0].isdigit()]
