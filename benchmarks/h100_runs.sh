@@ -5,6 +5,7 @@
 #   bash benchmarks/h100_runs.sh call2   # kernel table, D=64, 8K and 32K
 #   bash benchmarks/h100_runs.sh call3   # mask cost at 1M, then kernel table, D=64, 128K
 #   bash benchmarks/h100_runs.sh s3a     # quick mode on a fresh machine (timed), gpu_check, dQ modes at D=128
+#   bash benchmarks/h100_runs.sh s3c     # FlexAttention's generated backward kernel, dK/dV tiles at D=128, D=256
 #   bash benchmarks/h100_runs.sh s3b     # quick mode (2 masks) timed, backward profile and ncu, dQ modes at D=64
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
@@ -17,7 +18,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a|s3b}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a|s3b|s3c}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -117,8 +118,17 @@ s3b)
     run tune64 150 tune64.txt python3 benchmarks/tune.py --head-dim 64 --masks full,causal,causal_document \
         --no-fwd --no-dq-configs
     ;;
+s3c)
+    run flex_src 120 flex_src.log bash -c "python3 benchmarks/profile_bwd.py --ncu --batch 2 && \
+        grep -rl 'def triton_tem_fused_flex_attention_backward' /tmp/torchinductor_* | head -1 | \
+        xargs -I{} cp {} '$OUT/flex_bwd_kernel.py'"
+    run tune128 200 tune128.txt python3 benchmarks/tune.py --head-dim 128 --masks full,causal_document --no-fwd \
+        --no-dq-configs --dq-modes pass --dkdv '64,128,8,2;64,128,8,3;32,64,4,3;64,64,4,2'
+    run tune256 200 tune256.txt python3 benchmarks/tune.py --head-dim 256 --masks full,causal,causal_document \
+        --no-fwd --no-dq-configs
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a or s3b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a, s3b or s3c)" >&2
     exit 2
     ;;
 esac

@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--peers", action="store_true", help="also time SDPA cuDNN / flash on full and causal")
     ap.add_argument("--no-fwd", action="store_true", help="skip the forward configs (time the backward only)")
     ap.add_argument("--no-dq-configs", action="store_true", help="skip the sweep of dQ-pass tile configs")
+    ap.add_argument("--dkdv", default=None, help="dK/dV configs instead of the list: '64,128,8,2;32,64,4,3'")
+    ap.add_argument("--dq-modes", default=None, help="subset of: pass, atomic, tma-reduce (default all three)")
     args = ap.parse_args()
     dev = torch.device("cuda")
     d = args.head_dim
@@ -74,6 +76,12 @@ def main() -> None:
     scale = 1 / math.sqrt(d)
     dpad = max(16, triton.next_power_of_2(d))
     default = kconfigs.pick(dpad, dev)
+    dkdv_cfgs = DKDV[dpad]
+    if args.dkdv:
+        dkdv_cfgs = [KernelConfig(*(int(x) for x in c.split(","))) for c in args.dkdv.split(";")]
+    dq_modes = DQ_MODES
+    if args.dq_modes:
+        dq_modes = [m for m in DQ_MODES if m[0].removeprefix("bwd ").replace("dq ", "") in args.dq_modes.split(",")]
     rows = []
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
     print(f"S={s} B={b} H={h} D={d} bf16; default configs {default}")
@@ -101,8 +109,8 @@ def main() -> None:
             ref = g if ref is None else ref
             diffs = [((a - r).abs().max() / r.abs().max().clamp_min(1e-6)).item() for a, r in zip(g, ref, strict=True)]
             print(f"{name} {label}: rel. diff to the dq pass (dq, dk, dv): " + ", ".join(f"{x:.1e}" for x in diffs))
-        for cfg in DKDV[dpad]:
-            for label, atomic, use_tma in DQ_MODES:
+        for cfg in dkdv_cfgs:
+            for label, atomic, use_tma in dq_modes:
                 cf = Configs(default.forward, cfg, default.dq, atomic_dq=atomic)
                 try:
                     ms = bench(
