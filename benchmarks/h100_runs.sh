@@ -6,6 +6,7 @@
 #   bash benchmarks/h100_runs.sh call3   # mask cost at 1M, then kernel table, D=64, 128K
 #   bash benchmarks/h100_runs.sh s3a     # quick mode on a fresh machine (timed), gpu_check, dQ modes at D=128
 #   bash benchmarks/h100_runs.sh s3c     # FlexAttention's generated backward kernel, dK/dV tiles at D=128, D=256
+#   bash benchmarks/h100_runs.sh s3d     # gpu_check on the new backward defaults, dK/dV and dQ tiles per head dim
 #   bash benchmarks/h100_runs.sh s3b     # quick mode (2 masks) timed, backward profile and ncu, dQ modes at D=64
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
@@ -18,7 +19,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a|s3b|s3c}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a|s3b|s3c|s3d}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -127,8 +128,18 @@ s3c)
     run tune256 200 tune256.txt python3 benchmarks/tune.py --head-dim 256 --masks full,causal,causal_document \
         --no-fwd --no-dq-configs
     ;;
+s3d)
+    run gpu_check 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    T=(python3 benchmarks/tune.py --masks full,causal,causal_document --no-fwd)
+    run tune128 160 tune128.txt "${T[@]}" --head-dim 128 --dq-modes pass --dkdv '64,64,4,2;32,64,4,2;64,32,4,2' \
+        --dq '128,128,8,2,1;64,64,4,2,1;128,64,8,2,1'
+    run tune64 120 tune64.txt "${T[@]}" --head-dim 64 --dq-modes pass,atomic --no-dq-configs \
+        --dkdv '64,128,8,2;64,64,4,2;64,64,4,3'
+    run tune256 120 tune256.txt "${T[@]}" --head-dim 256 --dq-modes pass --dkdv '32,32,4,2' \
+        --dq '128,32,8,2,1;32,32,4,2,1;64,32,4,2,1'
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a, s3b or s3c)" >&2
+    echo "unknown step $STEP (call1, call2, call3 or s3a-s3d)" >&2
     exit 2
     ;;
 esac

@@ -36,7 +36,7 @@ DKDV = {
 }
 # The three ways to get dQ: its own pass (deterministic), fp32 per-element atomics in the dK/dV kernel, and the
 # same atomics as one bulk (TMA) reduce-add per tile (Hopper).
-DQ_MODES = (("bwd dq pass", False, None), ("bwd atomic", True, False), ("bwd tma-reduce", True, None))
+DQ_MODES = (("bwd dq pass", False, False), ("bwd atomic", True, False), ("bwd tma-reduce", True, True))
 DQ = {
     64: [KernelConfig(128, 128, 8, 2, T), KernelConfig(128, 64, 8, 2, T), KernelConfig(128, 32, 4, 5, T)],
     128: [
@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--no-fwd", action="store_true", help="skip the forward configs (time the backward only)")
     ap.add_argument("--no-dq-configs", action="store_true", help="skip the sweep of dQ-pass tile configs")
     ap.add_argument("--dkdv", default=None, help="dK/dV configs instead of the list: '64,128,8,2;32,64,4,3'")
+    ap.add_argument("--dq", default=None, help="dQ-pass configs instead of the list: '128,128,8,2,1;64,64,4,2,1'")
     ap.add_argument("--dq-modes", default=None, help="subset of: pass, atomic, tma-reduce (default all three)")
     args = ap.parse_args()
     dev = torch.device("cuda")
@@ -79,6 +80,9 @@ def main() -> None:
     dkdv_cfgs = DKDV[dpad]
     if args.dkdv:
         dkdv_cfgs = [KernelConfig(*(int(x) for x in c.split(","))) for c in args.dkdv.split(";")]
+    dq_cfgs = DQ[dpad]
+    if args.dq:
+        dq_cfgs = [KernelConfig(*(int(x) for x in c.split(","))) for c in args.dq.split(";")]
     dq_modes = DQ_MODES
     if args.dq_modes:
         dq_modes = [m for m in DQ_MODES if m[0].removeprefix("bwd ").replace("dq ", "") in args.dq_modes.split(",")]
@@ -100,23 +104,20 @@ def main() -> None:
         out, lse = attention_forward(q, k, v, idx, causal, scale)
         # The dQ modes must agree before they are timed (fp32 sums in another order: small differences only).
         ref = None
-        for label, atomic, use_tma in DQ_MODES:
-            cf = default._replace(atomic_dq=atomic)
-            g = attention_backward(
-                do, q, k, v, out, lse, idx, causal, scale, deterministic=not atomic, configs=cf, use_tma=use_tma
-            )
+        for label, atomic, reduce in DQ_MODES:
+            cf = default._replace(atomic_dq=atomic, tma_reduce_dq=reduce)
+            g = attention_backward(do, q, k, v, out, lse, idx, causal, scale, deterministic=not atomic, configs=cf)
             g = [t.float() for t in g]
             ref = g if ref is None else ref
             diffs = [((a - r).abs().max() / r.abs().max().clamp_min(1e-6)).item() for a, r in zip(g, ref, strict=True)]
             print(f"{name} {label}: rel. diff to the dq pass (dq, dk, dv): " + ", ".join(f"{x:.1e}" for x in diffs))
         for cfg in dkdv_cfgs:
-            for label, atomic, use_tma in dq_modes:
-                cf = Configs(default.forward, cfg, default.dq, atomic_dq=atomic)
+            for label, atomic, reduce in dq_modes:
+                cf = Configs(default.forward, cfg, default.dq, atomic_dq=atomic, tma_reduce_dq=reduce)
                 try:
                     ms = bench(
-                        lambda cf=cf, atomic=atomic, use_tma=use_tma: attention_backward(
-                            do, q, k, v, out, lse, idx, causal, scale, deterministic=not atomic, configs=cf,
-                            use_tma=use_tma,
+                        lambda cf=cf, atomic=atomic: attention_backward(
+                            do, q, k, v, out, lse, idx, causal, scale, deterministic=not atomic, configs=cf
                         ),
                         args.rep,
                     )  # fmt: skip
@@ -125,7 +126,7 @@ def main() -> None:
                     continue
                 rows.append((name, label, str(tuple(cfg)), ms, 2.5 * flops / ms / 1e9))
                 print(rows[-1], flush=True)
-        for cfg in [] if args.no_dq_configs else DQ[dpad]:
+        for cfg in [] if args.no_dq_configs else dq_cfgs:
             cf = Configs(default.forward, default.dkdv, cfg)
             try:
                 ms = bench(

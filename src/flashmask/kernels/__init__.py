@@ -228,9 +228,10 @@ def attention_backward(
     dq_strides = (dq_acc.stride(0), dq_acc.stride(1), dq_acc.stride(2)) if atomic_dq else (0, 0, 0)
     tma = (cfg.tma and _tma_ok(q, dout)) if use_tma is None else use_tma
     q_arg, do_arg = _descriptors(tma, cfg.block_m, d_pad, q, dout)
-    # On Hopper each tile's dQ goes out as one bulk reduce-add (TMA) instead of per-element atomics.
-    # ``use_tma=False`` keeps the per-element atomics (the interpreter has no bulk reduce).
-    dq_tma = atomic_dq and use_tma is not False and _tma_ok(dq_acc)
+    # With ``tma_reduce_dq`` each tile's dQ goes out as one bulk reduce-add (Hopper) instead of per-element
+    # atomics; ``use_tma`` forces it on or off (the interpreter has no bulk reduce: off there).
+    want_reduce = cfgs.tma_reduce_dq if use_tma is None else use_tma
+    dq_tma = atomic_dq and want_reduce and _tma_ok(dq_acc)
     (dq_arg,) = _descriptors(dq_tma, cfg.block_m, d_pad, dq_acc)
     _launch(
         bwd_dkdv_kernel,

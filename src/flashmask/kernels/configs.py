@@ -25,7 +25,10 @@ class Configs(NamedTuple):
     forward: KernelConfig
     dkdv: KernelConfig  # backward, one program per key block
     dq: KernelConfig  # dQ pass, one program per query block
-    atomic_dq: bool = False  # dQ by fp32 atomics in the dK/dV kernel instead of its own pass
+    # dQ by fp32 atomics in the dK/dV kernel instead of its own pass; on Hopper ``tma_reduce_dq`` makes them one
+    # bulk reduce-add per tile (copy engine, in L2) instead of per-element atomics.
+    atomic_dq: bool = False
+    tma_reduce_dq: bool = False
 
 
 def interpreting() -> bool:
@@ -41,14 +44,16 @@ def pick(head_dim_pad: int, device: torch.device) -> Configs:
         return Configs(K(32, 16, 4, 1), K(16, 32, 4, 1), K(32, 16, 4, 1))
     major, _ = torch.cuda.get_device_capability(device)
     if major >= 9:  # Hopper
-        # Measured on H100 (benchmarks/NOTES.md). D=128: forward 486 TFLOPs/s at 128x128 with TMA (424 at
-        # 128x64); the separate dQ pass (60.2 ms) edged out atomics (60.8 ms). D=64: atomics 72.3 ms against
-        # 74.9 for the dQ pass. D=256: atomics 67 ms against 111 ms for the dQ pass.
+        # Measured on H100 (benchmarks/NOTES.md, runs 3, 9 and 10; 8K, B=8). Forward, D=128: 486 TFLOPs/s at
+        # 128x128 with TMA (424 at 128x64). Backward: dK/dV and dQ-pass programs of 4 warps on 64x64 tiles, two
+        # programs per SM, beat one 8-warp program on 64x128: D=128 55.0 ms against 60.2 (full), D=64 68.8
+        # against 72.1 (with atomics). D=256: 32x32 dK/dV tiles and the dQ pass, 104.9 ms against 134.4 (atomics
+        # on 64x64). The dQ pass beats atomics (per element or bulk reduce-add) at every head dim.
         if head_dim_pad <= 64:
-            return Configs(K(128, 64, 4, 3, True), K(64, 128, 8, 2), K(128, 128, 8, 2, True), atomic_dq=True)
+            return Configs(K(128, 64, 4, 3, True), K(64, 64, 4, 2), K(128, 128, 8, 2, True))
         if head_dim_pad <= 128:
-            return Configs(K(128, 128, 8, 3, True), K(64, 128, 8, 2), K(128, 128, 8, 2, True))
-        return Configs(K(128, 64, 8, 2, True), K(64, 64, 8, 1), K(128, 32, 8, 2, True), atomic_dq=True)
+            return Configs(K(128, 128, 8, 3, True), K(64, 64, 4, 2), K(64, 64, 4, 2, True))
+        return Configs(K(128, 64, 8, 2, True), K(32, 32, 4, 2), K(128, 32, 8, 2, True))
     # Ampere and older: less shared memory, no tensor descriptors.
     if head_dim_pad <= 64:
         return Configs(K(128, 64, 4, 2), K(64, 64, 4, 2), K(64, 64, 4, 2))
