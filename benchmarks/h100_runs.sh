@@ -7,6 +7,8 @@
 #   bash benchmarks/h100_runs.sh s3a     # quick mode on a fresh machine (timed), gpu_check, dQ modes at D=128
 #   bash benchmarks/h100_runs.sh s3c     # FlexAttention's generated backward kernel, dK/dV tiles at D=128, D=256
 #   bash benchmarks/h100_runs.sh s3d     # gpu_check on the new backward defaults, dK/dV and dQ tiles per head dim
+#   bash benchmarks/h100_runs.sh s3e     # gpu_check D=128, kernel table D=128 at 8K and 32K (new defaults)
+#   bash benchmarks/h100_runs.sh s3f     # kernel table D=256 at 8K and 32K
 #   bash benchmarks/h100_runs.sh s3b     # quick mode (2 masks) timed, backward profile and ncu, dQ modes at D=64
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
@@ -19,7 +21,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a|s3b|s3c|s3d}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3f}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -138,8 +140,18 @@ s3d)
     run tune256 120 tune256.txt "${T[@]}" --head-dim 256 --dq-modes pass --dkdv '32,32,4,2' \
         --dq '128,32,8,2,1;32,32,4,2,1;64,32,4,2,1'
     ;;
+s3e)
+    run gpu_check128 90 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --only D=128 \
+        --out "$OUT/gpu_check.json"
+    run k128 600 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --out "$OUT/k128"
+    ;;
+s3f)
+    run k256 600 k256.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 256 \
+        --out "$OUT/k256"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3 or s3a-s3d)" >&2
+    echo "unknown step $STEP (call1, call2, call3 or s3a-s3f)" >&2
     exit 2
     ;;
 esac
