@@ -9,6 +9,7 @@
 #   bash benchmarks/h100_runs.sh s3d     # gpu_check on the new backward defaults, dK/dV and dQ tiles per head dim
 #   bash benchmarks/h100_runs.sh s3e     # gpu_check D=128, kernel table D=128 at 8K and 32K (new defaults)
 #   bash benchmarks/h100_runs.sh s3f     # kernel table D=256 at 8K and 32K
+#   bash benchmarks/h100_runs.sh s3g     # forward tiles on the masks that load 2-4 vectors per tile
 #   bash benchmarks/h100_runs.sh s3b     # quick mode (2 masks) timed, backward profile and ncu, dQ modes at D=64
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
@@ -21,7 +22,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3f}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3g}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -150,8 +151,13 @@ s3f)
     run k256 600 k256.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 256 \
         --out "$OUT/k256"
     ;;
+s3g)
+    run tune_fwd 300 tune_fwd.txt python3 benchmarks/tune.py --head-dim 128 --no-dq-configs --dq-modes pass \
+        --dkdv 64,64,4,2 --masks global_sliding_window,causal_blockwise,qk_sparse,document,causal_document \
+        --fwd '128,128,8,3,1;128,128,8,2,1;128,64,8,3,1;128,64,8,4,1;128,64,4,3,1'
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3 or s3a-s3f)" >&2
+    echo "unknown step $STEP (call1, call2, call3 or s3a-s3g)" >&2
     exit 2
     ;;
 esac

@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--no-fwd", action="store_true", help="skip the forward configs (time the backward only)")
     ap.add_argument("--no-dq-configs", action="store_true", help="skip the sweep of dQ-pass tile configs")
     ap.add_argument("--dkdv", default=None, help="dK/dV configs instead of the list: '64,128,8,2;32,64,4,3'")
+    ap.add_argument("--fwd", default=None, help="forward configs instead of the list: '128,128,8,3,1;128,64,8,3,1'")
     ap.add_argument("--dq", default=None, help="dQ-pass configs instead of the list: '128,128,8,2,1;64,64,4,2,1'")
     ap.add_argument("--dq-modes", default=None, help="subset of: pass, atomic, tma-reduce (default all three)")
     args = ap.parse_args()
@@ -80,6 +81,9 @@ def main() -> None:
     dkdv_cfgs = DKDV[dpad]
     if args.dkdv:
         dkdv_cfgs = [KernelConfig(*(int(x) for x in c.split(","))) for c in args.dkdv.split(";")]
+    fwd_cfgs = FWD[dpad]
+    if args.fwd:
+        fwd_cfgs = [KernelConfig(*(int(x) for x in c.split(","))) for c in args.fwd.split(";")]
     dq_cfgs = DQ[dpad]
     if args.dq:
         dq_cfgs = [KernelConfig(*(int(x) for x in c.split(","))) for c in args.dq.split(";")]
@@ -93,7 +97,7 @@ def main() -> None:
         w = workloads.make(name, s, b, dev)
         idx, causal = w.mask.startend_row_indices, w.mask.causal
         flops = 4 * h * d * w.mask.visible_pairs().sum().item()
-        for cfg in [] if args.no_fwd else FWD[dpad]:
+        for cfg in [] if args.no_fwd else fwd_cfgs:
             try:
                 ms = bench(lambda: attention_forward(q, k, v, idx, causal, scale, config=cfg), args.rep)
             except Exception as exc:
