@@ -8,7 +8,7 @@
 #   bash benchmarks/h100_runs.sh s3c     # FlexAttention's generated backward kernel, dK/dV tiles at D=128, D=256
 #   bash benchmarks/h100_runs.sh s3d     # gpu_check on the new backward defaults, dK/dV and dQ tiles per head dim
 #   bash benchmarks/h100_runs.sh s3e     # gpu_check D=128, kernel table D=128 at 8K and 32K (new defaults)
-#   bash benchmarks/h100_runs.sh s3f     # kernel table D=256 at 8K and 32K
+#   bash benchmarks/h100_runs.sh s3f     # kernel table D=256 at 8K; D=128 8K again for 5 masks (2-stage forward)
 #   bash benchmarks/h100_runs.sh s3g     # forward tiles on the masks that load 2-4 vectors per tile
 #   bash benchmarks/h100_runs.sh s3b     # quick mode (2 masks) timed, backward profile and ncu, dQ modes at D=64
 #
@@ -148,8 +148,10 @@ s3e)
         --out "$OUT/k128"
     ;;
 s3f)
-    run k256 600 k256.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 256 \
+    run k256 330 k256.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 256 \
         --out "$OUT/k256"
+    run k128m 240 k128m.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
+        --masks global_sliding_window,causal_blockwise,qk_sparse,document,causal_document --out "$OUT/k128m"
     ;;
 s3g)
     run tune_fwd 300 tune_fwd.txt python3 benchmarks/tune.py --head-dim 128 --no-dq-configs --dq-modes pass \

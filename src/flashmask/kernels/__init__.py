@@ -143,7 +143,7 @@ def attention_forward(
     if seqlen_k == 0:
         return out.zero_(), lse.fill_(float("-inf"))
     d_pad = _head_dim_pad(head_dim)
-    cfg = config or _configs.pick(d_pad, q.device).forward
+    cfg = config or _configs.pick(d_pad, q.device, column_mask=indices is not None).forward
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
@@ -203,7 +203,7 @@ def attention_backward(
     if batch * num_q_heads * seqlen_q == 0 or seqlen_k == 0:
         return _empty(q).zero_(), dk.zero_(), dv.zero_()
     d_pad = _head_dim_pad(head_dim)
-    cfgs = configs or _configs.pick(d_pad, q.device)
+    cfgs = configs or _configs.pick(d_pad, q.device, column_mask=indices is not None)
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     q_per_kv = num_q_heads // num_kv_heads
 
