@@ -10,6 +10,7 @@
 #   bash benchmarks/h100_runs.sh s3e     # gpu_check D=128, kernel table D=128 at 8K and 32K (new defaults)
 #   bash benchmarks/h100_runs.sh s3f     # kernel table D=256 at 8K; D=128 8K again for 5 masks (2-stage forward)
 #   bash benchmarks/h100_runs.sh s3g     # forward tiles on the masks that load 2-4 vectors per tile
+#   bash benchmarks/h100_runs.sh s3h     # kernel table D=64 at 8K (new backward defaults), D=256 random_eviction
 #   bash benchmarks/h100_runs.sh s3b     # quick mode (2 masks) timed, backward profile and ncu, dQ modes at D=64
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
@@ -22,7 +23,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3g}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3h}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -158,8 +159,13 @@ s3g)
         --dkdv 64,64,4,2 --masks global_sliding_window,causal_blockwise,qk_sparse,document,causal_document \
         --fwd '128,128,8,3,1;128,128,8,2,1;128,64,8,3,1;128,64,8,4,1;128,64,4,3,1'
     ;;
+s3h)
+    run k64 330 k64.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 64 --out "$OUT/k64"
+    run k256re 150 k256re.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 256 \
+        --masks random_eviction --out "$OUT/k256re"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3 or s3a-s3g)" >&2
+    echo "unknown step $STEP (call1, call2, call3 or s3a-s3h)" >&2
     exit 2
     ;;
 esac
