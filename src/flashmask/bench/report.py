@@ -130,7 +130,10 @@ def _header(data: dict) -> list[str]:
             f"{' (with local changes)' if run.get('git_dirty') else ''}; "
             f"{run.get('date', '?')}; `{run.get('command', '?')}`"
         )
-    method = (runs[-1].get("method") if runs else None) or {}
+    # Every run's method entries (a kernel-only run lacks the e2e ones); a later run's wording wins.
+    method: dict = {}
+    for run in runs:
+        method.update(run.get("method") or {})
     if method:
         lines += ["", "Method:", ""]
         lines += [f"- {k}: {v}" for k, v in method.items()]
