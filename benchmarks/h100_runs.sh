@@ -11,6 +11,7 @@
 #   bash benchmarks/h100_runs.sh s3f     # kernel table D=256 at 8K; D=128 8K again for 5 masks (2-stage forward)
 #   bash benchmarks/h100_runs.sh s3g     # forward tiles on the masks that load 2-4 vectors per tile
 #   bash benchmarks/h100_runs.sh s3h     # kernel table D=64 at 8K (new backward defaults), D=256 random_eviction
+#   bash benchmarks/h100_runs.sh s3i     # kernel table D=128 at 128K, four masks, new backward defaults
 #   bash benchmarks/h100_runs.sh s3b     # quick mode (2 masks) timed, backward profile and ncu, dQ modes at D=64
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
@@ -23,7 +24,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3h}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -164,8 +165,12 @@ s3h)
     run k256re 150 k256re.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 256 \
         --masks random_eviction --out "$OUT/k256re"
     ;;
+s3i)
+    run k128_128k 540 k128_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
+        --head-dims 128 --masks full,causal,causal_document,share_question --out "$OUT/k128_128k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3 or s3a-s3h)" >&2
+    echo "unknown step $STEP (call1, call2, call3 or s3a-s3i)" >&2
     exit 2
     ;;
 esac
