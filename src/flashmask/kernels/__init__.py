@@ -192,7 +192,8 @@ def attention_backward(
 
     ``dout`` (``None`` means zero) is the gradient of ``out``; ``dlse`` (optional) that of ``lse``.
     ``deterministic`` forces dQ into its own pass without atomics (bit-identical from run to run); otherwise
-    the config decides (``Configs.atomic_dq``).
+    the config decides (``Configs.atomic_dq``, ``Configs.tma_reduce_dq``; the defaults use the pass).
+    ``use_tma`` forces Hopper's tensor-descriptor paths on or off (``None``: the config's choice).
     ``grads`` may hold preallocated ``(dq, dk, dv)`` buffers (tests pass poisoned ones).
     """
     q, k, v, out = (_last_dim_contiguous(x) for x in (q, k, v, out))

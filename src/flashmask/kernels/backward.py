@@ -5,9 +5,11 @@
 - ``bwd_dkdv_kernel``: one program per (key block, batch x key/value head); dK and dV stay in registers while
   it walks, for every query head of the GQA group, the lists of unmasked and then partially masked query
   blocks of its key block (SPEC section 3: contiguous runs collapse into the lists, so the inner loop carries
-  no per-tile test). With ``ATOMIC_DQ`` it also adds each tile's dQ into an fp32 buffer.
-- ``bwd_dq_kernel``: the deterministic alternative for dQ, one program per (query block, batch x query head)
-  over the forward's lists, no atomics (recomputes ``QK^T`` and ``dO V^T`` once more).
+  no per-tile test). With ``ATOMIC_DQ`` it also adds each tile's dQ into an fp32 buffer: per-element
+  atomics, or with ``DQ_TMA`` one bulk reduce-add per tile (Hopper).
+- ``bwd_dq_kernel``: dQ in its own pass (the default: deterministic, and on the H100 faster than either kind
+  of atomics), one program per (query block, batch x query head) over the forward's lists (recomputes
+  ``QK^T`` and ``dO V^T`` once more).
 """
 
 from __future__ import annotations
