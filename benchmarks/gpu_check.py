@@ -26,6 +26,7 @@ import traceback
 import zlib
 
 import torch
+import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
@@ -139,7 +140,7 @@ def run_case(case: dict) -> dict:
 
     result = dict(case=_describe(case), ok=True, notes=[])
     indices, causal = mask.startend_row_indices, mask.causal
-    d_pad = max(16, 1 << (d - 1).bit_length())
+    d_pad = max(16, triton.next_power_of_2(d))
     atomic_cfgs = kconfigs.pick(d_pad, q.device)._replace(atomic_dq=True, tma_reduce_dq=True)
     # dQ three ways: fp32 atomics in the dK/dV kernel as bulk (TMA) reduce-adds where the GPU has them, as
     # per-element atomics with every tensor-descriptor path off, and the deterministic dQ pass.

@@ -49,6 +49,11 @@ DQ = {
 }
 
 
+def _config_list(text: str | None) -> list[KernelConfig]:
+    """``'128,128,8,3,1;64,64,4,2'`` -> kernel configs (block_m, block_n, warps, stages[, tma]); empty if None."""
+    return [KernelConfig(*(int(x) for x in c.split(","))) for c in text.split(";")] if text else []
+
+
 def bench(fn, rep=400):
     return do_bench(fn, warmup=50, rep=rep, return_mode="median")
 
@@ -78,15 +83,9 @@ def main() -> None:
     scale = 1 / math.sqrt(d)
     dpad = max(16, triton.next_power_of_2(d))
     default = kconfigs.pick(dpad, dev)
-    dkdv_cfgs = DKDV[dpad]
-    if args.dkdv:
-        dkdv_cfgs = [KernelConfig(*(int(x) for x in c.split(","))) for c in args.dkdv.split(";")]
-    fwd_cfgs = FWD[dpad]
-    if args.fwd:
-        fwd_cfgs = [KernelConfig(*(int(x) for x in c.split(","))) for c in args.fwd.split(";")]
-    dq_cfgs = DQ[dpad]
-    if args.dq:
-        dq_cfgs = [KernelConfig(*(int(x) for x in c.split(","))) for c in args.dq.split(";")]
+    fwd_cfgs = _config_list(args.fwd) or FWD[dpad]
+    dkdv_cfgs = _config_list(args.dkdv) or DKDV[dpad]
+    dq_cfgs = _config_list(args.dq) or DQ[dpad]
     dq_modes = DQ_MODES
     if args.dq_modes:
         dq_modes = [m for m in DQ_MODES if m[0].removeprefix("bwd ").replace("dq ", "") in args.dq_modes.split(",")]
