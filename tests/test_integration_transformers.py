@@ -18,19 +18,21 @@ ATOL = 1e-10  # float64 throughout
 EAGER_ATOL = 1e-6  # eager runs its softmax in float32 even for float64 models
 
 
+# The tiny decoder shape every test model shares (GQA: 4 query heads, 2 key/value heads).
+TINY = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=VOCAB,
+    max_position_embeddings=128,
+)
+
+
 def _llama(**overrides) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    cfg = dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=VOCAB,
-        max_position_embeddings=128,
-    )
-    cfg.update(overrides)
-    return LlamaForCausalLM(LlamaConfig(**cfg)).double().eval()
+    return LlamaForCausalLM(LlamaConfig(**{**TINY, **overrides})).double().eval()
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +43,10 @@ def llama() -> LlamaForCausalLM:
 def _sliding_models() -> list:
     """Tiny sliding-window models available in this transformers: Mistral (all layers) and Qwen2 (mixed)."""
     out = []
-    common = dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=VOCAB,
-        max_position_embeddings=128,
-    )
     try:
         from transformers import MistralConfig, MistralForCausalLM
 
-        out.append(pytest.param(lambda: MistralForCausalLM(MistralConfig(sliding_window=4, **common)), id="mistral"))
+        out.append(pytest.param(lambda: MistralForCausalLM(MistralConfig(sliding_window=4, **TINY)), id="mistral"))
     except ImportError:
         pass
     try:
@@ -61,7 +54,7 @@ def _sliding_models() -> list:
 
         def qwen2():
             # Layer 0 full attention, layer 1 a window of 3.
-            cfg = Qwen2Config(use_sliding_window=True, sliding_window=3, max_window_layers=1, **common)
+            cfg = Qwen2Config(use_sliding_window=True, sliding_window=3, max_window_layers=1, **TINY)
             return Qwen2ForCausalLM(cfg)
 
         out.append(pytest.param(qwen2, id="qwen2"))
