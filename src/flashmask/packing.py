@@ -120,9 +120,29 @@ def _positions(seg_lens: list[int], total: int) -> torch.Tensor:
     return torch.arange(total, dtype=torch.int64) - torch.repeat_interleave(starts, lens, output_size=total)
 
 
+class _PackedRows:
+    """What every packed batch derives from its ``input_ids [R, S]`` and its ``mask``."""
+
+    input_ids: torch.Tensor
+    mask: ColumnMask
+
+    @property
+    def num_rows(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def seqlen(self) -> int:
+        return self.input_ids.shape[1]
+
+    @property
+    def startend_row_indices(self) -> torch.Tensor:
+        """The mask's int32 ``[R, 1, S, 1]`` tensor (causal ``[LTS]`` form)."""
+        return self.mask.startend_row_indices
+
+
 # ============================================================================================ SFT packing
 @dataclass
-class PackedBatch:
+class PackedBatch(_PackedRows):
     """Documents packed into ``R`` rows of ``S`` tokens for causal-LM training (output of :func:`pack_sft`).
 
     Attributes:
@@ -146,19 +166,6 @@ class PackedBatch:
     row_of: list[int]
     offset_of: list[int]
     seq_lens: list[int]
-
-    @property
-    def num_rows(self) -> int:
-        return self.input_ids.shape[0]
-
-    @property
-    def seqlen(self) -> int:
-        return self.input_ids.shape[1]
-
-    @property
-    def startend_row_indices(self) -> torch.Tensor:
-        """The mask's int32 ``[R, 1, S, 1]`` tensor (causal ``[LTS]`` form)."""
-        return self.mask.startend_row_indices
 
     @property
     def fill_ratio(self) -> float:
@@ -284,7 +291,7 @@ def pack_sft(
 
 # ============================================================================================ shared prompt
 @dataclass
-class SharedPromptBatch:
+class SharedPromptBatch(_PackedRows):
     """Samples ``(prompt, [completion, ...])`` packed into ``R`` rows of ``S`` tokens (:func:`pack_shared_prompt`).
 
     ``N`` is the number of completions over all samples, flattened in input order (sample 0's completions,
@@ -327,14 +334,6 @@ class SharedPromptBatch:
     completion_mask: torch.Tensor
 
     @property
-    def num_rows(self) -> int:
-        return self.input_ids.shape[0]
-
-    @property
-    def seqlen(self) -> int:
-        return self.input_ids.shape[1]
-
-    @property
     def num_completions(self) -> int:
         return self.completion_lens.shape[0]
 
@@ -342,11 +341,6 @@ class SharedPromptBatch:
     def completion_last(self) -> torch.Tensor:
         """int64 ``[N]``: position of each completion's last token (where a reward head reads its score)."""
         return self.completion_start + self.completion_lens - 1
-
-    @property
-    def startend_row_indices(self) -> torch.Tensor:
-        """The mask's int32 ``[R, 1, S, 1]`` tensor (causal ``[LTS]`` form)."""
-        return self.mask.startend_row_indices
 
     def to_dict(self) -> dict[str, Any]:
         """Model inputs plus the completion index tensors (the keys :func:`gather_completion_logps` reads)."""
