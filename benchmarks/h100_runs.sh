@@ -13,6 +13,14 @@
 #   bash benchmarks/h100_runs.sh s3h     # kernel table D=64 at 8K (new backward defaults), D=256 random_eviction
 #   bash benchmarks/h100_runs.sh s3i     # kernel table D=128 at 128K, four masks, new backward defaults
 #   bash benchmarks/h100_runs.sh s3b     # quick mode (2 masks) timed, backward profile and ncu, dQ modes at D=64
+#   bash benchmarks/h100_runs.sh s4a     # gpu_check and compute-sanitizer (memcheck, racecheck) on the defaults
+#   bash benchmarks/h100_runs.sh s4b     # forward tiles that fit two programs per SM (D=64, 128, 256); dQ modes
+#   bash benchmarks/h100_runs.sh s4c     # forward tiles on all 12 masks: D=128 at 8K and 32K, D=64 at 8K
+#   bash benchmarks/h100_runs.sh s4d     # gpu_check and memcheck on the session-4 forward defaults
+#   bash benchmarks/h100_runs.sh s4e     # racecheck; kernel table D=128 8K/32K for the masks whose forward moved
+#   bash benchmarks/h100_runs.sh s4f     # kernel table D=64 at 8K and 32K (new forward tiles)
+#   bash benchmarks/h100_runs.sh s4g     # kernel table D=64 at 128K
+#   bash benchmarks/h100_runs.sh s4h     # kernel table D=256 at 32K
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -24,7 +32,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4h}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -169,8 +177,56 @@ s3i)
     run k128_128k 540 k128_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
         --head-dims 128 --masks full,causal,causal_document,share_question --out "$OUT/k128_128k"
     ;;
+s4a)
+    run gpu_check 240 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    SAN=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    run memcheck 150 memcheck.txt "${SAN[@]}" --tool memcheck python3 benchmarks/sanitize.py
+    run racecheck 150 racecheck.txt "${SAN[@]}" --tool racecheck python3 benchmarks/sanitize.py
+    ;;
+s4b)
+    MASKS=full,causal,causal_document,global_sliding_window
+    run fwd128 170 tune128.txt python3 benchmarks/tune.py --head-dim 128 --masks $MASKS --no-dq-configs \
+        --fwd '128,128,8,3,1;128,128,8,2,1;64,64,4,2,1;64,64,4,3,1;64,128,4,1,1' --dkdv '64,64,4,2'
+    run fwd64 130 tune64.txt python3 benchmarks/tune.py --head-dim 64 --masks $MASKS --no-dq-configs \
+        --dq-modes pass --fwd '128,64,4,3,1;128,128,4,3,1;128,128,4,2,1;64,128,4,3,1' --dkdv '64,64,4,2'
+    run fwd256 130 tune256.txt python3 benchmarks/tune.py --head-dim 256 --masks $MASKS --no-dq-configs \
+        --dq-modes pass --fwd '128,64,8,2,1;64,32,4,2,1;64,32,4,3,1' --dkdv '32,32,4,2'
+    ;;
+s4c)
+    ALL=full,causal,sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
+    ALL=$ALL,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
+    F128='128,128,8,3,1;128,128,8,2,1;64,64,4,2,1'
+    run fwd128_8k 170 tune128_8k.txt python3 benchmarks/tune.py --head-dim 128 --masks $ALL --no-bwd --fwd "$F128"
+    run fwd128_32k 170 tune128_32k.txt python3 benchmarks/tune.py --head-dim 128 --seqlen 32768 --batch 2 \
+        --masks $ALL --no-bwd --fwd "$F128"
+    run fwd64_8k 170 tune64_8k.txt python3 benchmarks/tune.py --head-dim 64 --masks $ALL --no-bwd \
+        --fwd '128,64,4,3,1;128,128,4,2,1;64,64,4,2,1'
+    ;;
+s4d)
+    run gpu_check 240 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    run memcheck 420 memcheck.txt env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 \
+        --tool memcheck python3 benchmarks/sanitize.py
+    ;;
+s4e)
+    run racecheck 260 racecheck.txt env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 \
+        --tool racecheck python3 benchmarks/sanitize.py
+    run k128 290 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --masks global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
+    ;;
+s4f)
+    run k64 555 k64.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 64 \
+        --out "$OUT/k64"
+    ;;
+s4g)
+    run k64_128k 555 k64_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K --head-dims 64 \
+        --out "$OUT/k64_128k"
+    ;;
+s4h)
+    run k256_32k 555 k256_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 256 \
+        --out "$OUT/k256_32k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3 or s3a-s3i)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i or s4a-s4h)" >&2
     exit 2
     ;;
 esac

@@ -1,40 +1,54 @@
 """One forward and backward per (causal, C) form, for compute-sanitizer (memcheck, racecheck).
 
-    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck python benchmarks/sanitize.py
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck python benchmarks/sanitize.py [--cases 0:12]
 
-Odd lengths, GQA, Sq != Sk and ragged head dims, so that every masked edge of every kernel is exercised.
+``--cases`` runs a slice of the 24 cases, so that a long sanitizer run can be split over several calls.
+
+Odd lengths, GQA, Sq != Sk and ragged head dims, so that every masked edge of every kernel is exercised;
+the backward runs in all three dQ modes (its own pass, per-element atomics, bulk TMA reduce-add).
 With the caching allocator off, every tensor is its own allocation and an out-of-bounds access is caught.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
 
 import torch
+import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from flashmask.kernels import attention_backward, attention_forward
+from flashmask.kernels import configs as kconfigs
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default=None, help="a slice of the cases, START:STOP (a time limit cut a run short)")
+    args = ap.parse_args()
     dev = torch.device("cuda")
-    torch.manual_seed(0)
-    for causal, c in [(True, 1), (True, 2), (False, 2), (False, 4), (True, 0), (False, 0)]:
-        for sq, sk, d in [(333, 333, 64), (200, 457, 96), (457, 200, 128)]:
-            b, hq, hkv = 2, 4, 2
-            q = torch.randn(b, sq, hq, d, device=dev, dtype=torch.bfloat16)
-            k = torch.randn(b, sk, hkv, d, device=dev, dtype=torch.bfloat16)
-            v = torch.randn(b, sk, hkv, d, device=dev, dtype=torch.bfloat16)
-            do = torch.randn_like(q)
-            idx = torch.randint(0, sq + 1, (b, 1, sk, c), device=dev, dtype=torch.int32) if c else None
-            out, lse = attention_forward(q, k, v, idx, causal, 1 / math.sqrt(d))
-            for det in (False, True):
-                attention_backward(do, q, k, v, out, lse, idx, causal, 1 / math.sqrt(d), deterministic=det)
-            torch.cuda.synchronize()
-            print(f"causal={causal} C={c} Sq={sq} Sk={sk} D={d}: ran", flush=True)
+    forms = [(True, 1), (True, 2), (False, 2), (False, 4), (True, 0), (False, 0)]
+    shapes = [(333, 333, 64), (200, 457, 96), (457, 200, 128), (300, 257, 256)]
+    cases = [(causal, c, sq, sk, d) for causal, c in forms for sq, sk, d in shapes]
+    start, stop = (int(x) if x else None for x in args.cases.split(":")) if args.cases else (None, None)
+    for case, (causal, c, sq, sk, d) in list(enumerate(cases))[start:stop]:
+        torch.manual_seed(case)
+        b, hq, hkv = 2, 4, 2
+        q = torch.randn(b, sq, hq, d, device=dev, dtype=torch.bfloat16)
+        k = torch.randn(b, sk, hkv, d, device=dev, dtype=torch.bfloat16)
+        v = torch.randn(b, sk, hkv, d, device=dev, dtype=torch.bfloat16)
+        do = torch.randn_like(q)
+        idx = torch.randint(0, sq + 1, (b, 1, sk, c), device=dev, dtype=torch.int32) if c else None
+        out, lse = attention_forward(q, k, v, idx, causal, 1 / math.sqrt(d))
+        default = kconfigs.pick(max(16, triton.next_power_of_2(d)), dev, mask_vectors=c, causal=causal)
+        for atomic, reduce in ((False, False), (True, False), (True, True)):
+            cfgs = default._replace(atomic_dq=atomic, tma_reduce_dq=reduce)
+            attention_backward(do, q, k, v, out, lse, idx, causal, 1 / math.sqrt(d), configs=cfgs)
+        torch.cuda.synchronize()
+        print(f"case {case}: causal={causal} C={c} Sq={sq} Sk={sk} D={d}: ran", flush=True)
 
 
 if __name__ == "__main__":

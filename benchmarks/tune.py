@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--rep", type=int, default=400)
     ap.add_argument("--peers", action="store_true", help="also time SDPA cuDNN / flash on full and causal")
     ap.add_argument("--no-fwd", action="store_true", help="skip the forward configs (time the backward only)")
+    ap.add_argument("--no-bwd", action="store_true", help="skip the backward (time the forward configs only)")
     ap.add_argument("--no-dq-configs", action="store_true", help="skip the sweep of dQ-pass tile configs")
     ap.add_argument("--dkdv", default=None, help="dK/dV configs instead of the list: '64,128,8,2;32,64,4,3'")
     ap.add_argument("--fwd", default=None, help="forward configs instead of the list: '128,128,8,3,1;128,64,8,3,1'")
@@ -104,6 +105,8 @@ def main() -> None:
                 continue
             rows.append((name, "fwd", str(tuple(cfg)), ms, flops / ms / 1e9))
             print(rows[-1], flush=True)
+        if args.no_bwd:
+            continue
         out, lse = attention_forward(q, k, v, idx, causal, scale)
         # The dQ modes must agree before they are timed (fp32 sums in another order: small differences only).
         ref = None
