@@ -13,6 +13,8 @@ pytest.importorskip("triton")
 from flashmask.kernels import configs
 
 HEAD_DIMS = (16, 32, 64, 128, 256)
+# (interval vectors a partial tile loads, causal): no column mask, and every stored form.
+FORMS = [(0, False), (0, True), (1, True), (2, True), (2, False), (4, False)]
 
 
 @pytest.fixture(params=[(9, 0), (8, 0)], ids=["hopper", "ampere"])
@@ -22,20 +24,21 @@ def gpu(request, monkeypatch):
     return torch.device("cuda"), request.param
 
 
-@pytest.mark.parametrize("column_mask", [False, True])
-def test_default_backward_is_deterministic(gpu, column_mask):
+@pytest.mark.parametrize("form", FORMS)
+def test_default_backward_is_deterministic(gpu, form):
     """README: the default configurations compute dQ in its own pass (no atomics), so gradients repeat."""
     device, _ = gpu
+    vectors, causal = form
     for d in HEAD_DIMS:
-        cfgs = configs.pick(d, device, column_mask=column_mask)
+        cfgs = configs.pick(d, device, mask_vectors=vectors, causal=causal)
         assert not cfgs.atomic_dq and not cfgs.tma_reduce_dq, (d, cfgs)
 
 
 def test_tiles_are_whole_blocks_and_tensor_descriptors_only_on_hopper(gpu):
     device, (major, _) = gpu
     for d in HEAD_DIMS:
-        for column_mask in (False, True):
-            cfgs = configs.pick(d, device, column_mask=column_mask)
+        for vectors, causal in FORMS:
+            cfgs = configs.pick(d, device, mask_vectors=vectors, causal=causal)
             for cfg in (cfgs.forward, cfgs.dkdv, cfgs.dq):
                 for size in (cfg.block_m, cfg.block_n):
                     assert size >= 16 and size & (size - 1) == 0, (d, cfg)
@@ -43,12 +46,18 @@ def test_tiles_are_whole_blocks_and_tensor_descriptors_only_on_hopper(gpu):
                 assert not cfg.tma or major >= 9, (d, cfg)
 
 
-def test_column_mask_changes_only_the_forward_pipeline_depth(gpu):
-    """At D=128 on Hopper the forward drops to 2 stages with a column mask (it spills at 3); nothing else moves."""
+def test_mask_form_changes_only_the_forward(gpu):
+    """The backward tiles do not depend on the mask form. At D=128 on Hopper the forward does: 3 stages without
+    a column mask, 2 with one (3 spill), and 64x64 tiles on 4 warps for four vectors or two under causal."""
     device, (major, _) = gpu
     for d in HEAD_DIMS:
-        plain, masked = configs.pick(d, device), configs.pick(d, device, column_mask=True)
-        assert plain.dkdv == masked.dkdv and plain.dq == masked.dq
-        assert plain.forward._replace(num_stages=masked.forward.num_stages) == masked.forward
-        if major >= 9 and d == 128:
-            assert (plain.forward.num_stages, masked.forward.num_stages) == (3, 2)
+        plain = configs.pick(d, device)
+        for vectors, causal in FORMS:
+            cfgs = configs.pick(d, device, mask_vectors=vectors, causal=causal)
+            assert (cfgs.dkdv, cfgs.dq) == (plain.dkdv, plain.dq), (d, vectors, causal)
+            if major >= 9 and d == 128:
+                small = vectors == 4 or (causal and vectors >= 2)
+                expected = (64, 64, 4, 2) if small else (128, 128, 8, 2 if vectors else 3)
+                assert tuple(cfgs.forward)[:4] == expected, (vectors, causal, cfgs.forward)
+            else:
+                assert cfgs.forward == plain.forward, (d, vectors, causal)

@@ -97,6 +97,11 @@ def _head_dim_pad(head_dim: int) -> int:
     return max(16, triton.next_power_of_2(head_dim))
 
 
+def _pick(d_pad: int, device: torch.device, indices: torch.Tensor | None, causal: bool) -> Configs:
+    """The default configs for this call's head dim and mask form."""
+    return _configs.pick(d_pad, device, mask_vectors=0 if indices is None else indices.shape[-1], causal=causal)
+
+
 def _tma_ok(*tensors: torch.Tensor) -> bool:
     """Whether Hopper's bulk tensor copies can read these ``[B, S, H, D]`` tensors (alignment rules)."""
     if _configs.interpreting() or TensorDescriptor is None:
@@ -143,7 +148,7 @@ def attention_forward(
     if seqlen_k == 0:
         return out.zero_(), lse.fill_(float("-inf"))
     d_pad = _head_dim_pad(head_dim)
-    cfg = config or _configs.pick(d_pad, q.device, column_mask=indices is not None).forward
+    cfg = config or _pick(d_pad, q.device, indices, causal).forward
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
@@ -204,7 +209,7 @@ def attention_backward(
     if batch * num_q_heads * seqlen_q == 0 or seqlen_k == 0:
         return _empty(q).zero_(), dk.zero_(), dv.zero_()
     d_pad = _head_dim_pad(head_dim)
-    cfgs = configs or _configs.pick(d_pad, q.device, column_mask=indices is not None)
+    cfgs = configs or _pick(d_pad, q.device, indices, causal)
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     q_per_kv = num_q_heads // num_kv_heads
 

@@ -38,28 +38,26 @@ def interpreting() -> bool:
 K = KernelConfig
 
 
-def pick(head_dim_pad: int, device: torch.device, column_mask: bool = False) -> Configs:
+def pick(head_dim_pad: int, device: torch.device, mask_vectors: int = 0, causal: bool = False) -> Configs:
     """Configs for a padded head dim (a power of two, >= 16) on ``device``.
 
-    ``column_mask``: the call has ``startend_row_indices`` (partial tiles load interval vectors), not only the
-    causal triangle or nothing.
+    ``mask_vectors``: how many interval vectors of ``startend_row_indices`` a partially masked tile loads (its
+    last dim: 1, 2 or 4; 0 without a column mask). ``causal``: the causal triangle is applied on top.
     """
     if interpreting() or device.type != "cuda":
         return Configs(K(32, 16, 4, 1), K(16, 32, 4, 1), K(32, 16, 4, 1))
     major, _ = torch.cuda.get_device_capability(device)
     if major >= 9:  # Hopper
-        # Measured on H100 (benchmarks/NOTES.md, runs 3, 9 and 10; 8K, B=8). Forward, D=128: 486 TFLOPs/s at
-        # 128x128 with TMA (424 at 128x64). Backward: dK/dV and dQ-pass programs of 4 warps on 64x64 tiles, two
-        # programs per SM, beat one 8-warp program on 64x128: D=128 55.0 ms against 60.2 (full), D=64 68.8
-        # against 72.1 (with atomics). D=256: 32x32 dK/dV tiles and the dQ pass, 104.9 ms against 134.4 (atomics
-        # on 64x64). The dQ pass beats atomics (per element or bulk reduce-add) at every head dim.
+        # Measured on H100 (benchmarks/NOTES.md, runs 3, 9-11 and 13-14; 8K, B=8). Backward: dK/dV and dQ-pass
+        # programs of 4 warps on 64x64 tiles, two programs per SM, beat one 8-warp program on 64x128: D=128 55.0
+        # ms against 60.2 (full), D=64 68.8 against 72.1 (with atomics). D=256: 32x32 dK/dV tiles and the dQ
+        # pass, 104.9 ms against 134.4 (atomics on 64x64). The dQ pass beats atomics (per element or bulk
+        # reduce-add) at every head dim. Forward, D=64: 128x128 tiles on 4 warps (two programs per SM), 3-19%
+        # faster than 128x64 on all 12 benchmark masks.
         if head_dim_pad <= 64:
-            return Configs(K(128, 64, 4, 3, True), K(64, 64, 4, 2), K(128, 128, 8, 2, True))
+            return Configs(K(128, 128, 4, 2, True), K(64, 64, 4, 2), K(128, 128, 8, 2, True))
         if head_dim_pad <= 128:
-            # With a column mask the 3-stage forward is at the register limit (it spills) and, with four
-            # vectors, past the shared-memory limit: 2 stages measured 1-6% faster there (run 11).
-            fwd_stages = 2 if column_mask else 3
-            return Configs(K(128, 128, 8, fwd_stages, True), K(64, 64, 4, 2), K(64, 64, 4, 2, True))
+            return Configs(_forward_d128_hopper(mask_vectors, causal), K(64, 64, 4, 2), K(64, 64, 4, 2, True))
         return Configs(K(128, 64, 8, 2, True), K(32, 32, 4, 2), K(128, 32, 8, 2, True))
     # Ampere and older: less shared memory, no tensor descriptors.
     if head_dim_pad <= 64:
@@ -67,3 +65,17 @@ def pick(head_dim_pad: int, device: torch.device, column_mask: bool = False) -> 
     if head_dim_pad <= 128:
         return Configs(K(64, 64, 4, 2), K(32, 64, 4, 2), K(64, 32, 4, 2))
     return Configs(K(64, 32, 4, 1), K(32, 32, 4, 1), K(32, 32, 4, 1))
+
+
+def _forward_d128_hopper(mask_vectors: int, causal: bool) -> KernelConfig:
+    """Forward tiles at D=128 on Hopper, by how much element-mask work a partial tile carries.
+
+    128x128 tiles on 8 warps (486 TFLOPs/s on full, 128x64: 424) sit at the register limit once a partial tile
+    loads interval vectors: 3 stages spill there, so column masks get 2 (1-6% faster, run 11). With four
+    vectors, or two under the causal triangle, even 2 stages spill (or reach 255 registers), and 64x64 tiles on
+    4 warps (two programs per SM, no spills) measured 10-25% faster on global_sliding_window and
+    causal_blockwise at 8K, 7-10% at 32K (run 14); on the other masks they lose up to 16%.
+    """
+    if mask_vectors == 4 or (causal and mask_vectors >= 2):
+        return K(64, 64, 4, 2, True)
+    return K(128, 128, 8, 2 if mask_vectors else 3, True)
