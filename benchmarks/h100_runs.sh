@@ -21,6 +21,7 @@
 #   bash benchmarks/h100_runs.sh s4f     # kernel table D=64 at 8K and 32K (new forward tiles)
 #   bash benchmarks/h100_runs.sh s4g     # kernel table D=64 at 128K
 #   bash benchmarks/h100_runs.sh s4h     # kernel table D=256 at 32K
+#   bash benchmarks/h100_runs.sh s4i     # kernel table D=128 at 128K for the masks whose forward moved
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -32,7 +33,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4h}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4i}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -225,8 +226,12 @@ s4h)
     run k256_32k 555 k256_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 256 \
         --out "$OUT/k256_32k"
     ;;
+s4i)
+    run k128_128k 540 k128_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
+        --head-dims 128 --masks global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128_128k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i or s4a-s4h)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i or s4a-s4i)" >&2
     exit 2
     ;;
 esac

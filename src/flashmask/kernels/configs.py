@@ -48,7 +48,7 @@ def pick(head_dim_pad: int, device: torch.device, mask_vectors: int = 0, causal:
         return Configs(K(32, 16, 4, 1), K(16, 32, 4, 1), K(32, 16, 4, 1))
     major, _ = torch.cuda.get_device_capability(device)
     if major >= 9:  # Hopper
-        # Measured on H100 (benchmarks/NOTES.md, runs 3, 9-11 and 13-14; 8K, B=8). Backward: dK/dV and dQ-pass
+        # Measured on H100 (benchmarks/NOTES.md, runs 3, 9-11 and 13-15; 8K, B=8). Backward: dK/dV and dQ-pass
         # programs of 4 warps on 64x64 tiles, two programs per SM, beat one 8-warp program on 64x128: D=128 55.0
         # ms against 60.2 (full), D=64 68.8 against 72.1 (with atomics). D=256: 32x32 dK/dV tiles and the dQ
         # pass, 104.9 ms against 134.4 (atomics on 64x64). The dQ pass beats atomics (per element or bulk
@@ -74,7 +74,9 @@ def _forward_d128_hopper(mask_vectors: int, causal: bool) -> KernelConfig:
     loads interval vectors: 3 stages spill there, so column masks get 2 (1-6% faster, run 11). With four
     vectors, or two under the causal triangle, even 2 stages spill (or reach 255 registers), and 64x64 tiles on
     4 warps (two programs per SM, no spills) measured 10-25% faster on global_sliding_window and
-    causal_blockwise at 8K, 7-10% at 32K (run 14); on the other masks they lose up to 16%.
+    causal_blockwise at 8K, 7-13% at 32K (runs 13-14). On the other forms they lose up to 16%. The gain shrinks
+    with length: at 128K global_sliding_window's forward is 3% slower and qk_sparse's (the same form as
+    causal_blockwise) 6% slower than on 128x128 (run 15); the mask's data, not its form, decides which wins.
     """
     if mask_vectors == 4 or (causal and mask_vectors >= 2):
         return K(64, 64, 4, 2, True)
