@@ -22,6 +22,7 @@
 #   bash benchmarks/h100_runs.sh s4g     # kernel table D=64 at 128K
 #   bash benchmarks/h100_runs.sh s4h     # kernel table D=256 at 32K
 #   bash benchmarks/h100_runs.sh s4i     # kernel table D=128 at 128K for the masks whose forward moved
+#   bash benchmarks/h100_runs.sh s4j     # D=64 full, 32K (B=4) against 128K (B=1): per-kernel times, L2 (ncu)
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -33,7 +34,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4i}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -230,8 +231,18 @@ s4i)
     run k128_128k 540 k128_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
         --head-dims 128 --masks global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128_128k"
     ;;
+s4j)
+    run prof32k 110 profile_d64_32k.txt python3 benchmarks/profile_bwd.py --head-dim 64 --seqlen 32768 --batch 4
+    run prof128k 130 profile_d64_128k.txt python3 benchmarks/profile_bwd.py --head-dim 64 --seqlen 131072 --batch 1
+    NCU=(ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis
+        --kernel-name regex:bwd_dkdv_kernel --launch-count 1)
+    run ncu32k 130 ncu_dkdv_d64_32k.txt "${NCU[@]}" python3 benchmarks/profile_bwd.py --ncu --head-dim 64 \
+        --seqlen 32768 --batch 4
+    run ncu128k 150 ncu_dkdv_d64_128k.txt "${NCU[@]}" python3 benchmarks/profile_bwd.py --ncu --head-dim 64 \
+        --seqlen 131072 --batch 1
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i or s4a-s4i)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i or s4a-s4j)" >&2
     exit 2
     ;;
 esac
