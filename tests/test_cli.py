@@ -126,7 +126,8 @@ def test_render_sample(tmp_path, capsys):
     assert "### D=128, S=8K (B=16, H=32, bfloat16)" in md
     assert "### D=128, S=32K (B=4, H=32, bfloat16)" in md
     tables = md.split("### D=128, S=32K")
-    rows_8k = [line for line in tables[0].splitlines() if line.startswith("| ") and "---" not in line]
+    table_8k = tables[0].split("### D=128, S=8K")[1]
+    rows_8k = [line for line in table_8k.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split("|")[1].strip() for r in rows_8k[1:]] == [
         "full",
         "causal",
@@ -229,3 +230,28 @@ def test_runner_bookkeeping_on_cpu(tmp_path):
     assert cost["flashmask"]["indices_bytes"] == 512 * 4 and cost["dense"]["bytes"] == 512 * 512
     assert [r["doc_count"] for r in data["sparsity"]] == [1, 3]
     assert (tmp_path / "results.md").is_file() and (tmp_path / "sparsity.png").is_file()
+
+
+def test_render_speedup_summary(tmp_path):
+    """The summary line per configuration: ranges over the agreeing peer records, the masks a peer beats us on."""
+    data = json.loads(SAMPLE.read_text())
+    rows = [r for r in data["kernel"] if (r["head_dim"], r["seqlen"]) == (128, 8192)]
+    flex = [r["peers"]["flex"]["speedup_total"] for r in rows if r["peers"].get("flex", {}).get("status") == "ok"]
+    expected = f"{min(flex):.2f}x-{max(flex):.2f}x"
+
+    def summary(md: str) -> list[list[str]]:
+        table = md.split("lowest to highest over the masks of each configuration:")[1].split("###")[0]
+        return [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith("| 1")]
+
+    row_8k = summary(report.render_markdown(data))[0]
+    assert row_8k[:5] == ["128", "8K", str(len(rows)), expected, "—"]
+
+    # A peer faster than us is named; a peer whose output disagreed with ours is left out of the ranges.
+    causal = next(r for r in rows if r["mask"] == "causal")
+    causal["peers"]["flex"]["speedup_total"] = 0.5
+    full = next(r for r in rows if r["mask"] == "full")
+    full["peers"]["flex"]["status"] = "mismatch"
+    full["peers"]["flex"]["speedup_total"] = 9.0
+    row_8k = summary(report.render_markdown(data))[0]
+    assert row_8k[4] == "causal"
+    assert row_8k[3].startswith("0.50x-") and "9.00x" not in row_8k[3]

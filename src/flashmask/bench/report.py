@@ -151,6 +151,7 @@ def _kernel_section(rows: list[dict]) -> list[str]:
         "output disagreed with ours."
     )
     lines.append("")
+    lines += _speedup_summary(rows)
     for d, s in _configs(rows):
         group = sorted(
             (r for r in rows if (r.get("head_dim"), r.get("seqlen")) == (d, s)),
@@ -189,6 +190,37 @@ def _kernel_section(rows: list[dict]) -> list[str]:
         lines += _table(header, body)
         lines.append("")
     return lines
+
+
+def _speedup_summary(rows: list[dict]) -> list[str]:
+    """One line per (head dim, length): our speedup range over each peer, and the masks where a peer is faster.
+
+    Only peer records whose output agreed with ours count (``_matches``)."""
+
+    def span(values: list[float]) -> str:
+        return f"{min(values):.2f}x-{max(values):.2f}x" if values else DASH
+
+    header = ["D", "S", "masks", "vs Flex fwd+bwd", "Flex faster on", "vs cuDNN fwd", "vs cuDNN fwd+bwd", "vs FA2"]
+    body = []
+    for d, s in _configs(rows):
+        group = [r for r in rows if (r.get("head_dim"), r.get("seqlen")) == (d, s) and _ok(r.get("ours"))]
+        if not group:
+            continue
+
+        def speedups(peer: str, key: str, group=group) -> list[tuple[str, float]]:
+            recs = [(r.get("mask", "?"), (r.get("peers") or {}).get(peer)) for r in group]
+            return [(m, rec[key]) for m, rec in recs if _matches(rec) and rec.get(key)]
+
+        flex = speedups("flex", "speedup_total")
+        behind = sorted((m for m, x in flex if x < 1.0), key=_mask_order)
+        cells = [str(d), _len(s), str(len(group)), span([x for _, x in flex]), ", ".join(behind) or DASH]
+        cells += [span([x for _, x in speedups("cudnn", k)]) for k in ("speedup_fwd", "speedup_total")]
+        cells.append(span([x for _, x in speedups("flash", "speedup_total")]))
+        body.append(cells)
+    if not body:
+        return []
+    lines = ["Our speedup (peer time / ours), lowest to highest over the masks of each configuration:", ""]
+    return [*lines, *_table(header, body), ""]
 
 
 def _mask_cost_section(rows: list[dict]) -> list[str]:
