@@ -192,12 +192,19 @@ def _kernel_section(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _peer_speedups(group: list[dict], peer: str, key: str) -> list[tuple[str, float]]:
+    """``(mask, speedup)`` of ``peer`` over the rows of ``group`` whose output agreed with ours."""
+    recs = [(r.get("mask", "?"), (r.get("peers") or {}).get(peer)) for r in group]
+    return [(m, rec[key]) for m, rec in recs if _matches(rec) and rec.get(key)]
+
+
 def _speedup_summary(rows: list[dict]) -> list[str]:
-    """One line per (head dim, length): our speedup range over each peer, and the masks where a peer is faster.
+    """One line per (head dim, length): our speedup range over each peer, and the masks where Flex is faster.
 
     Only peer records whose output agreed with ours count (``_matches``)."""
 
-    def span(values: list[float]) -> str:
+    def span(pairs: list[tuple[str, float]]) -> str:
+        values = [x for _, x in pairs]
         return f"{min(values):.2f}x-{max(values):.2f}x" if values else DASH
 
     header = ["D", "S", "masks", "vs Flex fwd+bwd", "Flex faster on", "vs cuDNN fwd", "vs cuDNN fwd+bwd", "vs FA2"]
@@ -206,17 +213,14 @@ def _speedup_summary(rows: list[dict]) -> list[str]:
         group = [r for r in rows if (r.get("head_dim"), r.get("seqlen")) == (d, s) and _ok(r.get("ours"))]
         if not group:
             continue
-
-        def speedups(peer: str, key: str, group=group) -> list[tuple[str, float]]:
-            recs = [(r.get("mask", "?"), (r.get("peers") or {}).get(peer)) for r in group]
-            return [(m, rec[key]) for m, rec in recs if _matches(rec) and rec.get(key)]
-
-        flex = speedups("flex", "speedup_total")
+        flex = _peer_speedups(group, "flex", "speedup_total")
         behind = sorted((m for m, x in flex if x < 1.0), key=_mask_order)
-        cells = [str(d), _len(s), str(len(group)), span([x for _, x in flex]), ", ".join(behind) or DASH]
-        cells += [span([x for _, x in speedups("cudnn", k)]) for k in ("speedup_fwd", "speedup_total")]
-        cells.append(span([x for _, x in speedups("flash", "speedup_total")]))
-        body.append(cells)
+        body.append([
+            str(d), _len(s), str(len(group)), span(flex), ", ".join(behind) or DASH,
+            span(_peer_speedups(group, "cudnn", "speedup_fwd")),
+            span(_peer_speedups(group, "cudnn", "speedup_total")),
+            span(_peer_speedups(group, "flash", "speedup_total")),
+        ])  # fmt: skip
     if not body:
         return []
     lines = ["Our speedup (peer time / ours), lowest to highest over the masks of each configuration:", ""]
