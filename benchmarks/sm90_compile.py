@@ -1,0 +1,152 @@
+"""Compile the kernels for sm_90 on a machine without a GPU and report registers, spills and shared memory.
+
+A development tool, not part of the package: it lets a config or kernel change be checked for spills and
+shared-memory fit before spending device time. Triton is pointed at a stand-in driver that reports an sm_90
+target; the kernels are compiled through their JIT ``warmup`` with CPU tensors of the benchmark's shapes
+(so the divisibility specialisations match a real launch), and ``cuobjdump`` reads the cubin.
+
+    python benchmarks/sm90_compile.py dkdv --block 64 64 --warps 4 --stages 2 [--atomic-dq] [--sass out.sass]
+
+Prints one line per kernel: registers, spill stores/loads, shared memory, and ptxas' wgmma warnings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.backends.nvidia.driver import CudaDriver
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from triton.tools.tensor_descriptor import TensorDescriptor
+
+from flashmask.kernels import backward, forward
+from flashmask.kernels.tiles import mask_form
+
+_BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+
+
+class _Sm90Driver(CudaDriver):
+    """Reports an H100 without touching CUDA."""
+
+    def __init__(self):  # no CudaUtils: it would need libcuda
+        self.launcher_cls = None
+
+    def get_current_target(self):
+        return GPUTarget("cuda", 90, 32)
+
+    def get_current_device(self):
+        return 0
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_active_torch_device(self):
+        return torch.device("cpu")
+
+
+def _resource_usage(cubin: bytes) -> str:
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(cubin)
+    out = subprocess.run([str(_BIN / "cuobjdump"), "--dump-resource-usage", f.name], capture_output=True, text=True)
+    os.unlink(f.name)
+    m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+)", out.stdout)
+    return f"regs {m.group(1)} stack {m.group(2)}" if m else out.stdout
+
+
+def _ptxas_warnings(ptx: str) -> str:
+    with tempfile.NamedTemporaryFile(suffix=".ptx", delete=False, mode="w") as f:
+        f.write(ptx)
+    out = subprocess.run(
+        [str(_BIN / "ptxas"), "-arch=sm_90a", "-v", f.name, "-o", os.devnull], capture_output=True, text=True
+    )
+    os.unlink(f.name)
+    text = out.stderr
+    spills = re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
+    serial = sorted(set(re.findall(r"C75\d\d", text)))
+    return f"spill {spills[-1] if spills else '?'} wgmma-serialized {','.join(serial) or 'no'}"
+
+
+def _compile(kernel, args: list, constexprs: dict, warps: int, stages: int, sass: str | None) -> None:
+    compiled = kernel.warmup(*args, grid=(1,), **constexprs, num_warps=warps, num_stages=stages)
+    smem = compiled.metadata.shared // 1024
+    usage = f"{_resource_usage(compiled.asm['cubin'])} smem {smem} KB, {_ptxas_warnings(compiled.asm['ptx'])}"
+    print(f"{kernel.fn.__name__} {constexprs} warps {warps} stages {stages}: {usage}", flush=True)
+    if sass:
+        with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+            f.write(compiled.asm["cubin"])
+        dump = subprocess.run([str(_BIN / "cuobjdump"), "-sass", f.name], capture_output=True, text=True).stdout
+        Path(sass).write_text(dump)
+        Path(sass).with_suffix(".ttgir").write_text(compiled.asm["ttgir"])
+        Path(sass).with_suffix(".ptx").write_text(compiled.asm["ptx"])
+
+
+def _mask_constexprs(vectors: int, causal: bool) -> dict:
+    indices = None if vectors == 0 else torch.zeros(1, 1, 8, vectors, dtype=torch.int32)
+    f = mask_form(indices, causal)
+    return dict(CAUSAL=f.causal, HAS_MASK=f.has_mask, LTE_COL=f.lte_col, UTS_COL=f.uts_col, UTE_COL=f.ute_col)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kernel", choices=["fwd", "dkdv", "dq"])
+    parser.add_argument("--block", type=int, nargs=2, default=[64, 64], metavar=("M", "N"))
+    parser.add_argument("--warps", type=int, default=4)
+    parser.add_argument("--stages", type=int, default=2)
+    parser.add_argument("--head-dim", type=int, default=128)
+    parser.add_argument("--vectors", type=int, default=0, help="mask vectors (0: no column mask)")
+    parser.add_argument("--causal", action="store_true")
+    parser.add_argument("--atomic-dq", action="store_true")
+    parser.add_argument("--tma-reduce", action="store_true")
+    parser.add_argument("--no-tma", action="store_true")
+    parser.add_argument("--sass", help="write SASS (and .ttgir, .ptx next to it) to this path")
+    a = parser.parse_args()
+    triton.runtime.driver.set_active(_Sm90Driver())
+
+    B, S, H, D = 2, 8192, 32, a.head_dim
+    bm, bn = a.block
+    dt = torch.bfloat16
+    q = torch.empty(B, S, H, D, dtype=dt)
+    k, v, o, do = (torch.empty_like(q) for _ in range(4))
+    lse = torch.empty(B, H, S, dtype=torch.float32)
+    mask = torch.empty(B, 1, S, max(a.vectors, 1), dtype=torch.int32)
+    ints = [torch.empty(1 << 16, dtype=torch.int32) for _ in range(5)]
+    tma = not a.no_tma
+    mc = _mask_constexprs(a.vectors, a.causal)
+    strides = [*q.stride()[:3]]
+    common_tail = dict(BLOCK_M=bm, BLOCK_N=bn, HEAD_DIM=D, HEAD_DIM_PAD=D, USE_TMA=tma)
+
+    def desc(t, rows):
+        return TensorDescriptor(t, list(t.shape), list(t.stride()), [1, rows, 1, D]) if tma else t
+
+    scalars = [S, S]
+    if a.kernel == "fwd":
+        args = [q, desc(k, bn), desc(v, bn), o, lse, mask, *ints, *strides * 4, 0, 0, mask.stride(2), 1,
+                *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
+        _compile(forward.fwd_kernel, args, {**mc, **common_tail}, a.warps, a.stages, a.sass)
+    elif a.kernel == "dq":
+        args = [q, desc(k, bn), desc(v, bn), do, o, lse, lse, mask, *ints, *strides * 5, 0, 0, mask.stride(2), 1,
+                *scalars, H, 1, H, S // bm, S // bn, 0.1, 0.1]  # fmt: skip
+        _compile(backward.bwd_dq_kernel, args, {**mc, **common_tail}, a.warps, a.stages, a.sass)
+    else:
+        dq_acc = torch.empty(B, S, H, D, dtype=torch.float32)
+        dq_arg = TensorDescriptor(dq_acc, list(dq_acc.shape), list(dq_acc.stride()), [1, bm, 1, D])
+        dq_arg = dq_arg if a.tma_reduce else dq_acc
+        args = [desc(q, bm), k, v, desc(do, bm), dq_arg, o, o, lse, lse, mask, *ints,
+                *strides * 4, *dq_acc.stride()[:3], *strides * 2, 0, 0, mask.stride(2), 1,
+                *scalars, H, H, 1, H, S // bm, S // bn, 0.1, 0.1]  # fmt: skip
+        flags = dict(ATOMIC_DQ=a.atomic_dq or a.tma_reduce, DQ_TMA=a.tma_reduce)
+        _compile(backward.bwd_dkdv_kernel, args, {**flags, **mc, **common_tail}, a.warps, a.stages, a.sass)
+
+
+if __name__ == "__main__":
+    main()
