@@ -23,6 +23,12 @@
 #   bash benchmarks/h100_runs.sh s4h     # kernel table D=256 at 32K
 #   bash benchmarks/h100_runs.sh s4i     # kernel table D=128 at 128K for the masks whose forward moved
 #   bash benchmarks/h100_runs.sh s4j     # D=64 full, 32K (B=4) against 128K (B=1): per-kernel times, L2 (ncu)
+#   bash benchmarks/h100_runs.sh s5a     # D=64 full at 32K/128K in both storage layouts; dK/dV tiles + dQ modes
+#   bash benchmarks/h100_runs.sh s5b     # D=128 backward: per-kernel times on causal and full, stall reasons (ncu)
+#   bash benchmarks/h100_runs.sh s5c     # A/B: tile index loaded one iteration ahead (FLASHMASK_INDEX_PREFETCH)
+#   bash benchmarks/h100_runs.sh s5d     # gpu_check, memcheck and racecheck on the session-5 defaults
+#   bash benchmarks/h100_runs.sh s5e     # kernel table D=128 at 8K and 32K
+#   bash benchmarks/h100_runs.sh s5f     # kernel table D=64 at 8K and 32K
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -34,7 +40,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5f}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -51,7 +57,7 @@ now() { date -u +%FT%TZ; }
 left() { echo $((BUDGET - (SECONDS - START))); }
 
 # run NAME LIMIT_S LOGFILE CMD...: CMD under timeout (at most LIMIT_S, less if the budget is short), its
-# output into $OUT/LOGFILE; the last lines echoed for the device's output tail.
+# output appended to $OUT/LOGFILE; the last lines echoed for the device's output tail.
 run() {
     local name=$1 limit=$2 log=$3 rc t0 rem
     shift 3
@@ -67,7 +73,9 @@ run() {
         echo "(dry run: not run)"
         rc=0
     else
-        timeout -k 10 "$limit" "$@" >"$OUT/$log" 2>&1
+        # Appended: several commands may share one log (the device returns at most 8 files).
+        echo "== $name: $*" >>"$OUT/$log"
+        timeout -k 10 "$limit" "$@" >>"$OUT/$log" 2>&1
         rc=$?
         tail -n 25 "$OUT/$log"
     fi
@@ -241,8 +249,69 @@ s4j)
     run ncu128k 150 ncu_dkdv_d64_128k.txt "${NCU[@]}" python3 benchmarks/profile_bwd.py --ncu --head-dim 64 \
         --seqlen 131072 --batch 1
     ;;
+s5a)
+    # Does each head's rows being spread over the whole [B, S, H, D] tensor (1 GB at 128K) cost at 128K?
+    L64=(python3 benchmarks/tune.py --head-dim 64 --masks full --fwd '128,128,4,2,1' --dkdv '64,64,4,2;64,64,4,3'
+        --dq-modes pass --no-dq-configs --rep 200)
+    run l128k 150 layout_d64_128k.txt "${L64[@]}" --seqlen 131072 --batch 1
+    run l128k_hm 150 layout_d64_128k_hm.txt "${L64[@]}" --seqlen 131072 --batch 1 --head-major
+    run l32k 60 layout_d64_32k.txt "${L64[@]}" --seqlen 32768 --batch 4
+    run l32k_hm 60 layout_d64_32k_hm.txt "${L64[@]}" --seqlen 32768 --batch 4 --head-major
+    # dQ inside the dK/dV kernel on 8 warps: 64x64 tiles fit without spills (offline: 246 registers with
+    # atomics, 228 with the bulk reduce-add), where the 4-warp ones spill 368 / 208 bytes.
+    run bwd128 120 bwd_d128.txt python3 benchmarks/tune.py --head-dim 128 --no-fwd --no-dq-configs \
+        --dkdv '64,64,4,2;64,64,8,2;64,128,8,2'
+    run bwd64 100 bwd_d64.txt python3 benchmarks/tune.py --head-dim 64 --no-fwd --no-dq-configs \
+        --dkdv '64,64,4,2;64,128,8,2;64,64,8,2'
+    ;;
+s5b)
+    # Which backward kernel loses on causal (6% less efficient than on full; Flex loses nothing), and what the
+    # dK/dV kernel waits on.
+    run prof_causal 120 profile_d128_causal.txt python3 benchmarks/profile_bwd.py --mask causal --calls 3
+    run prof_full 120 profile_d128_full.txt python3 benchmarks/profile_bwd.py --mask full --calls 3
+    NCU=(ncu --clock-control none --section WarpStateStats --section SchedulerStats --section Occupancy
+        --section ComputeWorkloadAnalysis --launch-count 1)
+    run ncu_dkdv 100 ncu_stalls_d128.txt "${NCU[@]}" --kernel-name regex:bwd_dkdv_kernel \
+        python3 benchmarks/profile_bwd.py --ncu --batch 2
+    run ncu_dq 100 ncu_stalls_dq_d128.txt "${NCU[@]}" --kernel-name regex:bwd_dq_kernel \
+        python3 benchmarks/profile_bwd.py --ncu --batch 2
+    run tma128 120 bwd_tma_d128.txt python3 benchmarks/tune.py --head-dim 128 --no-fwd --no-dq-configs \
+        --dq-modes pass --dkdv '64,64,4,2;64,64,4,2,1;64,64,4,3'
+    ;;
+s5c)
+    # The tile index of the next iteration loaded one iteration ahead, against loading it in the iteration
+    # (its latency sat in front of the next tile's copies). Same machine, same inputs, both orders.
+    M4=full,causal,causal_document,global_sliding_window
+    T128=(python3 benchmarks/tune.py --head-dim 128 --masks $M4 --fwd default --dq-modes pass --no-dq-configs
+        --dkdv '64,64,4,2;64,64,4,2,1')
+    T64=(python3 benchmarks/tune.py --head-dim 64 --masks $M4 --fwd default --dq-modes pass --no-dq-configs
+        --dkdv '64,64,4,2;64,64,4,2,1')
+    for p in 1 0; do
+        run ab128_$p 75 ab_d128.txt env FLASHMASK_INDEX_PREFETCH=$p "${T128[@]}"
+        run ab64_$p 60 ab_d64.txt env FLASHMASK_INDEX_PREFETCH=$p "${T64[@]}"
+    done
+    run ab128_1_again 75 ab_d128.txt env FLASHMASK_INDEX_PREFETCH=1 "${T128[@]}"
+    L64=(python3 benchmarks/tune.py --head-dim 64 --masks full --fwd default --dkdv '64,64,4,2' --dq-modes pass
+        --no-dq-configs --rep 200 --seqlen 131072 --batch 1)
+    run ab64_128k_1 100 ab_d64_128k.txt env FLASHMASK_INDEX_PREFETCH=1 "${L64[@]}"
+    run ab64_128k_0 100 ab_d64_128k.txt env FLASHMASK_INDEX_PREFETCH=0 "${L64[@]}"
+    ;;
+s5d)
+    run gpu_check 150 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    SAN=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    run memcheck 260 memcheck.txt "${SAN[@]}" --tool memcheck python3 benchmarks/sanitize.py
+    run racecheck 140 racecheck.txt "${SAN[@]}" --tool racecheck python3 benchmarks/sanitize.py
+    ;;
+s5e)
+    run k128 575 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --out "$OUT/k128"
+    ;;
+s5f)
+    run k64 575 k64.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 64 \
+        --out "$OUT/k64"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i or s4a-s4j)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s5f)" >&2
     exit 2
     ;;
 esac

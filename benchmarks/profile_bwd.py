@@ -49,7 +49,7 @@ def main() -> None:
         attention_backward(do, q, k, v, out, lse, idx, causal, scale, deterministic=True)
 
     def ours_reduce():
-        cf = default._replace(atomic_dq=True)
+        cf = default._replace(atomic_dq=True, tma_reduce_dq=True)
         attention_backward(do, q, k, v, out, lse, idx, causal, scale, configs=cf)
 
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention

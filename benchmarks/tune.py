@@ -51,15 +51,22 @@ DQ = {
 }
 
 
-def _config_list(text: str | None) -> list[KernelConfig]:
-    """``'128,128,8,3,1;64,64,4,2'`` -> kernel configs (block_m, block_n, warps, stages[, tma]); empty if None."""
+def _config_list(text: str | None) -> list[KernelConfig] | str:
+    """``'128,128,8,3,1;64,64,4,2'`` -> kernel configs (block_m, block_n, warps, stages[, tma]); empty if None.
+
+    ``'default'`` stays a string: the default config alone.
+    """
+    if text == "default":
+        return text
     return [KernelConfig(*(int(x) for x in c.split(","))) for c in text.split(";")] if text else []
 
 
 def _with_default(
-    default: KernelConfig, given: list[KernelConfig], alternatives: list[KernelConfig]
+    default: KernelConfig, given: list[KernelConfig] | str, alternatives: list[KernelConfig]
 ) -> list[KernelConfig]:
     """The configs given on the command line, or the default followed by the alternatives that differ from it."""
+    if given == "default":
+        return [default]
     return given or [default, *(c for c in alternatives if c != default)]
 
 
@@ -80,16 +87,28 @@ def main() -> None:
     ap.add_argument("--no-bwd", action="store_true", help="skip the backward (time the forward configs only)")
     ap.add_argument("--no-dq-configs", action="store_true", help="skip the sweep of dQ-pass tile configs")
     ap.add_argument("--dkdv", default=None, help="dK/dV configs instead of the list: '64,128,8,2;32,64,4,3'")
-    ap.add_argument("--fwd", default=None, help="forward configs instead of the list: '128,128,8,3,1;128,64,8,3,1'")
+    ap.add_argument(
+        "--fwd",
+        default=None,
+        help="forward configs instead of the list: '128,128,8,3,1;128,64,8,3,1' ('default': the default alone)",
+    )
     ap.add_argument("--dq", default=None, help="dQ-pass configs instead of the list: '128,128,8,2,1;64,64,4,2,1'")
     ap.add_argument("--dq-modes", default=None, help="subset of: pass, atomic, tma-reduce (default all three)")
+    ap.add_argument(
+        "--head-major",
+        action="store_true",
+        help="q, k, v, dO stored [B, H, S, D] and passed as [B, S, H, D] views (each head's rows contiguous)",
+    )
     args = ap.parse_args()
     dev = torch.device("cuda")
     d = args.head_dim
     h = args.heads or 4096 // d
     s, b = args.seqlen, args.batch
     torch.manual_seed(0)
-    q, k, v, do = (torch.randn(b, s, h, d, device=dev, dtype=torch.bfloat16) for _ in range(4))
+    if args.head_major:
+        q, k, v, do = (torch.randn(b, h, s, d, device=dev, dtype=torch.bfloat16).transpose(1, 2) for _ in range(4))
+    else:
+        q, k, v, do = (torch.randn(b, s, h, d, device=dev, dtype=torch.bfloat16) for _ in range(4))
     scale = 1 / math.sqrt(d)
     dpad = max(16, triton.next_power_of_2(d))
     default = kconfigs.pick(dpad, dev)
@@ -100,7 +119,8 @@ def main() -> None:
         dq_modes = [m for m in DQ_MODES if m[0].removeprefix("bwd ").replace("dq ", "") in args.dq_modes.split(",")]
     rows = []
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
-    print(f"S={s} B={b} H={h} D={d} bf16; default configs {default}")
+    layout = "[B, H, S, D] storage" if args.head_major else "[B, S, H, D] storage"
+    print(f"S={s} B={b} H={h} D={d} bf16, {layout}; default configs {default}")
     for name in args.masks.split(","):
         w = workloads.make(name, s, b, dev)
         idx, causal = w.mask.startend_row_indices, w.mask.causal
