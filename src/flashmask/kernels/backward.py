@@ -10,6 +10,9 @@
 - ``bwd_dq_kernel``: dQ in its own pass (the default: deterministic, and on the H100 faster than either kind
   of atomics), one program per (query block, batch x query head) over the forward's lists (recomputes
   ``QK^T`` and ``dO V^T`` once more).
+
+As in the forward, every tile loop reads its list one entry ahead so that no index load sits in front of the
+next tile's copies.
 """
 
 from __future__ import annotations
@@ -249,8 +252,10 @@ def bwd_dkdv_kernel(
         num_part = tl.load(PartCount + list_row)
         full_list = FullIndex + list_row * num_m_blocks
         part_list = PartIndex + list_row * num_m_blocks
+        next_block = tl.load(full_list, mask=num_full > 0, other=0)
         for i in range(0, num_full):
-            m_block = tl.load(full_list + i)
+            m_block = next_block
+            next_block = tl.load(full_list + i + 1, mask=i + 1 < num_full, other=0)
             dk, dv = _dkdv_tile(
                 dk, dv, k, v, Q, DOut, DQAcc, b, h, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
                 stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_base, stride_ms,
@@ -258,8 +263,10 @@ def bwd_dkdv_kernel(
                 False, ATOMIC_DQ, DQ_TMA, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
                 BLOCK_M, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
             )  # fmt: skip
+        next_block = tl.load(part_list, mask=num_part > 0, other=0)
         for i in range(0, num_part):
-            m_block = tl.load(part_list + i)
+            m_block = next_block
+            next_block = tl.load(part_list + i + 1, mask=i + 1 < num_part, other=0)
             dk, dv = _dkdv_tile(
                 dk, dv, k, v, Q, DOut, DQAcc, b, h, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
                 stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_base, stride_ms,
@@ -422,15 +429,19 @@ def bwd_dq_kernel(
     full_list = FullIndex + list_row * num_n_blocks
     part_list = PartIndex + list_row * num_n_blocks
     dq = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
+    next_block = tl.load(full_list, mask=num_full > 0, other=0)
     for i in range(0, num_full):
-        n_block = tl.load(full_list + i)
+        n_block = next_block
+        next_block = tl.load(full_list + i + 1, mask=i + 1 < num_full, other=0)
         dq = _dq_tile(
             dq, q, do, lse2, delta, K, V, b, kv_h, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
             mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
             False, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
         )  # fmt: skip
+    next_block = tl.load(part_list, mask=num_part > 0, other=0)
     for i in range(0, num_part):
-        n_block = tl.load(part_list + i)
+        n_block = next_block
+        next_block = tl.load(part_list + i + 1, mask=i + 1 < num_part, other=0)
         dq = _dq_tile(
             dq, q, do, lse2, delta, K, V, b, kv_h, k_base, v_base, stride_ks, stride_vs, n_block, rows, offs_n, offs_d,
             mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,

@@ -53,11 +53,14 @@ def pick(head_dim_pad: int, device: torch.device, mask_vectors: int = 0, causal:
         # ms against 60.2 (full), D=64 68.8 against 72.1 (with atomics). D=256: 32x32 dK/dV tiles and the dQ
         # pass, 104.9 ms against 134.4 (atomics on 64x64). The dQ pass beats atomics (per element or bulk
         # reduce-add) at every head dim. Forward, D=64: 128x128 tiles on 4 warps (two programs per SM), 3-19%
-        # faster than 128x64 on all 12 benchmark masks.
+        # faster than 128x64 on all 12 benchmark masks. dK/dV reads Q and dO by TMA at D<=128: 3-6% faster on
+        # full, causal and global_sliding_window at both head dims, level on causal_document (session 5; on the
+        # 8-warp 64x128 tiles of run 2 TMA had lost).
         if head_dim_pad <= 64:
-            return Configs(K(128, 128, 4, 2, True), K(64, 64, 4, 2), K(128, 128, 8, 2, True))
+            return Configs(K(128, 128, 4, 2, True), K(64, 64, 4, 2, True), K(128, 128, 8, 2, True))
         if head_dim_pad <= 128:
-            return Configs(_forward_d128_hopper(mask_vectors, causal), K(64, 64, 4, 2), K(64, 64, 4, 2, True))
+            dkdv = K(64, 64, 4, 2, True)
+            return Configs(_forward_d128_hopper(mask_vectors, causal), dkdv, K(64, 64, 4, 2, True))
         return Configs(K(128, 64, 8, 2, True), K(32, 32, 4, 2), K(128, 32, 8, 2, True))
     # Ampere and older: less shared memory, no tensor descriptors.
     if head_dim_pad <= 64:

@@ -4,6 +4,10 @@ One program per (query block, batch x query head). It walks two lists built by `
 the unmasked key blocks (no mask work at all), then the partially masked ones (element mask from the column
 vectors). Fully masked key blocks are in neither list, so they are never loaded. Online softmax in fp32,
 exp2 with the scale folded in; rows that see no key end with ``l = 0`` and get output 0 and ``lse = -inf``.
+
+Each loop reads its list one entry ahead: Triton issues the next tile's copies at the end of the loop body,
+and an index loaded there put a global-load latency in front of them (7% of the D=128 forward on the H100,
+where one 8-warp program fills an SM; benchmarks/NOTES.md, session 5).
 """
 
 from __future__ import annotations
@@ -194,15 +198,19 @@ def fwd_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
+    next_block = tl.load(full_list, mask=num_full > 0, other=0)
     for i in range(0, num_full):
-        n_block = tl.load(full_list + i)
+        n_block = next_block
+        next_block = tl.load(full_list + i + 1, mask=i + 1 < num_full, other=0)
         acc, l_i, m_i = _fwd_tile(
             acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_vs, b, kv_h, n_block, rows, offs_n, offs_d,
             mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
             False, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
         )  # fmt: skip
+    next_block = tl.load(part_list, mask=num_part > 0, other=0)
     for i in range(0, num_part):
-        n_block = tl.load(part_list + i)
+        n_block = next_block
+        next_block = tl.load(part_list + i + 1, mask=i + 1 < num_part, other=0)
         acc, l_i, m_i = _fwd_tile(
             acc, l_i, m_i, q, K, V, k_base, v_base, stride_ks, stride_vs, b, kv_h, n_block, rows, offs_n, offs_d,
             mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
