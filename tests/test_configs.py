@@ -48,7 +48,8 @@ def test_tiles_are_whole_blocks_and_tensor_descriptors_only_on_hopper(gpu):
 
 def test_mask_form_changes_only_the_forward(gpu):
     """The backward tiles do not depend on the mask form. At D=128 on Hopper the forward does: 3 stages without
-    a column mask, 2 with one (3 spill), and 64x64 tiles on 4 warps for four vectors or two under causal."""
+    a column mask, 2 with one (3 spill), and for four vectors or two under causal a second variant, 64x64 tiles
+    on 4 warps, that runs instead when partial tiles are common (chosen on the GPU)."""
     device, (major, _) = gpu
     for d in HEAD_DIMS:
         plain = configs.pick(d, device)
@@ -57,7 +58,9 @@ def test_mask_form_changes_only_the_forward(gpu):
             assert (cfgs.dkdv, cfgs.dq) == (plain.dkdv, plain.dq), (d, vectors, causal)
             if major >= 9 and d == 128:
                 small = vectors == 4 or (causal and vectors >= 2)
-                expected = (64, 64, 4, 2) if small else (128, 128, 8, 2 if vectors else 3)
-                assert tuple(cfgs.forward)[:4] == expected, (vectors, causal, cfgs.forward)
+                assert tuple(cfgs.forward)[:4] == (128, 128, 8, 2 if vectors else 3), (vectors, causal)
+                partial = None if cfgs.forward_partial is None else tuple(cfgs.forward_partial)[:4]
+                assert partial == ((64, 64, 4, 2) if small else None), (vectors, causal, cfgs.forward_partial)
             else:
                 assert cfgs.forward == plain.forward, (d, vectors, causal)
+                assert cfgs.forward_partial is None, (d, vectors, causal)

@@ -177,3 +177,47 @@ def test_strided_inputs(use_tma):
     assert not q.is_contiguous()
     idx = _random_indices(gen, b, 1, s, s, True, 2)
     _check(q, k, v, idx, True, deterministic=True, use_tma=use_tma, atol=2e-5)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_forward_variant_chosen_on_the_device(share):
+    """Two forward grids launched together; the share of partial tiles (summed on the device) picks the one that
+    runs: share 0 -> the partial-tile variant, share 1 -> the default one. Either must give the reference."""
+    kern = _kernels()
+    gen = torch.Generator().manual_seed(13)
+    b, sq, sk, hq, hkv, d = 2, 70, 83, 4, 2, 16
+    q = torch.randn(b, sq, hq, d, generator=gen)
+    k, v = (torch.randn(b, sk, hkv, d, generator=gen) for _ in range(2))
+    idx = _random_indices(gen, b, hq, sq, sk, False, 4)
+    out, lse = torch.full_like(q, float("nan")), torch.full((b, hq, sq), float("nan"))
+    kern.attention_forward(
+        q, k, v, idx, False, 0.25, config=kern.KernelConfig(32, 32, 4, 1),
+        partial_config=kern.KernelConfig(16, 16, 4, 1), partial_share=share, out=out, lse=lse,
+    )  # fmt: skip
+    ref_out, ref_lse = reference_attention(q.double(), k.double(), v.double(), idx, causal=False, softmax_scale=0.25)
+    torch.testing.assert_close(out.double(), ref_out, atol=2e-5, rtol=0)
+    finite = torch.isfinite(ref_lse)
+    torch.testing.assert_close(lse.double()[finite], ref_lse[finite], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("decision", [0, 1])
+@pytest.mark.parametrize("gate_mode", [1, 2])
+def test_gated_forward_grid_runs_only_when_named(decision, gate_mode):
+    """A gated grid (mode 1: runs on a nonzero decision, mode 2: on zero) must leave the output untouched
+    otherwise, so that exactly one of the two variants writes."""
+    kern = _kernels()
+    gen = torch.Generator().manual_seed(17)
+    q, k, v = (torch.randn(1, 40, 2, 16, generator=gen) for _ in range(3))
+    idx = _random_indices(gen, 1, 1, 40, 40, True, 2)
+    cfg = kern.KernelConfig(16, 16, 4, 1)
+    out, lse = torch.full_like(q, float("nan")), torch.full((1, 2, 40), float("nan"))
+    mask = kern._MaskArgs(idx, True, 2, lse)
+    lists = kern._forward_lists(idx, mask, True, 40, 40, cfg, q.device)
+    gate = torch.tensor([decision], dtype=torch.int32)
+    kern._launch_forward(q, k, v, out, lse, 0.25, mask, lists, cfg, False, gate=gate, gate_mode=gate_mode)
+    runs = (decision != 0) == (gate_mode == 1)
+    if runs:
+        ref_out, _ = reference_attention(q.double(), k.double(), v.double(), idx, causal=True, softmax_scale=0.25)
+        torch.testing.assert_close(out.double(), ref_out, atol=2e-5, rtol=0)
+    else:
+        assert torch.isnan(out).all() and torch.isnan(lse).all()

@@ -132,14 +132,19 @@ def attention_forward(
     out: torch.Tensor | None = None,
     lse: torch.Tensor | None = None,
     use_tma: bool | None = None,
+    partial_config: KernelConfig | None = None,
+    partial_share: float = _configs.PARTIAL_SHARE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns ``out [B, Sq, Hq, D]`` (dtype of ``q``) and ``lse`` float32 ``[B, Hq, Sq]``.
 
     ``out`` and ``lse`` may be given as preallocated buffers (contiguous); tests pass poisoned ones.
+    ``config`` replaces the default tiles; ``partial_config`` (default: the config's ``forward_partial`` when
+    ``config`` is not given) is launched beside it and runs instead when more than ``partial_share`` of the live
+    tiles are partial, decided on the GPU.
     """
     q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
     batch, seqlen_q, num_q_heads, head_dim = q.shape
-    seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
+    seqlen_k = k.shape[1]
     out = _empty(q) if out is None else out
     if lse is None:
         lse = torch.empty(batch, num_q_heads, seqlen_q, dtype=torch.float32, device=q.device)
@@ -148,18 +153,45 @@ def attention_forward(
     if seqlen_k == 0:
         return out.zero_(), lse.fill_(float("-inf"))
     d_pad = _head_dim_pad(head_dim)
-    cfg = config or _pick(d_pad, q.device, indices, causal).forward
+    if config is None:
+        cfgs = _pick(d_pad, q.device, indices, causal)
+        config, partial_config = cfgs.forward, partial_config or cfgs.forward_partial
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
-    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
-    lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
+    lists = _forward_lists(indices, mask, causal, seqlen_q, seqlen_k, config, q.device)
+    if partial_config is None:
+        _launch_forward(q, k, v, out, lse, softmax_scale, mask, lists, config, use_tma, gate=None, gate_mode=0)
+        return out, lse
+    partial_lists = _forward_lists(indices, mask, causal, seqlen_q, seqlen_k, partial_config, q.device)
+    # Summed on the GPU, read by the kernels: no host sync.
+    num_part, num_full = lists.part_count.sum(), lists.full_count.sum()
+    gate = (num_part > partial_share * (num_part + num_full)).to(torch.int32)
+    _launch_forward(q, k, v, out, lse, softmax_scale, mask, lists, config, use_tma, gate=gate, gate_mode=2)
+    _launch_forward(
+        q, k, v, out, lse, softmax_scale, mask, partial_lists, partial_config, use_tma, gate=gate, gate_mode=1
+    )
+    return out, lse
+
+
+def _forward_lists(indices, mask: _MaskArgs, causal: bool, seqlen_q: int, seqlen_k: int, cfg: KernelConfig, device):
+    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, device)
+    return tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
+
+
+def _launch_forward(
+    q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs, lists, cfg: KernelConfig, use_tma, gate, gate_mode: int
+):
+    """One forward grid; ``gate_mode`` 1 / 2 makes it run only if ``gate`` (int32 [1]) is nonzero / zero."""
+    seqlen_q, num_q_heads, head_dim = q.shape[1], q.shape[2], q.shape[3]
+    seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
+    d_pad = _head_dim_pad(head_dim)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     tma = (cfg.tma and _tma_ok(k, v)) if use_tma is None else use_tma
     k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
     _launch(
         fwd_kernel,
-        _grid(batch * num_q_heads, num_m),
+        _grid(q.shape[0] * num_q_heads, num_m),
         (
-            q, k_arg, v_arg, out, lse, mask.tensor, *lists,
+            q, k_arg, v_arg, out, lse, mask.tensor, *lists, lse if gate is None else gate,
             q.stride(0), q.stride(1), q.stride(2),
             k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2),
@@ -171,10 +203,10 @@ def attention_forward(
         dict(
             **mask.constexprs(),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
+            GATE=gate_mode,
         ),
         cfg,
     )  # fmt: skip
-    return out, lse
 
 
 def attention_backward(

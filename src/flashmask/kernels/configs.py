@@ -29,6 +29,16 @@ class Configs(NamedTuple):
     # bulk reduce-add per tile (copy engine, in L2) instead of per-element atomics.
     atomic_dq: bool = False
     tma_reduce_dq: bool = False
+    # Forward for calls where more than PARTIAL_SHARE of the live tiles (counted on ``forward``'s tiling) are
+    # partially masked. Both are launched; each program reads the GPU's decision and one grid exits at once,
+    # so the choice follows the mask's data without a host sync.
+    forward_partial: KernelConfig | None = None
+
+
+# Measured at D=128 on the H100 (benchmarks/NOTES.md, session 5): 64x64 tiles beat 128x128 on masks whose share
+# of partial tiles (128x128 tiling) is 0.10-0.42 (global_sliding_window 8K/32K, causal_blockwise 8K/32K,
+# qk_sparse 8K: 4-27%) and lose at 0.007-0.030 (qk_sparse 32K/128K: 13% / 6%, global_sliding_window 128K: 3%).
+PARTIAL_SHARE = 0.05
 
 
 def interpreting() -> bool:
@@ -60,7 +70,8 @@ def pick(head_dim_pad: int, device: torch.device, mask_vectors: int = 0, causal:
             return Configs(K(128, 128, 4, 2, True), K(64, 64, 4, 2, True), K(128, 128, 8, 2, True))
         if head_dim_pad <= 128:
             dkdv = K(64, 64, 4, 2, True)
-            return Configs(_forward_d128_hopper(mask_vectors, causal), dkdv, K(64, 64, 4, 2, True))
+            forward, forward_partial = _forward_d128_hopper(mask_vectors, causal)
+            return Configs(forward, dkdv, K(64, 64, 4, 2, True), forward_partial=forward_partial)
         return Configs(K(128, 64, 8, 2, True), K(32, 32, 4, 2), K(128, 32, 8, 2, True))
     # Ampere and older: less shared memory, no tensor descriptors.
     if head_dim_pad <= 64:
@@ -70,17 +81,17 @@ def pick(head_dim_pad: int, device: torch.device, mask_vectors: int = 0, causal:
     return Configs(K(64, 32, 4, 1), K(32, 32, 4, 1), K(32, 32, 4, 1))
 
 
-def _forward_d128_hopper(mask_vectors: int, causal: bool) -> KernelConfig:
+def _forward_d128_hopper(mask_vectors: int, causal: bool) -> tuple[KernelConfig, KernelConfig | None]:
     """Forward tiles at D=128 on Hopper, by how much element-mask work a partial tile carries.
 
-    128x128 tiles on 8 warps (486 TFLOPs/s on full, 128x64: 424) sit at the register limit once a partial tile
+    128x128 tiles on 8 warps (526 TFLOPs/s on full, 128x64: 424) sit at the register limit once a partial tile
     loads interval vectors: 3 stages spill there, so column masks get 2 (1-6% faster, run 11). With four
     vectors, or two under the causal triangle, even 2 stages spill (or reach 255 registers), and 64x64 tiles on
-    4 warps (two programs per SM, no spills) measured 10-25% faster on global_sliding_window and
-    causal_blockwise at 8K, 7-13% at 32K (runs 13-14). On the other forms they lose up to 16%. The gain shrinks
-    with length: at 128K global_sliding_window's forward is 3% slower and qk_sparse's (the same form as
-    causal_blockwise) 6% slower than on 128x128 (run 15); the mask's data, not its form, decides which wins.
+    4 warps (two programs per SM, no spills) are faster where partial tiles are common (runs 13-14); where they
+    are rare the 128x128 kernel wins (its full tiles are cheaper). So those forms get both, chosen on the GPU by
+    the share of partial tiles (``PARTIAL_SHARE``); the other forms keep 128x128, where 64x64 lost up to 16%.
     """
+    big = K(128, 128, 8, 2 if mask_vectors else 3, True)
     if mask_vectors == 4 or (causal and mask_vectors >= 2):
-        return K(64, 64, 4, 2, True)
-    return K(128, 128, 8, 2 if mask_vectors else 3, True)
+        return big, K(64, 64, 4, 2, True)
+    return big, None

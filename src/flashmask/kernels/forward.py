@@ -123,6 +123,7 @@ def fwd_kernel(
     PartCount,
     PartIndex,
     Order,
+    Gate,
     stride_qb,
     stride_qs,
     stride_qh,
@@ -157,7 +158,13 @@ def fwd_kernel(
     HEAD_DIM: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
     USE_TMA: tl.constexpr,
+    GATE: tl.constexpr = 0,
 ):
+    # GATE 1 / 2: this grid is one of two forward variants launched together; it runs only if the GPU's
+    # decision in ``Gate`` (int32, nonzero: the partial-tile variant) names it.
+    if GATE != 0:  # noqa: SIM102 (compile-time branch: ungated grids load nothing)
+        if (tl.load(Gate) != 0) != (GATE == 1):
+            return
     pid_bh = tl.program_id(1)
     b = pid_bh // num_q_heads
     h = pid_bh % num_q_heads
