@@ -31,6 +31,7 @@
 #   bash benchmarks/h100_runs.sh s5f     # kernel table D=64 at 8K and 32K; D=128 forward tiles on 3 masks
 #   bash benchmarks/h100_runs.sh s5g     # gpu_check D=128 (forward variant chosen on the GPU); table D=128 128K
 #   bash benchmarks/h100_runs.sh s5h     # kernel table D=64 at 128K
+#   bash benchmarks/h100_runs.sh s5i     # kernel table D=128 8K/32K for the masks with a GPU-chosen forward
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -42,7 +43,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5h}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -328,8 +329,12 @@ s5h)
     run k64_128k 555 k64_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K --head-dims 64 \
         --out "$OUT/k64_128k"
     ;;
+s5i)
+    run k128 300 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --masks global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s5h)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s5i)" >&2
     exit 2
     ;;
 esac
