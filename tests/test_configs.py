@@ -64,3 +64,16 @@ def test_mask_form_changes_only_the_forward(gpu):
             else:
                 assert cfgs.forward == plain.forward, (d, vectors, causal)
                 assert cfgs.forward_partial is None, (d, vectors, causal)
+
+
+def test_two_forward_grids_only_from_the_minimum_key_length():
+    """Below ``DUAL_FORWARD_MIN_KEYS`` the partial-tile variant runs alone (the unchosen grid's launch would cost
+    more than the choice gains there); from it on both are launched and the GPU picks."""
+    from flashmask.kernels import _forward_configs
+
+    big, small = configs.KernelConfig(128, 128, 8, 2, True), configs.KernelConfig(64, 64, 4, 2, True)
+    cfgs = configs.Configs(big, small, small, forward_partial=small)
+    n = configs.DUAL_FORWARD_MIN_KEYS
+    assert _forward_configs(cfgs, n - 1, None) == (small, None)
+    assert _forward_configs(cfgs, n, None) == (big, small)
+    assert _forward_configs(cfgs._replace(forward_partial=None), 4 * n, None) == (big, None)

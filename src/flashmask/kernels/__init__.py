@@ -139,8 +139,8 @@ def attention_forward(
 
     ``out`` and ``lse`` may be given as preallocated buffers (contiguous); tests pass poisoned ones.
     ``config`` replaces the default tiles; ``partial_config`` (default: the config's ``forward_partial`` when
-    ``config`` is not given) is launched beside it and runs instead when more than ``partial_share`` of the live
-    tiles are partial, decided on the GPU.
+    ``config`` is not given; below ``DUAL_FORWARD_MIN_KEYS`` keys that one alone) is launched beside it and runs
+    instead when more than ``partial_share`` of the live tiles are partial, decided on the GPU.
     """
     q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
     batch, seqlen_q, num_q_heads, head_dim = q.shape
@@ -154,8 +154,7 @@ def attention_forward(
         return out.zero_(), lse.fill_(float("-inf"))
     d_pad = _head_dim_pad(head_dim)
     if config is None:
-        cfgs = _pick(d_pad, q.device, indices, causal)
-        config, partial_config = cfgs.forward, partial_config or cfgs.forward_partial
+        config, partial_config = _forward_configs(_pick(d_pad, q.device, indices, causal), seqlen_k, partial_config)
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     lists = _forward_lists(indices, mask, causal, seqlen_q, seqlen_k, config, q.device)
     if partial_config is None:
@@ -170,6 +169,16 @@ def attention_forward(
         q, k, v, out, lse, softmax_scale, mask, partial_lists, partial_config, use_tma, gate=gate, gate_mode=1
     )
     return out, lse
+
+
+def _forward_configs(
+    cfgs: Configs, seqlen_k: int, partial_config: KernelConfig | None
+) -> tuple[KernelConfig, KernelConfig | None]:
+    """The default forward config and the variant launched beside it (``None``: one grid, ungated)."""
+    partial_config = partial_config or cfgs.forward_partial
+    if partial_config is not None and seqlen_k < _configs.DUAL_FORWARD_MIN_KEYS:
+        return partial_config, None
+    return cfgs.forward, partial_config
 
 
 def _forward_lists(indices, mask: _MaskArgs, causal: bool, seqlen_q: int, seqlen_k: int, cfg: KernelConfig, device):

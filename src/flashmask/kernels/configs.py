@@ -39,6 +39,11 @@ class Configs(NamedTuple):
 # of partial tiles (128x128 tiling) is 0.10-0.42 (global_sliding_window 8K/32K, causal_blockwise 8K/32K,
 # qk_sparse 8K: 4-27%) and lose at 0.007-0.030 (qk_sparse 32K/128K: 13% / 6%, global_sliding_window 128K: 3%).
 PARTIAL_SHARE = 0.05
+# The grid that is not chosen still launches its programs (each returns after one load): about 0.4 ms for the
+# 128K tokens of the benchmark at 8K (forward +4-5% on global_sliding_window and causal_blockwise, session 5),
+# noise beside the forward at 32K and longer, where the choice pays (qk_sparse 32K: -8.5%). Shorter key
+# lengths run ``forward_partial`` alone.
+DUAL_FORWARD_MIN_KEYS = 16384
 
 
 def interpreting() -> bool:
