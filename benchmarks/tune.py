@@ -51,23 +51,17 @@ DQ = {
 }
 
 
-def _config_list(text: str | None) -> list[KernelConfig] | str:
-    """``'128,128,8,3,1;64,64,4,2'`` -> kernel configs (block_m, block_n, warps, stages[, tma]); empty if None.
+def _configs_to_time(default: KernelConfig, text: str | None, alternatives: list[KernelConfig]) -> list[KernelConfig]:
+    """The configs to time for one kernel.
 
-    ``'default'`` stays a string: the default config alone.
+    ``text`` from the command line: ``'128,128,8,3,1;64,64,4,2'`` (block_m, block_n, warps, stages[, tma]) times
+    those; ``'default'`` the default alone; ``None`` the default followed by the alternatives that differ from it.
     """
     if text == "default":
-        return text
-    return [KernelConfig(*(int(x) for x in c.split(","))) for c in text.split(";")] if text else []
-
-
-def _with_default(
-    default: KernelConfig, given: list[KernelConfig] | str, alternatives: list[KernelConfig]
-) -> list[KernelConfig]:
-    """The configs given on the command line, or the default followed by the alternatives that differ from it."""
-    if given == "default":
         return [default]
-    return given or [default, *(c for c in alternatives if c != default)]
+    if text:
+        return [KernelConfig(*(int(x) for x in c.split(","))) for c in text.split(";")]
+    return [default, *(c for c in alternatives if c != default)]
 
 
 def bench(fn, rep=400):
@@ -112,8 +106,8 @@ def main() -> None:
     scale = 1 / math.sqrt(d)
     dpad = max(16, triton.next_power_of_2(d))
     default = kconfigs.pick(dpad, dev)
-    dkdv_cfgs = _with_default(default.dkdv, _config_list(args.dkdv), DKDV[dpad])
-    dq_cfgs = _with_default(default.dq, _config_list(args.dq), DQ[dpad])
+    dkdv_cfgs = _configs_to_time(default.dkdv, args.dkdv, DKDV[dpad])
+    dq_cfgs = _configs_to_time(default.dq, args.dq, DQ[dpad])
     dq_modes = DQ_MODES
     if args.dq_modes:
         dq_modes = [m for m in DQ_MODES if m[0].removeprefix("bwd ").replace("dq ", "") in args.dq_modes.split(",")]
@@ -127,7 +121,7 @@ def main() -> None:
         flops = 4 * h * d * w.mask.visible_pairs().sum().item()
         vectors = 0 if idx is None else idx.shape[-1]
         form_default = kconfigs.pick(dpad, dev, mask_vectors=vectors, causal=causal).forward
-        fwd_cfgs = _with_default(form_default, _config_list(args.fwd), FWD[dpad])
+        fwd_cfgs = _configs_to_time(form_default, args.fwd, FWD[dpad])
         for cfg in [] if args.no_fwd else fwd_cfgs:
             try:
                 ms = bench(lambda: attention_forward(q, k, v, idx, causal, scale, config=cfg), args.rep)
