@@ -86,6 +86,15 @@ run() {
         tee -a "$STEPS"
 }
 
+# correctness GPU_CHECK_S MEMCHECK_S RACECHECK_S: the whole gpu_check matrix, then compute-sanitizer's memcheck
+# and racecheck over every case of sanitize.py.
+correctness() {
+    run gpu_check "$1" gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    local san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    run memcheck "$2" memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py
+    run racecheck "$3" racecheck.txt "${san[@]}" --tool racecheck python3 benchmarks/sanitize.py
+}
+
 setup() {
     {
         echo "$(now) step $STEP, budget ${BUDGET}s, commit $(git rev-parse HEAD 2>/dev/null || echo '?')"
@@ -191,10 +200,7 @@ s3i)
         --head-dims 128 --masks full,causal,causal_document,share_question --out "$OUT/k128_128k"
     ;;
 s4a)
-    run gpu_check 240 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
-    SAN=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
-    run memcheck 150 memcheck.txt "${SAN[@]}" --tool memcheck python3 benchmarks/sanitize.py
-    run racecheck 150 racecheck.txt "${SAN[@]}" --tool racecheck python3 benchmarks/sanitize.py
+    correctness 240 150 150
     ;;
 s4b)
     MASKS=full,causal,causal_document,global_sliding_window
@@ -284,6 +290,8 @@ s5b)
 s5c)
     # The tile index of the next iteration loaded one iteration ahead, against loading it in the iteration
     # (its latency sat in front of the next tile's copies). Same machine, same inputs, both orders.
+    # Record only: the FLASHMASK_INDEX_PREFETCH switch was removed once measured (the read-ahead is always on),
+    # so a rerun times the same code twice.
     M4=full,causal,causal_document,global_sliding_window
     T128=(python3 benchmarks/tune.py --head-dim 128 --masks $M4 --fwd default --dq-modes pass --no-dq-configs
         --dkdv '64,64,4,2;64,64,4,2,1')
@@ -300,10 +308,7 @@ s5c)
     run ab64_128k_0 100 ab_d64_128k.txt env FLASHMASK_INDEX_PREFETCH=0 "${L64[@]}"
     ;;
 s5d)
-    run gpu_check 150 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
-    SAN=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
-    run memcheck 260 memcheck.txt "${SAN[@]}" --tool memcheck python3 benchmarks/sanitize.py
-    run racecheck 140 racecheck.txt "${SAN[@]}" --tool racecheck python3 benchmarks/sanitize.py
+    correctness 150 260 140
     ;;
 s5e)
     run k128 575 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
