@@ -32,6 +32,8 @@
 #   bash benchmarks/h100_runs.sh s5g     # gpu_check D=128 (forward variant chosen on the GPU); table D=128 128K
 #   bash benchmarks/h100_runs.sh s5h     # kernel table D=64 at 128K
 #   bash benchmarks/h100_runs.sh s5i     # kernel table D=128 8K/32K for the masks with a GPU-chosen forward
+#   bash benchmarks/h100_runs.sh s6a     # gpu_check; A/B: empty intervals out of the partial bounds; table, 2 masks
+#   bash benchmarks/h100_runs.sh s6b     # kernel table D=256 at 8K and 32K (current kernels)
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -43,7 +45,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6b}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -338,8 +340,30 @@ s5i)
     run k128 300 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
         --masks global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
     ;;
+s6a)
+    run gpu_check 150 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    # Block bounds whose partial test skips empty intervals (A) against bounds over every column (B). Same
+    # machine, same inputs, both orders. Record only: the FLASHMASK_AB_EMPTY_IN_HULL switch is removed once
+    # measured, so a rerun times the same code twice.
+    T8=(python3 benchmarks/tune.py --head-dim 128 --seqlen 8192 --batch 16 --masks qk_sparse,causal_blockwise
+        --fwd '64,64,4,2,1;128,128,8,2,1' --dkdv default --dq-modes pass --no-dq-configs)
+    T32=(python3 benchmarks/tune.py --head-dim 128 --seqlen 32768 --batch 4 --masks qk_sparse
+        --fwd '64,64,4,2,1;128,128,8,2,1' --dkdv default --dq-modes pass --no-dq-configs)
+    for p in 0 1 0; do
+        run ab8k_$p 70 ab_empty_8k.txt env FLASHMASK_AB_EMPTY_IN_HULL=$p "${T8[@]}"
+    done
+    for p in 0 1; do
+        run ab32k_$p 70 ab_empty_32k.txt env FLASHMASK_AB_EMPTY_IN_HULL=$p "${T32[@]}"
+    done
+    run k128 200 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --masks causal_blockwise,qk_sparse --out "$OUT/k128"
+    ;;
+s6b)
+    run k256 555 k256.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 256 \
+        --out "$OUT/k256"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s5i)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s6b)" >&2
     exit 2
     ;;
 esac

@@ -17,7 +17,15 @@ DEAD, PARTIAL, FULL = 0, 1, 2
 
 
 class BlockBounds(NamedTuple):
-    """Per key block of ``block_n`` columns, min and max of each interval vector: ``[B, Hm, Tc]`` each."""
+    """Per key block of ``block_n`` columns, the bounds of each interval vector: ``[B, Hm, Tc]`` each.
+
+    The ``*_max`` of starts and ``*_min`` of ends (the fully-masked test) run over every column. The
+    ``*_min`` of starts and ``*_max`` of ends (the partially-masked test) run over the columns whose interval
+    is non-empty: an empty interval hides nothing, and counting it would stretch the block's hull over rows
+    that no column hides (QK-sparse blocks that mix span columns, ``[j, o + L)``, with plain ones, ``[N, N)``,
+    would mark every tile below the span partial). A block without a non-empty interval gets the empty hull
+    ``[Sq, 0)``.
+    """
 
     lts_min: torch.Tensor
     lts_max: torch.Tensor
@@ -35,10 +43,20 @@ def block_bounds(iv: Intervals, block_n: int) -> BlockBounds:
     num_blocks = -(-seqlen_k // block_n)
     # Repeat the last column into the tail of a ragged block: min and max stay those of the real columns.
     cols = torch.arange(num_blocks * block_n, device=iv.lts.device).clamp(max=max(seqlen_k - 1, 0))
+
+    def blocks(vec: torch.Tensor) -> torch.Tensor:
+        return vec[..., cols].reshape(*vec.shape[:-1], num_blocks, block_n)
+
     out = []
-    for vec in (iv.lts, iv.lte, iv.uts, iv.ute):
-        blocks = vec[..., cols].reshape(*vec.shape[:-1], num_blocks, block_n)
-        out += [blocks.amin(-1), blocks.amax(-1)]
+    for start, end in ((iv.lts, iv.lte), (iv.uts, iv.ute)):
+        start_b, end_b = blocks(start), blocks(end)
+        empty = start_b >= end_b
+        out += [
+            start_b.masked_fill(empty, iv.seqlen_q).amin(-1),
+            start_b.amax(-1),
+            end_b.amin(-1),
+            end_b.masked_fill(empty, 0).amax(-1),
+        ]
     return BlockBounds(*out)
 
 

@@ -1,7 +1,8 @@
 """Block bounds and per-block tile lists, built on the device (SPEC section 3).
 
 1. ``block_bounds``: min and max of LTS, LTE, UTS, UTE over every block of ``block_n`` key columns: eight
-   int32 vectors of length ``ceil(Sk / block_n)`` per (batch, mask head). O(N) work, no host sync.
+   int32 vectors of length ``ceil(Sk / block_n)`` per (batch, mask head). O(N) work, no host sync. The min
+   of starts and max of ends skip empty intervals (``flashmask._tiling.BlockBounds`` says why).
 2. ``tile_lists``: from the bounds, for every query block (forward) or key block (backward) the compacted,
    ascending lists of the blocks on the other side that are unmasked ("full") and partially masked
    ("partial"); fully masked tiles appear in neither. The kernels' main loops walk these lists, so they
@@ -78,14 +79,18 @@ def _block_bounds_kernel(
     lte = _load_bound(base, stride_is, cols, valid, LTE_COL, seqlen_q, seqlen_q)
     uts = _load_bound(base, stride_is, cols, valid, UTS_COL, 0, seqlen_q)
     ute = _load_bound(base, stride_is, cols, valid, UTE_COL, 0, seqlen_q)
-    tl.store(out + 0 * num_blocks, tl.min(tl.where(valid, lts, _INT_BIG), 0))
+    # The partial test's bounds (min start, max end) skip empty intervals, which hide nothing; the fully-masked
+    # test's (max start, min end) keep them, so that a column hiding nothing keeps its block live.
+    lower = valid & (lts < lte)
+    upper = valid & (uts < ute)
+    tl.store(out + 0 * num_blocks, tl.min(tl.where(lower, lts, _INT_BIG), 0))
     tl.store(out + 1 * num_blocks, tl.max(tl.where(valid, lts, -_INT_BIG), 0))
     tl.store(out + 2 * num_blocks, tl.min(tl.where(valid, lte, _INT_BIG), 0))
-    tl.store(out + 3 * num_blocks, tl.max(tl.where(valid, lte, -_INT_BIG), 0))
-    tl.store(out + 4 * num_blocks, tl.min(tl.where(valid, uts, _INT_BIG), 0))
+    tl.store(out + 3 * num_blocks, tl.max(tl.where(lower, lte, -_INT_BIG), 0))
+    tl.store(out + 4 * num_blocks, tl.min(tl.where(upper, uts, _INT_BIG), 0))
     tl.store(out + 5 * num_blocks, tl.max(tl.where(valid, uts, -_INT_BIG), 0))
     tl.store(out + 6 * num_blocks, tl.min(tl.where(valid, ute, _INT_BIG), 0))
-    tl.store(out + 7 * num_blocks, tl.max(tl.where(valid, ute, -_INT_BIG), 0))
+    tl.store(out + 7 * num_blocks, tl.max(tl.where(upper, ute, -_INT_BIG), 0))
 
 
 @triton.jit
