@@ -34,6 +34,7 @@
 #   bash benchmarks/h100_runs.sh s5i     # kernel table D=128 8K/32K for the masks with a GPU-chosen forward
 #   bash benchmarks/h100_runs.sh s6a     # gpu_check; A/B: empty intervals out of the partial bounds; table, 2 masks
 #   bash benchmarks/h100_runs.sh s6b     # kernel table D=256 at 8K and 32K (current kernels)
+#   bash benchmarks/h100_runs.sh s6c     # D=64 full at 32K against 128K (and causal at 128K): stalls, L2 (ncu)
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -45,7 +46,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6b}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6c}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -362,8 +363,21 @@ s6b)
     run k256 555 k256.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 256 \
         --out "$OUT/k256"
     ;;
+s6c)
+    # Only D=64 full loses efficiency from 32K (B=4) to 128K (B=1): causal at 128K and D=128 full do not.
+    # Forward first (the simplest kernel), then dK/dV; warp stalls and the L2 tables of each.
+    SEC=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables
+        --section WarpStateStats --section SchedulerStats)
+    P=(python3 benchmarks/profile_bwd.py --ncu --no-flex --head-dim 64)
+    for k in fwd_kernel bwd_dkdv_kernel; do
+        NCU=(ncu --clock-control none "${SEC[@]}" --kernel-name "regex:^$k" --launch-count 1)
+        run ${k}_32k 90 ncu_$k.txt "${NCU[@]}" "${P[@]}" --seqlen 32768 --batch 4
+        run ${k}_128k 120 ncu_$k.txt "${NCU[@]}" "${P[@]}" --seqlen 131072 --batch 1
+        run ${k}_128k_causal 100 ncu_$k.txt "${NCU[@]}" "${P[@]}" --seqlen 131072 --batch 1 --mask causal
+    done
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s6b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s6c)" >&2
     exit 2
     ;;
 esac

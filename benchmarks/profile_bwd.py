@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--mask", default="full")
     ap.add_argument("--calls", type=int, default=5)
     ap.add_argument("--ncu", action="store_true", help="plain calls only (run under ncu)")
+    ap.add_argument("--no-flex", action="store_true", help="ours only (skips FlexAttention's compilation)")
     args = ap.parse_args()
     dev = torch.device("cuda")
     d, s, b = args.head_dim, args.seqlen, args.batch
@@ -52,18 +53,20 @@ def main() -> None:
         cf = default._replace(atomic_dq=True, tma_reduce_dq=True)
         attention_backward(do, q, k, v, out, lse, idx, causal, scale, configs=cf)
 
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    runs = [("ours, dQ pass", ours_pass), ("ours, dQ reduce-add", ours_reduce)]
+    if not args.no_flex:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-    block_mask = torch.compile(create_block_mask)(w.mask_mod, b, None, s, s, device=dev)
-    flex = torch.compile(flex_attention, dynamic=False)
-    qt, kt, vt = (x.transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
-    dot = do.transpose(1, 2).contiguous()
-    flex_out = flex(qt, kt, vt, block_mask=block_mask)
+        block_mask = torch.compile(create_block_mask)(w.mask_mod, b, None, s, s, device=dev)
+        flex = torch.compile(flex_attention, dynamic=False)
+        qt, kt, vt = (x.transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
+        dot = do.transpose(1, 2).contiguous()
+        flex_out = flex(qt, kt, vt, block_mask=block_mask)
 
-    def flex_bwd():
-        torch.autograd.grad(flex_out, (qt, kt, vt), dot, retain_graph=True)
+        def flex_bwd():
+            torch.autograd.grad(flex_out, (qt, kt, vt), dot, retain_graph=True)
 
-    runs = (("ours, dQ pass", ours_pass), ("ours, dQ reduce-add", ours_reduce), ("flex", flex_bwd))
+        runs.append(("flex", flex_bwd))
     for _, fn in runs:  # compile and warm up
         fn()
         fn()
