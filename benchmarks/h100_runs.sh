@@ -35,6 +35,9 @@
 #   bash benchmarks/h100_runs.sh s6a     # gpu_check; A/B: empty intervals out of the partial bounds; table, 2 masks
 #   bash benchmarks/h100_runs.sh s6b     # kernel table D=256 at 8K and 32K (current kernels)
 #   bash benchmarks/h100_runs.sh s6c     # D=64 full at 32K against 128K (and causal at 128K): stalls, L2 (ncu)
+#   bash benchmarks/h100_runs.sh s6d     # gpu_check; A/B: element mask of partial tiles, old against new
+#   bash benchmarks/h100_runs.sh s6e     # memcheck; kernel table D=128 at 8K (session-6 kernels)
+#   bash benchmarks/h100_runs.sh s6f     # kernel tables D=128 at 32K, D=64 at 8K
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -46,7 +49,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6c}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -376,8 +379,41 @@ s6c)
         run ${k}_128k_causal 100 ncu_$k.txt "${NCU[@]}" "${P[@]}" --seqlen 131072 --batch 1 --mask causal
     done
     ;;
+s6d)
+    run gpu_check 150 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    # The element mask of partially masked tiles: new (A, the working tree) against the kernels of the commit
+    # before it (B), whose files the call carries in AB_BEFORE (not committed). Order A B A. Record only: a
+    # rerun needs those files back.
+    KDIR=src/flashmask/kernels
+    [[ -n $DRY ]] && KDIR=$(mktemp -d)  # a dry run must not swap the working tree's files
+    AFTER=$(mktemp -d)
+    cp src/flashmask/kernels/{_common,forward,backward,__init__}.py "$AFTER"/
+    M8=global_sliding_window,share_question,document,random_eviction,qk_sparse
+    T8=(python3 benchmarks/tune.py --head-dim 128 --seqlen 8192 --batch 16 --masks $M8
+        --fwd '64,64,4,2,1;128,128,8,2,1' --dkdv default --dq-modes pass --no-dq-configs)
+    T64=(python3 benchmarks/tune.py --head-dim 64 --seqlen 8192 --batch 16 --masks global_sliding_window,document
+        --fwd default --dkdv default --dq-modes pass --no-dq-configs)
+    for v in A B A; do
+        if [[ $v == B ]]; then cp "${AB_BEFORE:-benchmarks/ab_before_s6}"/*.py $KDIR/; else cp "$AFTER"/*.py $KDIR/; fi
+        run ab128_$v 90 ab_mask_d128.txt "${T8[@]}"
+        run ab64_$v 45 ab_mask_d64.txt "${T64[@]}"
+    done
+    cp "$AFTER"/*.py $KDIR/
+    ;;
+s6e)
+    run memcheck 270 memcheck.txt env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 \
+        --tool memcheck python3 benchmarks/sanitize.py
+    run k128_8k 280 k128_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
+        --out "$OUT/k128_8k"
+    ;;
+s6f)
+    run k128_32k 330 k128_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 128 \
+        --out "$OUT/k128_32k"
+    run k64_8k 220 k64_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 64 \
+        --out "$OUT/k64_8k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s6c)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s6f)" >&2
     exit 2
     ;;
 esac

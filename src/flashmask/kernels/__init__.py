@@ -40,6 +40,11 @@ def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
+# The kernels address key column j of the mask in 32 bits, as j * stride(2) (fewer live registers than 64-bit
+# offsets in the partially masked tiles); a mask too strided for that is copied.
+_MAX_MASK_COLUMN_OFFSET = 2**31
+
+
 class _MaskArgs:
     """The mask pointer, its strides and how mask heads / batch rows map onto the tile lists."""
 
@@ -49,6 +54,8 @@ class _MaskArgs:
             self.tensor, self.strides, self.heads, self.list_stride_b = fallback, (0, 0, 0), 1, 0
         else:
             shared_batch = indices.shape[0] == 1
+            if (indices.shape[2] + 1024) * indices.stride(2) >= _MAX_MASK_COLUMN_OFFSET:
+                indices = indices.contiguous()
             self.tensor = indices
             self.strides = (0 if shared_batch else indices.stride(0), indices.stride(1), indices.stride(2))
             self.heads = indices.shape[1]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import hidden_pairs
+from ._common import fill_hidden
 from .forward import LOG2E
 
 
@@ -90,8 +90,7 @@ def _dkdv_tile(
     cols,
     offs_m,
     offs_d,
-    mask_base,
-    stride_ms,
+    mask_cols,
     seqlen_q,
     seqlen_k,
     qk_scale,
@@ -127,11 +126,10 @@ def _dkdv_tile(
     qk_t = tl.dot(k, tl.trans(q))
     p_t = tl.math.exp2(qk_t * qk_scale - lse2[None, :])
     if MASKED:
-        hidden = hidden_pairs(
-            rows[None, :], cols[:, None], mask_base, stride_ms, seqlen_q, seqlen_k,
+        p_t = fill_hidden(
+            p_t, 0.0, rows[None, :], cols[:, None], mask_cols, seqlen_q, seqlen_k,
             CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
         )  # fmt: skip
-        p_t = tl.where(hidden, 0.0, p_t)
     dv = tl.dot(p_t.to(do.dtype), do, dv)
     dp_t = tl.dot(v, tl.trans(do))
     ds_t = p_t * (dp_t - delta[None, :])
@@ -246,7 +244,8 @@ def bwd_dkdv_kernel(
         # (With DQ_TMA, DQAcc is a tensor descriptor and dq_base goes unused.)
         dq_base = Delta if DQ_TMA else DQAcc + b64 * stride_dqb + h * stride_dqh
         row_base = (b64 * num_q_heads + h) * seqlen_q
-        mask_base = Mask + b64 * stride_mb + mask_h * stride_mh
+        # This program's key columns are fixed: their mask addresses are computed once per mask head.
+        mask_cols = (Mask + b64 * stride_mb + mask_h * stride_mh) + cols[:, None] * stride_ms
         list_row = (b * list_stride_b + mask_h).to(tl.int64) * num_n_blocks + pid_n
         num_full = tl.load(FullCount + list_row)
         num_part = tl.load(PartCount + list_row)
@@ -258,7 +257,7 @@ def bwd_dkdv_kernel(
             next_block = tl.load(full_list + i + 1, mask=i + 1 < num_full, other=0)
             dk, dv = _dkdv_tile(
                 dk, dv, k, v, Q, DOut, DQAcc, b, h, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
-                stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_base, stride_ms,
+                stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_cols,
                 seqlen_q, seqlen_k, qk_scale, sm_scale,
                 False, ATOMIC_DQ, DQ_TMA, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
                 BLOCK_M, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
@@ -269,7 +268,7 @@ def bwd_dkdv_kernel(
             next_block = tl.load(part_list + i + 1, mask=i + 1 < num_part, other=0)
             dk, dv = _dkdv_tile(
                 dk, dv, k, v, Q, DOut, DQAcc, b, h, q_base, do_base, dq_base, Lse2 + row_base, Delta + row_base,
-                stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_base, stride_ms,
+                stride_qs, stride_dos, stride_dqs, m_block, cols, offs_m, offs_d, mask_cols,
                 seqlen_q, seqlen_k, qk_scale, sm_scale,
                 True, ATOMIC_DQ, DQ_TMA, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
                 BLOCK_M, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
@@ -329,11 +328,12 @@ def _dq_tile(
     qk = tl.dot(q, tl.trans(k))
     p = tl.math.exp2(qk * qk_scale - lse2[:, None])
     if MASKED:
-        hidden = hidden_pairs(
-            rows[:, None], cols[None, :], mask_base, stride_ms, seqlen_q, seqlen_k,
+        # As in the forward: 32-bit column offsets.
+        mask_cols = mask_base + cols[None, :] * stride_ms
+        p = fill_hidden(
+            p, 0.0, rows[:, None], cols[None, :], mask_cols, seqlen_q, seqlen_k,
             CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
         )  # fmt: skip
-        p = tl.where(hidden, 0.0, p)
     dp = tl.dot(do, tl.trans(v))
     ds = p * (dp - delta[:, None])
     return tl.dot(ds.to(k.dtype), k, dq)

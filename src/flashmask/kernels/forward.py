@@ -15,7 +15,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import hidden_pairs
+from ._common import fill_hidden
 
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
@@ -92,11 +92,12 @@ def _fwd_tile(
     qk = tl.dot(q, k)
     if MASKED:
         cols = (start_n + offs_n)[None, :]
-        hidden = hidden_pairs(
-            rows[:, None], cols, mask_base, stride_ms, seqlen_q, seqlen_k,
+        # 32-bit column offsets (the launcher keeps Sk * stride < 2**31): nothing held across iterations.
+        mask_cols = mask_base + cols * stride_ms
+        qk = fill_hidden(
+            qk, float("-inf"), rows[:, None], cols, mask_cols, seqlen_q, seqlen_k,
             CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
         )  # fmt: skip
-        qk = tl.where(hidden, float("-inf"), qk)
         m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
         # A row that has seen nothing yet keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
         m_new = tl.where(m_new == float("-inf"), 0.0, m_new)
