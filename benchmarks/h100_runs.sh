@@ -37,7 +37,7 @@
 #   bash benchmarks/h100_runs.sh s6c     # D=64 full at 32K against 128K (and causal at 128K): stalls, L2 (ncu)
 #   bash benchmarks/h100_runs.sh s6d     # gpu_check; A/B: element mask of partial tiles, old against new
 #   bash benchmarks/h100_runs.sh s6e     # memcheck; kernel table D=128 at 8K (session-6 kernels)
-#   bash benchmarks/h100_runs.sh s6f     # kernel tables D=128 at 32K, D=64 at 8K
+#   bash benchmarks/h100_runs.sh s6f     # A/B of s6d on full and causal; kernel table D=128 at 32K
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -407,10 +407,20 @@ s6e)
         --out "$OUT/k128_8k"
     ;;
 s6f)
+    # Does the session-6 element mask cost the masks without partial tiles? full and causal, A B A as in s6d.
+    KDIR=src/flashmask/kernels
+    [[ -n $DRY ]] && KDIR=$(mktemp -d)
+    AFTER=$(mktemp -d)
+    cp src/flashmask/kernels/{_common,forward,backward,__init__}.py "$AFTER"/
+    T8=(python3 benchmarks/tune.py --head-dim 128 --seqlen 8192 --batch 16 --masks full,causal --fwd default
+        --dkdv default --dq-modes pass --no-dq-configs)
+    for v in A B A; do
+        if [[ $v == B ]]; then cp "${AB_BEFORE:-benchmarks/ab_before_s6}"/*.py $KDIR/; else cp "$AFTER"/*.py $KDIR/; fi
+        run ab_full_$v 60 ab_full_causal_d128.txt "${T8[@]}"
+    done
+    cp "$AFTER"/*.py $KDIR/
     run k128_32k 330 k128_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 128 \
         --out "$OUT/k128_32k"
-    run k64_8k 220 k64_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 64 \
-        --out "$OUT/k64_8k"
     ;;
 *)
     echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s6f)" >&2

@@ -164,6 +164,14 @@ def fill_hidden(
     ``cols`` only: 1 to 4 ints per key column, never a dense mask. Columns past ``Sk`` (a ragged last block)
     are hidden too.
     """
+    if not HAS_MASK:
+        # Only the causal diagonal and a ragged last block: the plain form. (Written through the limits, the
+        # unmasked loop of the same kernel came out scheduled differently and 3.5% slower on the full mask;
+        # benchmarks/NOTES.md, session 6.)
+        hidden = (cols >= seqlen_k) & (rows >= 0)
+        if CAUSAL:
+            hidden = hidden | (cols > rows + (seqlen_k - seqlen_q))
+        return tl.where(hidden, fill, x)
     below, lower_start, lower_span, upper_start, upper_span = column_limits(
         mask_cols, cols, seqlen_q, seqlen_k, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL
     )
