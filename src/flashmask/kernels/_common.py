@@ -36,13 +36,12 @@ def column_limits(
     seqlen_q,
     seqlen_k,
     CAUSAL: tl.constexpr,
-    HAS_MASK: tl.constexpr,
     LTE_COL: tl.constexpr,
     UTS_COL: tl.constexpr,
     UTE_COL: tl.constexpr,
 ):
-    """Row limits of key columns ``cols`` (int32, any shape): ``(below, lower_start, lower_span, upper_start,
-    upper_span)``, int32 tensors of that shape; see ``fill_hidden_rows``.
+    """Row limits of key columns ``cols`` (int32, any shape) for the forms with a column mask: ``(below,
+    lower_start, lower_span, upper_start, upper_span)``, int32 tensors of that shape; see ``fill_hidden_rows``.
 
     ``mask_cols`` points at each column's first interval value (LTS) in ``startend_row_indices``. Values
     outside ``[0, Sq]`` hide the same rows as their clipped ones; the clamps keep the spans from overflowing.
@@ -56,22 +55,21 @@ def column_limits(
     lower_span = below
     upper_start = below
     upper_span = below
-    if HAS_MASK:
-        lts = tl.load(mask_cols, mask=in_range, other=0)
-        if LTE_COL >= 0:
-            lte = tl.load(mask_cols + LTE_COL, mask=in_range, other=_ALL_ROWS)
-            lower_start = tl.maximum(lts, 0)
-            lower_span = tl.maximum(lte - lower_start, 0)
+    lts = tl.load(mask_cols, mask=in_range, other=0)
+    if LTE_COL >= 0:
+        lte = tl.load(mask_cols + LTE_COL, mask=in_range, other=_ALL_ROWS)
+        lower_start = tl.maximum(lts, 0)
+        lower_span = tl.maximum(lte - lower_start, 0)
+    else:
+        lower_start = lts  # one-sided: [LTS, Sq)
+    if UTE_COL >= 0:
+        ute = tl.load(mask_cols + UTE_COL, mask=in_range, other=0)
+        if UTS_COL >= 0:
+            uts = tl.load(mask_cols + UTS_COL, mask=in_range, other=0)
+            upper_start = tl.maximum(uts, 0)
+            upper_span = tl.maximum(ute - upper_start, 0)
         else:
-            lower_start = lts  # one-sided: [LTS, Sq)
-        if UTE_COL >= 0:
-            ute = tl.load(mask_cols + UTE_COL, mask=in_range, other=0)
-            if UTS_COL >= 0:
-                uts = tl.load(mask_cols + UTS_COL, mask=in_range, other=0)
-                upper_start = tl.maximum(uts, 0)
-                upper_span = tl.maximum(ute - upper_start, 0)
-            else:
-                below = ute  # non-causal two-vector form: [0, UTE)
+            below = ute  # non-causal two-vector form: [0, UTE)
     below = tl.where(in_range, below, _ALL_ROWS)
     return below, lower_start, lower_span, upper_start, upper_span
 
@@ -122,7 +120,6 @@ def fill_hidden_rows(
     lower_span,
     upper_start,
     upper_span,
-    HAS_MASK: tl.constexpr,
     LTE_COL: tl.constexpr,
     UTS_COL: tl.constexpr,
 ):
@@ -132,14 +129,12 @@ def fill_hidden_rows(
     packed them into bitmasks and unpacked them again (about three extra instructions per element on the
     H100); the interpreter, which has no inline assembly, takes the plain expressions.
     """
-    if HAS_MASK:
-        if UTS_COL >= 0:
-            # Four vectors (non-causal): nothing below, and columns past Sk sit in the lower interval.
-            return _fill_in_spans(x, fill, rows, lower_start, lower_span, upper_start, upper_span)
-        if LTE_COL >= 0:
-            return _fill_below_or_in_span(x, fill, rows, below, lower_start, lower_span)
-        return _fill_below_or_from(x, fill, rows, below, lower_start)
-    return tl.where(rows < below, fill, x)
+    if UTS_COL >= 0:
+        # Four vectors (non-causal): nothing below, and columns past Sk sit in the lower interval.
+        return _fill_in_spans(x, fill, rows, lower_start, lower_span, upper_start, upper_span)
+    if LTE_COL >= 0:
+        return _fill_below_or_in_span(x, fill, rows, below, lower_start, lower_span)
+    return _fill_below_or_from(x, fill, rows, below, lower_start)
 
 
 @triton.jit
@@ -173,7 +168,6 @@ def fill_hidden(
             hidden = hidden | (cols > rows + (seqlen_k - seqlen_q))
         return tl.where(hidden, fill, x)
     below, lower_start, lower_span, upper_start, upper_span = column_limits(
-        mask_cols, cols, seqlen_q, seqlen_k, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL
+        mask_cols, cols, seqlen_q, seqlen_k, CAUSAL, LTE_COL, UTS_COL, UTE_COL
     )
-    return fill_hidden_rows(x, fill, rows, below, lower_start, lower_span, upper_start, upper_span,
-                            HAS_MASK, LTE_COL, UTS_COL)  # fmt: skip
+    return fill_hidden_rows(x, fill, rows, below, lower_start, lower_span, upper_start, upper_span, LTE_COL, UTS_COL)
