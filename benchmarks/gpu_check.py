@@ -61,6 +61,18 @@ def build_cases(quick: bool) -> list[dict]:
                     dict(kind="random", causal=causal, C=c, Sq=sq, Sk=sk, B=1 + i % 2, Hq=hq, Hkv=hkv,
                          Hm=[1, hkv, hq][j % 3], D=dims[i % 6], dtype=dtype)
                 )  # fmt: skip
+    # No column mask (plain full / causal, bottom-right when Sq != Sk): the mask-free kernels. ``as_len`` makes
+    # the configs those of a call that long (at D=64 on Hopper: the 3-stage dQ pass and 32x256 dK/dV tiles that
+    # only long calls get), run here on a short one.
+    for causal, d, as_len in itertools.product((False, True), (64, 128), (None, 131072)):
+        if d == 128 and as_len:
+            continue
+        for sq, sk in ((4099, 4099), (1537, 4099)):
+            i = next(counter)
+            cases.append(
+                dict(kind="plain", causal=causal, Sq=sq, Sk=sk, B=1 + i % 2, Hq=8, Hkv=2, Hm=1, D=d,
+                     dtype=("bfloat16", "float16")[i % 2], as_len=as_len)
+            )  # fmt: skip
     if quick:
         cases = [c for c in cases if c["D"] in (64, 128)][:10]
     return cases
@@ -70,6 +82,9 @@ def _describe(case: dict) -> str:
     if case["kind"] == "workload":
         shape = f"S={case['S']}"
         what = case["mask"]
+    elif case["kind"] == "plain":
+        shape = f"Sq={case['Sq']},Sk={case['Sk']}"
+        what = f"no mask causal={case['causal']}" + (f" as {case['as_len']}" if case["as_len"] else "")
     else:
         shape = f"Sq={case['Sq']},Sk={case['Sk']}"
         what = f"random causal={case['causal']} C={case['C']}"
@@ -86,6 +101,12 @@ def _make_mask(case: dict, device) -> ColumnMask:
         idx = m.mask.startend_row_indices.expand(-1, hm, -1, -1).clone()
         return ColumnMask(idx, m.mask.causal, m.mask.seqlen_q)
     sq, sk = case["Sq"], case["Sk"]
+    if case["kind"] == "plain":
+        # The reference's mask for "no column mask": intervals that hide nothing (LTS = Sq, and UTE = 0).
+        hidden_none = [torch.full((case["B"], 1, sk), sq, device=device, dtype=torch.int32)]
+        if not case["causal"]:
+            hidden_none.append(torch.zeros_like(hidden_none[0]))
+        return ColumnMask(torch.stack(hidden_none, -1), case["causal"], sq)
     idx = torch.randint(-5, sq + 6, (case["B"], hm, sk, case["C"]), device=device, dtype=torch.int32)
     if case["C"] == 4 or (case["causal"] and case["C"] == 2):
         # Keep intervals mostly short so that most rows see something.
@@ -140,8 +161,13 @@ def run_case(case: dict) -> dict:
 
     result = dict(case=_describe(case), ok=True, notes=[])
     indices, causal = mask.startend_row_indices, mask.causal
+    if case["kind"] == "plain":
+        indices = None
     d_pad = max(16, triton.next_power_of_2(d))
-    atomic_cfgs = kconfigs.pick(d_pad, q.device)._replace(atomic_dq=True, tma_reduce_dq=True)
+    vectors = 0 if indices is None else indices.shape[-1]
+    as_q, as_k = (case["as_len"],) * 2 if case.get("as_len") else (sq, sk)
+    defaults = kconfigs.pick(d_pad, q.device, vectors, causal, seqlen_q=as_q, seqlen_k=as_k)
+    atomic_cfgs = defaults._replace(atomic_dq=True, tma_reduce_dq=True)
     # dQ three ways: fp32 atomics in the dK/dV kernel as bulk (TMA) reduce-adds where the GPU has them, as
     # per-element atomics with every tensor-descriptor path off, and the deterministic dQ pass.
     for mode, use_tma in (("atomic", None), ("atomic_pointers", False), ("det", None)):
@@ -153,7 +179,7 @@ def run_case(case: dict) -> dict:
         grads = (torch.full_like(q, nan), torch.full_like(k, nan), torch.full_like(v, nan))
         dq, dk, dv = attention_backward(
             do, q, k, v, out, lse, indices, causal, scale, deterministic=deterministic, grads=grads,
-            configs=None if deterministic else atomic_cfgs, use_tma=use_tma,
+            configs=defaults if deterministic else atomic_cfgs, use_tma=use_tma,
         )  # fmt: skip
         errs = dict(
             out=_max_err(out, out_ref), dq=_max_err(dq, dq_ref), dk=_max_err(dk, dk_ref), dv=_max_err(dv, dv_ref)
@@ -184,7 +210,9 @@ def run_case(case: dict) -> dict:
                 result["ok"] = False
                 result["notes"].append("rows that see nothing: output or dq not exactly 0")
         if deterministic:
-            dq2, dk2, dv2 = attention_backward(do, q, k, v, out, lse, indices, causal, scale, deterministic=True)
+            dq2, dk2, dv2 = attention_backward(
+                do, q, k, v, out, lse, indices, causal, scale, deterministic=True, configs=defaults
+            )
             if not (torch.equal(dq, dq2) and torch.equal(dk, dk2) and torch.equal(dv, dv2)):
                 result["ok"] = False
                 result["notes"].append("deterministic backward not bit-identical")

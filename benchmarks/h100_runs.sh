@@ -38,6 +38,16 @@
 #   bash benchmarks/h100_runs.sh s6d     # gpu_check; A/B: element mask of partial tiles, old against new
 #   bash benchmarks/h100_runs.sh s6e     # memcheck; kernel table D=128 at 8K (session-6 kernels)
 #   bash benchmarks/h100_runs.sh s6f     # A/B of s6d on full and causal; kernel table D=128 at 32K
+#   bash benchmarks/h100_runs.sh s7a     # D=64 backward tiles with longer iterations: full at 128K and 8K, causal
+#   bash benchmarks/h100_runs.sh s7b     # D=64 dQ-pass tiles and depth at 128K and 32K, dK/dV beside the best
+#   bash benchmarks/h100_runs.sh s7c     # D=64 dQ pass, 2 against 3 stages (and 256x64) over masks and lengths
+#   bash benchmarks/h100_runs.sh s7d     # D=64 full: 32x256 dK/dV tiles beside the 3-stage dQ pass at 64K and 128K
+#   bash benchmarks/h100_runs.sh s7e     # full/causal as column masks against no mask: D=128 8K, D=64 8K and 128K
+#   bash benchmarks/h100_runs.sh s7f     # gpu_check (with the no-mask cases), sanitizers on the long-call configs;
+#                                        # table full/causal (now called without a column mask), D=64
+#   bash benchmarks/h100_runs.sh s7g     # table full/causal without a column mask, D=128 and D=256
+#   bash benchmarks/h100_runs.sh s7h     # table D=64 at 128K, the ten column masks (session-6/7 kernels)
+#   bash benchmarks/h100_runs.sh s7i     # table D=128 at 128K, the ten column masks (session-6/7 kernels)
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -49,7 +59,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7i}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -422,8 +432,81 @@ s6f)
     run k128_32k 330 k128_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 128 \
         --out "$OUT/k128_32k"
     ;;
+s7a)
+    # D=64 full loses 15% of its backward efficiency at 128K (Flex: none). Key tiles of 128 or 256 keys (one
+    # 8-warp program per SM, no spills offline) and a 256-query dQ pass against the defaults.
+    DK='64,64,4,2,1;64,128,8,2,1;64,128,8,3,1;32,256,8,3,1;32,128,8,3,1'
+    DQ='128,128,8,2,1;256,64,8,2,1;256,64,8,3,1'
+    T=(python3 benchmarks/tune.py --head-dim 64 --no-fwd --dq-modes pass)
+    run full_128k 260 tiles_d64_bwd.txt "${T[@]}" --seqlen 131072 --batch 1 --masks full --dkdv "$DK" --dq "$DQ"
+    run full_8k 100 tiles_d64_bwd.txt "${T[@]}" --seqlen 8192 --batch 16 --masks full --dkdv "$DK" --dq "$DQ"
+    run causal_128k 150 tiles_d64_bwd.txt "${T[@]}" --seqlen 131072 --batch 1 --masks causal \
+        --dkdv '64,64,4,2,1;64,128,8,2,1;32,256,8,3,1' --dq "$DQ"
+    ;;
+s7b)
+    # s7a: a deeper dQ pass (256x64/8/3) gained 8% of the backward on full at 128K and 5.5% on causal, lost 4% at
+    # 8K. Its neighbours (two 8-warp programs per SM on 128x64; 4 stages), and 32x256 dK/dV beside the best.
+    DQ='128,128,8,2,1;256,64,8,3,1;256,64,8,4,1;128,128,8,3,1;128,64,8,3,1;128,64,8,4,1'
+    T=(python3 benchmarks/tune.py --head-dim 64 --no-fwd --dq-modes pass)
+    run full_128k 230 tiles_d64_dq.txt "${T[@]}" --seqlen 131072 --batch 1 --masks full --dq "$DQ" \
+        --dkdv '64,64,4,2,1;32,256,8,3,1' --base-dq 256,64,8,3,1
+    run causal_128k 110 tiles_d64_dq.txt "${T[@]}" --seqlen 131072 --batch 1 --masks causal --dq "$DQ" --dkdv skip
+    run full_32k 200 tiles_d64_dq.txt "${T[@]}" --seqlen 32768 --batch 4 --masks full \
+        --dq '128,128,8,2,1;256,64,8,3,1;128,64,8,4,1' --dkdv '64,64,4,2,1;32,256,8,3,1' --base-dq 256,64,8,3,1
+    ;;
+s7c)
+    # s7b: a third stage on the default 128x128 dQ tiles gains as much as 256x64 at 128K. Does it cost anything
+    # at 8K, or on the masked forms?
+    DQ='128,128,8,2,1;128,128,8,3,1;256,64,8,3,1'
+    T=(python3 benchmarks/tune.py --head-dim 64 --no-fwd --dq-modes pass --dkdv skip --dq "$DQ")
+    run dq_8k 150 tiles_d64_dq_stages.txt "${T[@]}" --seqlen 8192 --batch 16 \
+        --masks full,causal,document,causal_document,global_sliding_window,random_eviction
+    run dq_32k 160 tiles_d64_dq_stages.txt "${T[@]}" --seqlen 32768 --batch 4 --masks full,causal,document
+    run dq_128k 160 tiles_d64_dq_stages.txt "${T[@]}" --seqlen 131072 --batch 1 \
+        --masks document,causal_document,global_sliding_window
+    ;;
+s7d)
+    # 32x256 dK/dV tiles won at 128K (-4.5%) and lost at 32K (+7%) and 8K (+8%) on full: where between?
+    T=(python3 benchmarks/tune.py --head-dim 64 --no-fwd --dq-modes pass --masks full --dq skip
+        --dkdv '64,64,4,2,1;32,256,8,3,1;64,64,4,2,1;32,256,8,3,1' --base-dq 128,128,8,3,1)
+    run full_64k 150 tiles_d64_dkdv_64k.txt "${T[@]}" --seqlen 65536 --batch 2
+    run full_128k 200 tiles_d64_dkdv_64k.txt "${T[@]}" --seqlen 131072 --batch 1
+    ;;
+s7e)
+    # The benchmark's full and causal rows pass column masks ([LTS=N, UTE=0], [LTS=N] causal), so they run the
+    # HAS_MASK kernels, not the mask-free ones that session 6 checked byte for byte. Both, on today's kernels.
+    T=(python3 benchmarks/tune.py --masks full,causal --fwd default --dkdv default --dq-modes pass --no-dq-configs)
+    run d128_8k_colmask 90 plain_vs_colmask.txt "${T[@]}" --head-dim 128 --seqlen 8192 --batch 16
+    run d128_8k_plain 90 plain_vs_colmask.txt "${T[@]}" --head-dim 128 --seqlen 8192 --batch 16 --plain
+    run d64_8k_colmask 90 plain_vs_colmask.txt "${T[@]}" --head-dim 64 --seqlen 8192 --batch 16
+    run d64_8k_plain 90 plain_vs_colmask.txt "${T[@]}" --head-dim 64 --seqlen 8192 --batch 16 --plain
+    run d64_128k_colmask 120 plain_vs_colmask.txt "${T[@]}" --head-dim 64 --seqlen 131072 --batch 1
+    run d64_128k_plain 120 plain_vs_colmask.txt "${T[@]}" --head-dim 64 --seqlen 131072 --batch 1 --plain
+    ;;
+s7f)
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    run memcheck 60 sanitizer.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases 24:26
+    run racecheck 60 sanitizer.txt "${san[@]}" --tool racecheck python3 benchmarks/sanitize.py --cases 24:26
+    run k64_plain 300 k64_plain.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K,128K \
+        --head-dims 64 --masks full,causal --out "$OUT/k64_plain"
+    ;;
+s7g)
+    run k128_plain 330 k128_plain.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K,128K \
+        --head-dims 128 --masks full,causal --out "$OUT/k128_plain"
+    run k256_plain 200 k256_plain.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K \
+        --head-dims 256 --masks full,causal --out "$OUT/k256_plain"
+    ;;
+s7h | s7i)
+    MASKED=sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
+    MASKED=$MASKED,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
+    D=64
+    [[ $STEP == s7i ]] && D=128
+    run k${D}_128k 560 k${D}_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
+        --head-dims $D --masks $MASKED --out "$OUT/k${D}_128k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s6f)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s7i)" >&2
     exit 2
     ;;
 esac

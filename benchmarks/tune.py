@@ -55,8 +55,11 @@ def _configs_to_time(default: KernelConfig, text: str | None, alternatives: list
     """The configs to time for one kernel.
 
     ``text`` from the command line: ``'128,128,8,3,1;64,64,4,2'`` (block_m, block_n, warps, stages[, tma]) times
-    those; ``'default'`` the default alone; ``None`` the default followed by the alternatives that differ from it.
+    those; ``'default'`` the default alone; ``'skip'`` none; ``None`` the default followed by the alternatives that
+    differ from it.
     """
+    if text == "skip":
+        return []
     if text == "default":
         return [default]
     if text:
@@ -87,6 +90,8 @@ def main() -> None:
         help="forward configs instead of the list: '128,128,8,3,1;128,64,8,3,1' ('default': the default alone)",
     )
     ap.add_argument("--dq", default=None, help="dQ-pass configs instead of the list: '128,128,8,2,1;64,64,4,2,1'")
+    ap.add_argument("--plain", action="store_true", help="full and causal without a column mask (mask-free kernels)")
+    ap.add_argument("--base-dq", default=None, help="dQ-pass config of the dK/dV rows instead of the default")
     ap.add_argument("--dq-modes", default=None, help="subset of: pass, atomic, tma-reduce (default all three)")
     ap.add_argument(
         "--head-major",
@@ -105,23 +110,28 @@ def main() -> None:
         q, k, v, do = (torch.randn(b, s, h, d, device=dev, dtype=torch.bfloat16) for _ in range(4))
     scale = 1 / math.sqrt(d)
     dpad = max(16, triton.next_power_of_2(d))
-    default = kconfigs.pick(dpad, dev)
-    dkdv_cfgs = _configs_to_time(default.dkdv, args.dkdv, DKDV[dpad])
-    dq_cfgs = _configs_to_time(default.dq, args.dq, DQ[dpad])
     dq_modes = DQ_MODES
     if args.dq_modes:
         dq_modes = [m for m in DQ_MODES if m[0].removeprefix("bwd ").replace("dq ", "") in args.dq_modes.split(",")]
     rows = []
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
     layout = "[B, H, S, D] storage" if args.head_major else "[B, S, H, D] storage"
-    print(f"S={s} B={b} H={h} D={d} bf16, {layout}; default configs {default}")
+    print(f"S={s} B={b} H={h} D={d} bf16, {layout}")
     for name in args.masks.split(","):
         w = workloads.make(name, s, b, dev)
         idx, causal = w.mask.startend_row_indices, w.mask.causal
+        if args.plain and name in ("full", "causal"):
+            idx = None  # the call without a column mask (SPEC: full / causal "or no mask")
         flops = 4 * h * d * w.mask.visible_pairs().sum().item()
         vectors = 0 if idx is None else idx.shape[-1]
-        form_default = kconfigs.pick(dpad, dev, mask_vectors=vectors, causal=causal).forward
-        fwd_cfgs = _configs_to_time(form_default, args.fwd, FWD[dpad])
+        # The defaults of this call: the mask's form and the lengths pick them.
+        default = kconfigs.pick(dpad, dev, mask_vectors=vectors, causal=causal, seqlen_q=s, seqlen_k=s)
+        if args.base_dq:
+            default = default._replace(dq=KernelConfig(*(int(x) for x in args.base_dq.split(","))))
+        print(f"{name}: {'no column mask' if idx is None else f'{vectors} vectors'}, default configs {default}")
+        dkdv_cfgs = _configs_to_time(default.dkdv, args.dkdv, DKDV[dpad])
+        dq_cfgs = _configs_to_time(default.dq, args.dq, DQ[dpad])
+        fwd_cfgs = _configs_to_time(default.forward, args.fwd, FWD[dpad])
         for cfg in [] if args.no_fwd else fwd_cfgs:
             try:
                 ms = bench(lambda: attention_forward(q, k, v, idx, causal, scale, config=cfg), args.rep)

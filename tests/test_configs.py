@@ -47,15 +47,17 @@ def test_tiles_are_whole_blocks_and_tensor_descriptors_only_on_hopper(gpu):
 
 
 def test_mask_form_changes_only_the_forward(gpu):
-    """The backward tiles do not depend on the mask form. At D=128 on Hopper the forward does: 3 stages without
-    a column mask, 2 with one (3 spill), and for four vectors or two under causal a second variant, 64x64 tiles
-    on 4 warps, that runs instead when partial tiles are common (chosen on the GPU)."""
+    """The backward tiles do not depend on the mask form, except at D=64 on Hopper without a column mask (next
+    test). At D=128 on Hopper the forward does: 3 stages without a column mask, 2 with one (3 spill), and for
+    four vectors or two under causal a second variant, 64x64 tiles on 4 warps, that runs instead when partial
+    tiles are common (chosen on the GPU)."""
     device, (major, _) = gpu
     for d in HEAD_DIMS:
         plain = configs.pick(d, device)
         for vectors, causal in FORMS:
             cfgs = configs.pick(d, device, mask_vectors=vectors, causal=causal)
-            assert (cfgs.dkdv, cfgs.dq) == (plain.dkdv, plain.dq), (d, vectors, causal)
+            if not (major >= 9 and d == 64 and vectors == 0):  # D=64: next test
+                assert (cfgs.dkdv, cfgs.dq) == (plain.dkdv, plain.dq), (d, vectors, causal)
             if major >= 9 and d == 128:
                 small = vectors == 4 or (causal and vectors >= 2)
                 assert tuple(cfgs.forward)[:4] == (128, 128, 8, 2 if vectors else 3), (vectors, causal)
@@ -77,3 +79,29 @@ def test_two_forward_grids_only_from_the_minimum_key_length():
     assert _forward_configs(cfgs, n - 1, None) == (small, None)
     assert _forward_configs(cfgs, n, None) == (big, small)
     assert _forward_configs(cfgs._replace(forward_partial=None), 4 * n, None) == (big, None)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_d64_backward_tiles_follow_form_and_length_on_hopper(gpu, form):
+    """D=64 on Hopper without a column mask: the dQ pass gets a third stage under causal and from
+    ``DEEP_DQ_MIN_KEYS`` keys; full gets 32x256 dK/dV tiles from ``WIDE_DKDV_MIN_QUERIES`` queries. The column-mask
+    forms, other head dims and Ampere keep one backward at every length."""
+    device, (major, _) = gpu
+    vectors, causal = form
+    short = configs.pick(64, device, vectors, causal, seqlen_q=8192, seqlen_k=8192)
+    assert configs.pick(64, device, vectors, causal) == short
+    mid = configs.pick(64, device, vectors, causal, seqlen_q=32768, seqlen_k=configs.DEEP_DQ_MIN_KEYS)
+    n = configs.WIDE_DKDV_MIN_QUERIES
+    long = configs.pick(64, device, vectors, causal, seqlen_q=n, seqlen_k=n)
+    below = configs.pick(64, device, vectors, causal, seqlen_q=n - 1, seqlen_k=n)
+    if major < 9 or vectors:
+        assert short == mid == long
+        return
+    assert tuple(short.dkdv)[:4] == tuple(mid.dkdv)[:4] == tuple(below.dkdv)[:4] == (64, 64, 4, 2)
+    assert tuple(short.dq)[:4] == ((128, 128, 8, 3) if causal else (128, 128, 8, 2))
+    assert tuple(mid.dq)[:4] == tuple(long.dq)[:4] == (128, 128, 8, 3)
+    assert tuple(long.dkdv)[:4] == ((64, 64, 4, 2) if causal else (32, 256, 8, 3))
+    for d in (16, 32, 128, 256):
+        assert configs.pick(d, device, vectors, causal, seqlen_q=n, seqlen_k=n) == configs.pick(
+            d, device, vectors, causal
+        )

@@ -104,9 +104,12 @@ def _head_dim_pad(head_dim: int) -> int:
     return max(16, triton.next_power_of_2(head_dim))
 
 
-def _pick(d_pad: int, device: torch.device, indices: torch.Tensor | None, causal: bool) -> Configs:
-    """The default configs for this call's head dim and mask form."""
-    return _configs.pick(d_pad, device, mask_vectors=0 if indices is None else indices.shape[-1], causal=causal)
+def _pick(
+    d_pad: int, device: torch.device, indices: torch.Tensor | None, causal: bool, seqlen_q: int, seqlen_k: int
+) -> Configs:
+    """The default configs for this call's head dim, mask form and lengths."""
+    vectors = 0 if indices is None else indices.shape[-1]
+    return _configs.pick(d_pad, device, vectors, causal, seqlen_q=seqlen_q, seqlen_k=seqlen_k)
 
 
 def _tma_ok(*tensors: torch.Tensor) -> bool:
@@ -161,7 +164,8 @@ def attention_forward(
         return out.zero_(), lse.fill_(float("-inf"))
     d_pad = _head_dim_pad(head_dim)
     if config is None:
-        config, partial_config = _forward_configs(_pick(d_pad, q.device, indices, causal), seqlen_k, partial_config)
+        defaults = _pick(d_pad, q.device, indices, causal, seqlen_q, seqlen_k)
+        config, partial_config = _forward_configs(defaults, seqlen_k, partial_config)
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     lists = _forward_lists(indices, mask, causal, seqlen_q, seqlen_k, config, q.device)
     if partial_config is None:
@@ -257,7 +261,7 @@ def attention_backward(
     if batch * num_q_heads * seqlen_q == 0 or seqlen_k == 0:
         return _empty(q).zero_(), dk.zero_(), dv.zero_()
     d_pad = _head_dim_pad(head_dim)
-    cfgs = configs or _pick(d_pad, q.device, indices, causal)
+    cfgs = configs or _pick(d_pad, q.device, indices, causal, seqlen_q, seqlen_k)
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     q_per_kv = num_q_heads // num_kv_heads
 

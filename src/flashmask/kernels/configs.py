@@ -44,6 +44,14 @@ PARTIAL_SHARE = 0.05
 # noise beside the forward at 32K and longer, where the choice pays (qk_sparse 32K: -8.5%). Shorter key
 # lengths run ``forward_partial`` alone.
 DUAL_FORWARD_MIN_KEYS = 16384
+# D=64 backward without a column mask on the H100 (benchmarks/NOTES.md, session 7). A third stage in the dQ pass
+# (128x128, 8 warps) is 5.6-6.7% faster on causal at 8K-128K and on full from 32K keys, but 6.6% slower on full
+# at 8K; on the sparse masks it is mixed (-4% to +6%), and a column-mask form cannot tell full from document,
+# so column masks keep 2 stages. dK/dV tiles of 256 keys by 32
+# queries on 8 warps stream Q and dO once per 256 keys instead of 64: on full -2.1% at 64K queries and -5.0% at
+# 128K, +7% at 32K and +8% at 8K (longer iterations pay only where the L2 is under pressure).
+DEEP_DQ_MIN_KEYS = 32768
+WIDE_DKDV_MIN_QUERIES = 65536
 
 
 def interpreting() -> bool:
@@ -53,11 +61,20 @@ def interpreting() -> bool:
 K = KernelConfig
 
 
-def pick(head_dim_pad: int, device: torch.device, mask_vectors: int = 0, causal: bool = False) -> Configs:
+def pick(
+    head_dim_pad: int,
+    device: torch.device,
+    mask_vectors: int = 0,
+    causal: bool = False,
+    seqlen_q: int = 0,
+    seqlen_k: int = 0,
+) -> Configs:
     """Configs for a padded head dim (a power of two, >= 16) on ``device``.
 
     ``mask_vectors``: how many interval vectors of ``startend_row_indices`` a partially masked tile loads (its
     last dim: 1, 2 or 4; 0 without a column mask). ``causal``: the causal triangle is applied on top.
+    ``seqlen_q`` / ``seqlen_k``: the call's lengths (0: unknown, short-sequence tiles), which the D=64 backward
+    without a column mask uses on Hopper.
     """
     if interpreting() or device.type != "cuda":
         return Configs(K(32, 16, 4, 1), K(16, 32, 4, 1), K(32, 16, 4, 1))
@@ -72,7 +89,13 @@ def pick(head_dim_pad: int, device: torch.device, mask_vectors: int = 0, causal:
         # full, causal and global_sliding_window at both head dims, level on causal_document (session 5; on the
         # 8-warp 64x128 tiles of run 2 TMA had lost).
         if head_dim_pad <= 64:
-            return Configs(K(128, 128, 4, 2, True), K(64, 64, 4, 2, True), K(128, 128, 8, 2, True))
+            dkdv, dq = K(64, 64, 4, 2, True), K(128, 128, 8, 2, True)
+            if head_dim_pad == 64 and not mask_vectors:  # measured at D=64 only
+                if causal or seqlen_k >= DEEP_DQ_MIN_KEYS:
+                    dq = K(128, 128, 8, 3, True)
+                if not causal and seqlen_q >= WIDE_DKDV_MIN_QUERIES:
+                    dkdv = K(32, 256, 8, 3, True)
+            return Configs(K(128, 128, 4, 2, True), dkdv, dq)
         if head_dim_pad <= 128:
             dkdv = K(64, 64, 4, 2, True)
             forward, forward_partial = _forward_d128_hopper(mask_vectors, causal)
