@@ -48,6 +48,7 @@
 #   bash benchmarks/h100_runs.sh s7g     # table full/causal without a column mask, D=128 and D=256
 #   bash benchmarks/h100_runs.sh s7h     # table D=64 at 128K, the ten column masks (session-6/7 kernels)
 #   bash benchmarks/h100_runs.sh s7i     # table D=128 at 128K, the ten column masks (session-6/7 kernels)
+#   bash benchmarks/h100_runs.sh s7j     # D=128 full forward at 32K and 128K, [B, S, H, D] against head-major
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -59,7 +60,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7i}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7j}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -505,8 +506,17 @@ s7h | s7i)
     run k${D}_128k 560 k${D}_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
         --head-dims $D --masks $MASKED --out "$OUT/k${D}_128k"
     ;;
+s7j)
+    # The D=128 full forward runs 12% slower per FLOP at 128K than at 32K (cuDNN 2%, Flex 3%, both on head-major
+    # copies). One head's K/V rows are 8 KB apart in [B, S, H, D]: 1 GB of address space per tensor at 128K.
+    T=(python3 benchmarks/tune.py --head-dim 128 --masks full --plain --no-bwd --fwd default)
+    for hm in "" --head-major; do
+        run fwd_32k$hm 60 layout_fwd_d128.txt "${T[@]}" --seqlen 32768 --batch 4 $hm
+        run fwd_128k$hm 60 layout_fwd_d128.txt "${T[@]}" --seqlen 131072 --batch 1 $hm
+    done
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s7i)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s7j)" >&2
     exit 2
     ;;
 esac
