@@ -47,9 +47,8 @@ DUAL_FORWARD_MIN_KEYS = 16384
 # D=64 backward without a column mask on the H100 (benchmarks/NOTES.md, session 7). A third stage in the dQ pass
 # (128x128, 8 warps) is 5.6-6.7% faster on causal at 8K-128K and on full from 32K keys, but 6.6% slower on full
 # at 8K; on the sparse masks it is mixed (-4% to +6%), and a column-mask form cannot tell full from document,
-# so column masks keep 2 stages. dK/dV tiles of 256 keys by 32
-# queries on 8 warps stream Q and dO once per 256 keys instead of 64: on full -2.1% at 64K queries and -5.0% at
-# 128K, +7% at 32K and +8% at 8K (longer iterations pay only where the L2 is under pressure).
+# so column masks keep 2 stages. dK/dV tiles of 256 keys by 32 queries on 8 warps stream Q and dO once per 256
+# keys instead of 64: on full -2.1% at 64K queries and -5.0% at 128K, +7% at 32K and +8% at 8K.
 DEEP_DQ_MIN_KEYS = 32768
 WIDE_DKDV_MIN_QUERIES = 65536
 
