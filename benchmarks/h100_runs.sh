@@ -49,6 +49,7 @@
 #   bash benchmarks/h100_runs.sh s7h     # table D=64 at 128K, the ten column masks (session-6/7 kernels)
 #   bash benchmarks/h100_runs.sh s7i     # table D=128 at 128K, the ten column masks (session-6/7 kernels)
 #   bash benchmarks/h100_runs.sh s7j     # D=128 full forward at 32K and 128K, [B, S, H, D] against head-major
+#   bash benchmarks/h100_runs.sh s7k     # ncu: D=128 full forward (no column mask) at 32K against 128K
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -60,7 +61,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7j}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -515,8 +516,18 @@ s7j)
         run fwd_128k$hm 60 layout_fwd_d128.txt "${T[@]}" --seqlen 131072 --batch 1 $hm
     done
     ;;
+s7k)
+    # The mask-free 3-stage forward loses 7.8% per FLOP from 32K to 128K, the 2-stage column-mask one did not
+    # (session 5: 146.7 / 586.8 ms). L2 and DRAM traffic, stall reasons, at both lengths.
+    SEC=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables
+        --section WarpStateStats --section SchedulerStats)
+    NCU=(ncu --clock-control none "${SEC[@]}" --kernel-name "regex:^fwd_kernel" --launch-count 1)
+    P=(python3 benchmarks/profile_bwd.py --ncu --no-flex --plain --head-dim 128 --calls 1)
+    run fwd_32k 120 ncu_fwd_d128.txt "${NCU[@]}" "${P[@]}" --seqlen 32768 --batch 4
+    run fwd_128k 150 ncu_fwd_d128.txt "${NCU[@]}" "${P[@]}" --seqlen 131072 --batch 1
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s7j)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s7k)" >&2
     exit 2
     ;;
 esac

@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=5)
     ap.add_argument("--ncu", action="store_true", help="plain calls only (run under ncu)")
     ap.add_argument("--no-flex", action="store_true", help="ours only (skips FlexAttention's compilation)")
+    ap.add_argument("--plain", action="store_true", help="full / causal without a column mask (mask-free kernels)")
     args = ap.parse_args()
     dev = torch.device("cuda")
     d, s, b = args.head_dim, args.seqlen, args.batch
@@ -42,6 +43,8 @@ def main() -> None:
     scale = 1 / math.sqrt(d)
     w = workloads.make(args.mask, s, b, dev)
     idx, causal = w.mask.startend_row_indices, w.mask.causal
+    if args.plain and args.mask in ("full", "causal"):
+        idx = None
     default = kconfigs.pick(max(16, triton.next_power_of_2(d)), dev)
 
     out, lse = attention_forward(q, k, v, idx, causal, scale)
