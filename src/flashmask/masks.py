@@ -161,6 +161,8 @@ def _doc_spans(lens: list[int], device: DeviceLike) -> tuple[torch.Tensor, torch
 def full(seqlen: int, batch: int = 1, *, device: DeviceLike = None) -> ColumnMask:
     """Every query sees every key (bidirectional encoders, or a baseline with no masking).
 
+    For attention itself, passing no mask runs faster kernels; this form is for composing and comparing masks.
+
     Returns:
         non-causal ``[LTS, UTE]`` form, ``[batch, 1, seqlen, 2]``: ``LTS = N``, ``UTE = 0``.
     """
@@ -178,6 +180,9 @@ def full(seqlen: int, batch: int = 1, *, device: DeviceLike = None) -> ColumnMas
 
 def causal(seqlen: int, batch: int = 1, *, device: DeviceLike = None) -> ColumnMask:
     """Plain causal attention (decoder-only language models).
+
+    For attention itself, ``causal=True`` with no mask runs faster kernels; this form is for composing and
+    comparing masks.
 
     Returns:
         causal ``[LTS]`` form, ``[batch, 1, seqlen, 1]``: ``LTS = N`` (only the triangle is hidden).
