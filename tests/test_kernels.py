@@ -112,6 +112,24 @@ def test_no_mask_and_shared_batch_mask(causal):
     _check(q, k, v, idx, causal, deterministic=True, use_tma=True, atol=2e-5)
 
 
+def test_row_hidden_in_its_first_tile_with_very_negative_scores():
+    """A row that sees nothing in its first live tile, then only scores far below 0 (scaled, under -87): the
+    running max must not be left at the 0 that stood in for -inf, or exp2 flushes every later score to zero and
+    the row comes out empty (output 0, lse -inf) instead of attending. Every tile of rows 32-63 is partial
+    (one column per key block hides rows from 33), and the first key block hides rows from 40."""
+    gen = torch.Generator().manual_seed(4)
+    s, d = 64, 16
+    q = torch.randn(1, s, 1, d, generator=gen)
+    k = 1.0 + 0.01 * torch.randn(1, s, 1, d, generator=gen)
+    v = torch.randn(1, s, 1, d, generator=gen)
+    q[0, 40, 0] = -30.0  # q.k / sqrt(d) is about -120 against every key
+    lts = torch.full((1, 1, s), s, dtype=torch.int32)
+    lts[0, 0, :16] = 40
+    lts[0, 0, 16::16] = 33
+    idx = torch.stack([lts, torch.zeros_like(lts)], -1)  # non-causal [LTS, UTE]
+    _check(q, k, v, idx, False, deterministic=True, use_tma=False, atol=2e-5)
+
+
 def test_deterministic_backward_is_bit_identical():
     gen = torch.Generator().manual_seed(9)
     q, k, v = (torch.randn(1, 64, 2, 16, generator=gen) for _ in range(3))

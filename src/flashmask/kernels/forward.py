@@ -99,12 +99,15 @@ def _fwd_tile(
             CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL,
         )  # fmt: skip
         m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        # A row that has seen nothing yet keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
-        m_new = tl.where(m_new == float("-inf"), 0.0, m_new)
+        # A row that has seen nothing yet keeps m = -inf; exponentiate against 0 instead so that exp2 gives 0,
+        # not NaN. The 0 is not carried on: as a running max it would flush a later tile's scores below
+        # 2**-126 to zero and report a row that sees keys as empty.
+        m_exp = tl.where(m_new == float("-inf"), 0.0, m_new)
     else:
         m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-    p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-    alpha = tl.math.exp2(m_i - m_new)
+        m_exp = m_new
+    p = tl.math.exp2(qk * qk_scale - m_exp[:, None])
+    alpha = tl.math.exp2(m_i - m_exp)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None]
     acc = tl.dot(p.to(v.dtype), v, acc)
