@@ -73,6 +73,14 @@ def build_cases(quick: bool) -> list[dict]:
                 dict(kind="plain", causal=causal, Sq=sq, Sk=sk, B=1 + i % 2, Hq=8, Hkv=2, Hm=1, D=d,
                      dtype=("bfloat16", "float16")[i % 2], as_len=as_len)
             )  # fmt: skip
+    # The forward in key sweeps (``sweep_keys``: several launches carrying the softmax state), opt-in so far.
+    for causal, c in ((False, 0), (True, 0), (True, 2), (False, 4)):
+        i = next(counter)
+        kind = "plain" if c == 0 else "random"
+        cases.append(
+            dict(kind=kind, causal=causal, C=c, Sq=4099, Sk=4099 if c == 0 else 3001, B=1 + i % 2, Hq=8, Hkv=2,
+                 Hm=1, D=128, dtype="bfloat16", as_len=None, sweep_keys=1024)
+        )  # fmt: skip
     if quick:
         cases = [c for c in cases if c["D"] in (64, 128)][:10]
     return cases
@@ -88,6 +96,8 @@ def _describe(case: dict) -> str:
     else:
         shape = f"Sq={case['Sq']},Sk={case['Sk']}"
         what = f"random causal={case['causal']} C={case['C']}"
+    if case.get("sweep_keys"):
+        what += f" sweeps of {case['sweep_keys']}"
     return (
         f"{what:32s} {shape:16s} B={case['B']} Hq={case['Hq']} Hkv={case['Hkv']} Hm={case['Hm']} "
         f"D={case['D']:3d} {case['dtype']}"
@@ -175,7 +185,9 @@ def run_case(case: dict) -> dict:
         nan = float("nan")
         out = torch.full_like(q, nan)
         lse = torch.full((b, hq, sq), nan, device=device)
-        out, lse = attention_forward(q, k, v, indices, causal, scale, out=out, lse=lse, use_tma=use_tma)
+        out, lse = attention_forward(
+            q, k, v, indices, causal, scale, out=out, lse=lse, use_tma=use_tma, sweep_keys=case.get("sweep_keys")
+        )
         grads = (torch.full_like(q, nan), torch.full_like(k, nan), torch.full_like(v, nan))
         dq, dk, dv = attention_backward(
             do, q, k, v, out, lse, indices, causal, scale, deterministic=deterministic, grads=grads,

@@ -50,6 +50,7 @@
 #   bash benchmarks/h100_runs.sh s7i     # table D=128 at 128K, the ten column masks (session-6/7 kernels)
 #   bash benchmarks/h100_runs.sh s7j     # D=128 full forward at 32K and 128K, [B, S, H, D] against head-major
 #   bash benchmarks/h100_runs.sh s7k     # ncu: D=128 full forward (no column mask) at 32K against 128K
+#   bash benchmarks/h100_runs.sh s8a     # gpu_check (the forward-fix and key-sweep cases first); key sweeps A/B
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -61,7 +62,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -526,8 +527,17 @@ s7k)
     run fwd_32k 120 ncu_fwd_d128.txt "${NCU[@]}" "${P[@]}" --seqlen 32768 --batch 4
     run fwd_128k 150 ncu_fwd_d128.txt "${NCU[@]}" "${P[@]}" --seqlen 131072 --batch 1
     ;;
+s8a)
+    # Prepared in session 7, not run yet. The key sweeps and the running-max fix of the forward, on the GPU.
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    T=(python3 benchmarks/tune.py --head-dim 128 --masks full,causal --plain --no-bwd --fwd default)
+    run sweeps_128k 150 sweeps.txt "${T[@]}" --seqlen 131072 --batch 1 --sweep-keys 0,16384,32768,65536
+    run sweeps_32k 90 sweeps.txt "${T[@]}" --seqlen 32768 --batch 4 --sweep-keys 0,16384
+    run sweeps_d64_128k 120 sweeps.txt python3 benchmarks/tune.py --head-dim 64 --masks full,causal,document \
+        --plain --no-bwd --fwd default --seqlen 131072 --batch 1 --sweep-keys 0,32768
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s7k)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8a)" >&2
     exit 2
     ;;
 esac

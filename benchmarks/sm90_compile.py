@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--tma-reduce", action="store_true")
     parser.add_argument("--no-tma", action="store_true")
     parser.add_argument("--gate", type=int, default=0, help="forward: gated grid (1 or 2, see fwd_kernel)")
+    parser.add_argument("--sweep", action="store_true", help="forward: a middle sweep (state carried in and out)")
     parser.add_argument("--sass", help="write SASS (and .ttgir, .ptx next to it) to this path")
     a = parser.parse_args()
     triton.runtime.driver.set_active(_Sm90Driver())
@@ -131,9 +132,10 @@ def main() -> None:
 
     scalars = [S, S]
     if a.kernel == "fwd":
-        args = [q, desc(k, bn), desc(v, bn), o, lse, mask, *ints, ints[0], *strides * 4, 0, 0, mask.stride(2), 1,
-                *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
-        _compile(forward.fwd_kernel, args, {**mc, **common_tail, "GATE": a.gate}, a.warps, a.stages, a.sass)
+        args = [q, desc(k, bn), desc(v, bn), o, lse, mask, *ints, ints[0], lse, lse, 0, 0, *strides * 4, 0, 0,
+                mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
+        sweep = dict(SWEEP=True, CARRY_IN=True, CARRY_OUT=True) if a.sweep else {}
+        _compile(forward.fwd_kernel, args, {**mc, **common_tail, "GATE": a.gate, **sweep}, a.warps, a.stages, a.sass)
     elif a.kernel == "dq":
         args = [q, desc(k, bn), desc(v, bn), do, o, lse, lse, mask, *ints, *strides * 5, 0, 0, mask.stride(2), 1,
                 *scalars, H, 1, H, S // bm, S // bn, 0.1, 0.1]  # fmt: skip

@@ -9,6 +9,7 @@ convention: forward 4 * B * Hq * D * visible pairs, backward 2.5x that).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -90,6 +91,7 @@ def main() -> None:
         help="forward configs instead of the list: '128,128,8,3,1;128,64,8,3,1' ('default': the default alone)",
     )
     ap.add_argument("--dq", default=None, help="dQ-pass configs instead of the list: '128,128,8,2,1;64,64,4,2,1'")
+    ap.add_argument("--sweep-keys", default="0", help="forward rows: key sweeps to time, e.g. '0,16384,32768'")
     ap.add_argument("--plain", action="store_true", help="full and causal without a column mask (mask-free kernels)")
     ap.add_argument("--base-dq", default=None, help="dQ-pass config of the dK/dV rows instead of the default")
     ap.add_argument("--dq-modes", default=None, help="subset of: pass, atomic, tma-reduce (default all three)")
@@ -132,13 +134,15 @@ def main() -> None:
         dkdv_cfgs = _configs_to_time(default.dkdv, args.dkdv, DKDV[dpad])
         dq_cfgs = _configs_to_time(default.dq, args.dq, DQ[dpad])
         fwd_cfgs = _configs_to_time(default.forward, args.fwd, FWD[dpad])
-        for cfg in [] if args.no_fwd else fwd_cfgs:
+        for cfg, sweep in [] if args.no_fwd else itertools.product(fwd_cfgs, map(int, args.sweep_keys.split(","))):
             try:
-                ms = bench(lambda: attention_forward(q, k, v, idx, causal, scale, config=cfg), args.rep)
+                ms = bench(
+                    lambda: attention_forward(q, k, v, idx, causal, scale, config=cfg, sweep_keys=sweep), args.rep
+                )
             except Exception as exc:
                 print("fwd", cfg, "failed:", str(exc)[-300:])
                 continue
-            rows.append((name, "fwd", str(tuple(cfg)), ms, flops / ms / 1e9))
+            rows.append((name, f"fwd sweeps {sweep}" if sweep else "fwd", str(tuple(cfg)), ms, flops / ms / 1e9))
             print(rows[-1], flush=True)
         if args.no_bwd:
             continue

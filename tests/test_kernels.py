@@ -42,7 +42,7 @@ def _random_indices(gen, b, hm, sq, sk, causal, c):
     return idx
 
 
-def _check(q, k, v, indices, causal, *, deterministic, use_tma, atol):
+def _check(q, k, v, indices, causal, *, deterministic, use_tma, atol, sweep_keys=None):
     """Run forward + backward into poisoned buffers and compare with the fp64 reference."""
     kern = _kernels()
     scale = 1 / math.sqrt(q.shape[-1])
@@ -53,7 +53,9 @@ def _check(q, k, v, indices, causal, *, deterministic, use_tma, atol):
     nan = float("nan")
     out = torch.full_like(q, nan)
     lse = torch.full((b, hq, sq), nan)
-    out, lse = kern.attention_forward(q, k, v, indices, causal, scale, out=out, lse=lse, use_tma=use_tma)
+    out, lse = kern.attention_forward(
+        q, k, v, indices, causal, scale, out=out, lse=lse, use_tma=use_tma, sweep_keys=sweep_keys
+    )
     dlse = torch.where(torch.isinf(lse), torch.zeros_like(dlse), dlse)
     grads = (torch.full_like(q, nan), torch.full_like(k, nan), torch.full_like(v, nan))
     configs = kern.configs.pick(16, q.device)._replace(atomic_dq=not deterministic)
@@ -110,6 +112,19 @@ def test_no_mask_and_shared_batch_mask(causal):
     _check(q, k, v, None, causal, deterministic=False, use_tma=False, atol=2e-5)
     idx = _random_indices(gen, 1, 1, 50, 50, causal, 2)  # batch 1: shared by all rows
     _check(q, k, v, idx, causal, deterministic=True, use_tma=True, atol=2e-5)
+
+
+@pytest.mark.parametrize("causal,c", [*FORMS, (True, 0), (False, 0)])
+def test_forward_in_key_sweeps(causal, c):
+    """``sweep_keys``: the forward visits the keys in several launches (2 key blocks each here), carrying the
+    online-softmax state in fp32; with GQA, Sq != Sk and rows that see nothing (some only in later sweeps)."""
+    gen = torch.Generator().manual_seed(11 + c + 5 * causal)
+    b, sq, sk, hq, hkv, d = 2, 45, 83, 4, 2, 16
+    q = torch.randn(b, sq, hq, d, generator=gen)
+    k = torch.randn(b, sk, hkv, d, generator=gen)
+    v = torch.randn(b, sk, hkv, d, generator=gen)
+    idx = _random_indices(gen, b, 2, sq, sk, causal, c) if c else None
+    _check(q, k, v, idx, causal, deterministic=True, use_tma=c == 2, atol=2e-5, sweep_keys=32)
 
 
 def test_row_hidden_in_its_first_tile_with_very_negative_scores():

@@ -144,6 +144,7 @@ def attention_forward(
     use_tma: bool | None = None,
     partial_config: KernelConfig | None = None,
     partial_share: float = _configs.PARTIAL_SHARE,
+    sweep_keys: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns ``out [B, Sq, Hq, D]`` (dtype of ``q``) and ``lse`` float32 ``[B, Hq, Sq]``.
 
@@ -151,6 +152,8 @@ def attention_forward(
     ``config`` replaces the default tiles; ``partial_config`` (default: the config's ``forward_partial`` when
     ``config`` is not given; below ``DUAL_FORWARD_MIN_KEYS`` keys that one alone) is launched beside it and runs
     instead when more than ``partial_share`` of the live tiles are partial, decided on the GPU.
+    ``sweep_keys`` (default: the configs' ``forward_sweep_keys``; 0 or ``None`` with ``config`` given: one
+    sweep) visits the keys in sweeps of about that many, one launch each (single-grid forwards only).
     """
     q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
     batch, seqlen_q, num_q_heads, head_dim = q.shape
@@ -166,10 +169,26 @@ def attention_forward(
     if config is None:
         defaults = _pick(d_pad, q.device, indices, causal, seqlen_q, seqlen_k)
         config, partial_config = _forward_configs(defaults, seqlen_k, partial_config)
+        sweep_keys = defaults.forward_sweep_keys if sweep_keys is None else sweep_keys
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     lists = _forward_lists(indices, mask, causal, seqlen_q, seqlen_k, config, q.device)
     if partial_config is None:
-        _launch_forward(q, k, v, out, lse, softmax_scale, mask, lists, config, use_tma, gate=None, gate_mode=0)
+        num_n = triton.cdiv(seqlen_k, config.block_n)
+        per_sweep = max(1, sweep_keys // config.block_n) if sweep_keys else num_n
+        if per_sweep >= num_n:
+            _launch_forward(q, k, v, out, lse, softmax_scale, mask, lists, config, use_tma, gate=None, gate_mode=0)
+            return out, lse
+        # Sweeps: each launch keeps its programs' K/V inside one key range (L2-sized), and hands the online-
+        # softmax state to the next in fp32; the tiles are visited in the same order within each sweep.
+        rows = batch * num_q_heads * seqlen_q
+        state_acc = torch.empty(rows * d_pad, dtype=torch.float32, device=q.device)
+        state_ml = torch.empty(2 * rows, dtype=torch.float32, device=q.device)
+        for lo in range(0, num_n, per_sweep):
+            hi = min(lo + per_sweep, num_n)
+            sweep = (state_acc, state_ml, lo, hi, lo > 0, hi < num_n)
+            _launch_forward(
+                q, k, v, out, lse, softmax_scale, mask, lists, config, use_tma, gate=None, gate_mode=0, sweep=sweep
+            )
         return out, lse
     partial_lists = _forward_lists(indices, mask, causal, seqlen_q, seqlen_k, partial_config, q.device)
     # Summed on the GPU, read by the kernels: no host sync.
@@ -198,9 +217,15 @@ def _forward_lists(indices, mask: _MaskArgs, causal: bool, seqlen_q: int, seqlen
 
 
 def _launch_forward(
-    q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs, lists, cfg: KernelConfig, use_tma, gate, gate_mode: int
-):
-    """One forward grid; ``gate_mode`` 1 / 2 makes it run only if ``gate`` (int32 [1]) is nonzero / zero."""
+    q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs, lists, cfg: KernelConfig, use_tma, gate, gate_mode: int,
+    sweep: tuple | None = None,
+):  # fmt: skip
+    """One forward grid; ``gate_mode`` 1 / 2 makes it run only if ``gate`` (int32 [1]) is nonzero / zero.
+
+    ``sweep``: ``(state_acc, state_ml, first_block, end_block, carry_in, carry_out)`` for one launch of a
+    forward that visits the keys in several.
+    """
+    state_acc, state_ml, sweep_lo, sweep_hi, carry_in, carry_out = sweep or (lse, lse, 0, 0, False, False)
     seqlen_q, num_q_heads, head_dim = q.shape[1], q.shape[2], q.shape[3]
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     d_pad = _head_dim_pad(head_dim)
@@ -212,6 +237,7 @@ def _launch_forward(
         _grid(q.shape[0] * num_q_heads, num_m),
         (
             q, k_arg, v_arg, out, lse, mask.tensor, *lists, lse if gate is None else gate,
+            state_acc, state_ml, sweep_lo, sweep_hi,
             q.stride(0), q.stride(1), q.stride(2),
             k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2),
@@ -223,7 +249,7 @@ def _launch_forward(
         dict(
             **mask.constexprs(),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
-            GATE=gate_mode,
+            GATE=gate_mode, SWEEP=sweep is not None, CARRY_IN=carry_in, CARRY_OUT=carry_out,
         ),
         cfg,
     )  # fmt: skip

@@ -33,6 +33,10 @@ class Configs(NamedTuple):
     # partially masked. Both are launched; each program reads the GPU's decision and one grid exits at once,
     # so the choice follows the mask's data without a host sync.
     forward_partial: KernelConfig | None = None
+    # Visit the keys in sweeps of about this many (one launch each, the online-softmax state carried in fp32
+    # between them), so that the K/V the programs in flight read stays in L2; 0: one sweep. Single-grid
+    # forwards only. Unmeasured: default 0 everywhere (benchmarks/NOTES.md, session 7, s7k).
+    forward_sweep_keys: int = 0
 
 
 # Measured at D=128 on the H100 (benchmarks/NOTES.md, session 5): 64x64 tiles beat 128x128 on masks whose share

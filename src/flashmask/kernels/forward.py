@@ -5,6 +5,10 @@ the unmasked key blocks (no mask work at all), then the partially masked ones (e
 vectors). Fully masked key blocks are in neither list, so they are never loaded. Online softmax in fp32,
 exp2 with the scale folded in; rows that see no key end with ``l = 0`` and get output 0 and ``lse = -inf``.
 
+With ``SWEEP`` a launch visits only the key blocks ``[sweep_lo, sweep_hi)`` of its lists (found by binary
+search; the lists are ascending) and carries the online-softmax state (``acc``, ``m``, ``l`` in fp32) in from
+the previous sweep and out to the next, so that a long call can keep the K/V its programs read inside L2.
+
 Each loop reads its list one entry ahead: Triton issues the next tile's copies at the end of the loop body,
 and an index loaded there put a global-load latency in front of them (7% of the D=128 forward on the H100,
 where one 8-warp program fills an SM; benchmarks/NOTES.md, session 5).
@@ -44,6 +48,19 @@ def _load_kv_block(k_base, v_base, stride_ks, stride_vs, start_n, offs_n, offs_d
         k = tl.load(k_ptrs)
         v = tl.load(v_ptrs)
     return k, v
+
+
+@triton.jit
+def _first_at_least(entries, count, value):
+    """Index of the first of ``entries[:count]`` (ascending int32) that is ``>= value``; ``count`` if none."""
+    lo = count * 0
+    hi = count
+    while lo < hi:
+        mid = (lo + hi) // 2
+        below = tl.load(entries + mid) < value
+        lo = tl.where(below, mid + 1, lo)
+        hi = tl.where(below, hi, mid)
+    return lo
 
 
 @triton.jit
@@ -128,6 +145,10 @@ def fwd_kernel(
     PartIndex,
     Order,
     Gate,
+    StateAcc,
+    StateML,
+    sweep_lo,
+    sweep_hi,
     stride_qb,
     stride_qs,
     stride_qh,
@@ -163,6 +184,9 @@ def fwd_kernel(
     HEAD_DIM_PAD: tl.constexpr,
     USE_TMA: tl.constexpr,
     GATE: tl.constexpr = 0,
+    SWEEP: tl.constexpr = False,
+    CARRY_IN: tl.constexpr = False,
+    CARRY_OUT: tl.constexpr = False,
 ):
     # GATE 1 / 2: this grid is one of two forward variants launched together; it runs only if the GPU's
     # decision in ``Gate`` (int32, nonzero: the partial-tile variant) names it.
@@ -206,11 +230,27 @@ def fwd_kernel(
     num_full = tl.load(FullCount + list_row)
     num_part = tl.load(PartCount + list_row)
 
-    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
-    next_block = tl.load(full_list, mask=num_full > 0, other=0)
-    for i in range(0, num_full):
+    full_lo = num_full * 0
+    part_lo = num_part * 0
+    if SWEEP:
+        # One sweep of a call whose keys are visited in several launches: key blocks [sweep_lo, sweep_hi) only.
+        full_lo = _first_at_least(full_list, num_full, sweep_lo)
+        num_full = _first_at_least(full_list, num_full, sweep_hi)
+        part_lo = _first_at_least(part_list, num_part, sweep_lo)
+        num_part = _first_at_least(part_list, num_part, sweep_hi)
+    state_rows = pid_bh.to(tl.int64) * seqlen_q + rows
+    if CARRY_IN:
+        # The online-softmax state the previous sweep left (fp32): same arithmetic as one long sweep.
+        m_i = tl.load(StateML + state_rows, mask=row_ok, other=float("-inf"))
+        l_i = tl.load(StateML + seqlen_q * tl.num_programs(1) + state_rows, mask=row_ok, other=0.0)
+        acc = tl.load(StateAcc + state_rows[:, None] * HEAD_DIM_PAD + offs_d[None, :], mask=row_ok[:, None],
+                      other=0.0)  # fmt: skip
+    else:
+        m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32)
+    next_block = tl.load(full_list + full_lo, mask=full_lo < num_full, other=0)
+    for i in range(full_lo, num_full):
         n_block = next_block
         next_block = tl.load(full_list + i + 1, mask=i + 1 < num_full, other=0)
         acc, l_i, m_i = _fwd_tile(
@@ -218,8 +258,8 @@ def fwd_kernel(
             mask_base, stride_ms, seqlen_q, seqlen_k, qk_scale,
             False, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
         )  # fmt: skip
-    next_block = tl.load(part_list, mask=num_part > 0, other=0)
-    for i in range(0, num_part):
+    next_block = tl.load(part_list + part_lo, mask=part_lo < num_part, other=0)
+    for i in range(part_lo, num_part):
         n_block = next_block
         next_block = tl.load(part_list + i + 1, mask=i + 1 < num_part, other=0)
         acc, l_i, m_i = _fwd_tile(
@@ -228,6 +268,11 @@ def fwd_kernel(
             True, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, BLOCK_N, HEAD_DIM, HEAD_DIM_PAD, USE_TMA,
         )  # fmt: skip
 
+    if CARRY_OUT:
+        tl.store(StateML + state_rows, m_i, mask=row_ok)
+        tl.store(StateML + seqlen_q * tl.num_programs(1) + state_rows, l_i, mask=row_ok)
+        tl.store(StateAcc + state_rows[:, None] * HEAD_DIM_PAD + offs_d[None, :], acc, mask=row_ok[:, None])
+        return
     seen = l_i > 0.0
     l_safe = tl.where(seen, l_i, 1.0)
     out = acc / l_safe[:, None]
