@@ -53,7 +53,7 @@ def _load_kv_block(k_base, v_base, stride_ks, stride_vs, start_n, offs_n, offs_d
 @triton.jit
 def _first_at_least(entries, count, value):
     """Index of the first of ``entries[:count]`` (ascending int32) that is ``>= value``; ``count`` if none."""
-    lo = count * 0
+    lo = count * 0  # a tensor like ``count``: the loop carries it
     hi = count
     while lo < hi:
         mid = (lo + hi) // 2
@@ -230,8 +230,8 @@ def fwd_kernel(
     num_full = tl.load(FullCount + list_row)
     num_part = tl.load(PartCount + list_row)
 
-    full_lo = num_full * 0
-    part_lo = num_part * 0
+    full_lo = 0
+    part_lo = 0
     if SWEEP:
         # One sweep of a call whose keys are visited in several launches: key blocks [sweep_lo, sweep_hi) only.
         full_lo = _first_at_least(full_list, num_full, sweep_lo)
