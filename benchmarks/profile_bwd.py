@@ -20,6 +20,7 @@ import triton
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from flashmask.bench import workloads
+from flashmask.bench.plan import DENSE_ONLY_MASKS
 from flashmask.kernels import attention_backward, attention_forward
 from flashmask.kernels import configs as kconfigs
 
@@ -43,7 +44,7 @@ def main() -> None:
     scale = 1 / math.sqrt(d)
     w = workloads.make(args.mask, s, b, dev)
     idx, causal = w.mask.startend_row_indices, w.mask.causal
-    if args.plain and args.mask in ("full", "causal"):
+    if args.plain and args.mask in DENSE_ONLY_MASKS:
         idx = None
     default = kconfigs.pick(max(16, triton.next_power_of_2(d)), dev)
 

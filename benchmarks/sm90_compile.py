@@ -132,7 +132,7 @@ def main() -> None:
 
     scalars = [S, S]
     if a.kernel == "fwd":
-        args = [q, desc(k, bn), desc(v, bn), o, lse, mask, *ints, ints[0], lse, lse, 0, 0, *strides * 4, 0, 0,
+        args = [q, desc(k, bn), desc(v, bn), o, lse, mask, *ints, ints[0], lse, lse, lse, 0, 0, *strides * 4, 0, 0,
                 mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
         sweep = dict(SWEEP=True, CARRY_IN=True, CARRY_OUT=True) if a.sweep else {}
         _compile(forward.fwd_kernel, args, {**mc, **common_tail, "GATE": a.gate, **sweep}, a.warps, a.stages, a.sass)

@@ -21,6 +21,7 @@ from triton.testing import do_bench
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from flashmask.bench import workloads
+from flashmask.bench.plan import DENSE_ONLY_MASKS
 from flashmask.kernels import Configs, KernelConfig, attention_backward, attention_forward
 from flashmask.kernels import configs as kconfigs
 
@@ -122,7 +123,7 @@ def main() -> None:
     for name in args.masks.split(","):
         w = workloads.make(name, s, b, dev)
         idx, causal = w.mask.startend_row_indices, w.mask.causal
-        if args.plain and name in ("full", "causal"):
+        if args.plain and name in DENSE_ONLY_MASKS:
             idx = None  # the call without a column mask (SPEC: full / causal "or no mask")
         flops = 4 * h * d * w.mask.visible_pairs().sum().item()
         vectors = 0 if idx is None else idx.shape[-1]

@@ -12,7 +12,8 @@ from .workloads import MASK_TYPES
 
 PEERS = ("flex", "sdpa_dense", "cudnn", "flash")
 PARTS = ("kernel", "mask-cost", "sparsity")
-# SDPA's dense backends (no mask argument) run only where a mask is plain full or causal attention.
+# Plain full or causal attention: SDPA's dense backends (no mask argument) run only these, and our rows for
+# them call flashmask without a column mask.
 DENSE_ONLY_MASKS = ("full", "causal")
 PEER_LABELS = {
     "flex": "FlexAttention",

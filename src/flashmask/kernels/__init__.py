@@ -182,10 +182,10 @@ def attention_forward(
         # softmax state to the next in fp32; the tiles are visited in the same order within each sweep.
         rows = batch * num_q_heads * seqlen_q
         state_acc = torch.empty(rows * d_pad, dtype=torch.float32, device=q.device)
-        state_ml = torch.empty(2 * rows, dtype=torch.float32, device=q.device)
+        state_m, state_l = torch.empty(2, rows, dtype=torch.float32, device=q.device)
         for lo in range(0, num_n, per_sweep):
             hi = min(lo + per_sweep, num_n)
-            sweep = (state_acc, state_ml, lo, hi, lo > 0, hi < num_n)
+            sweep = (state_acc, state_m, state_l, lo, hi, lo > 0, hi < num_n)
             _launch_forward(
                 q, k, v, out, lse, softmax_scale, mask, lists, config, use_tma, gate=None, gate_mode=0, sweep=sweep
             )
@@ -222,10 +222,10 @@ def _launch_forward(
 ):  # fmt: skip
     """One forward grid; ``gate_mode`` 1 / 2 makes it run only if ``gate`` (int32 [1]) is nonzero / zero.
 
-    ``sweep``: ``(state_acc, state_ml, first_block, end_block, carry_in, carry_out)`` for one launch of a
+    ``sweep``: ``(state_acc, state_m, state_l, first_block, end_block, carry_in, carry_out)`` for one launch of a
     forward that visits the keys in several.
     """
-    state_acc, state_ml, sweep_lo, sweep_hi, carry_in, carry_out = sweep or (lse, lse, 0, 0, False, False)
+    state_acc, state_m, state_l, sweep_lo, sweep_hi, carry_in, carry_out = sweep or (lse, lse, lse, 0, 0, False, False)
     seqlen_q, num_q_heads, head_dim = q.shape[1], q.shape[2], q.shape[3]
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     d_pad = _head_dim_pad(head_dim)
@@ -237,7 +237,7 @@ def _launch_forward(
         _grid(q.shape[0] * num_q_heads, num_m),
         (
             q, k_arg, v_arg, out, lse, mask.tensor, *lists, lse if gate is None else gate,
-            state_acc, state_ml, sweep_lo, sweep_hi,
+            state_acc, state_m, state_l, sweep_lo, sweep_hi,
             q.stride(0), q.stride(1), q.stride(2),
             k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2),

@@ -146,7 +146,8 @@ def fwd_kernel(
     Order,
     Gate,
     StateAcc,
-    StateML,
+    StateM,
+    StateL,
     sweep_lo,
     sweep_hi,
     stride_qb,
@@ -239,11 +240,10 @@ def fwd_kernel(
         part_lo = _first_at_least(part_list, num_part, sweep_lo)
         num_part = _first_at_least(part_list, num_part, sweep_hi)
     state_rows = pid_bh.to(tl.int64) * seqlen_q + rows
-    state_l = StateML + tl.num_programs(1).to(tl.int64) * seqlen_q  # l after all rows' m
     if CARRY_IN:
         # The online-softmax state the previous sweep left (fp32): same arithmetic as one long sweep.
-        m_i = tl.load(StateML + state_rows, mask=row_ok, other=float("-inf"))
-        l_i = tl.load(state_l + state_rows, mask=row_ok, other=0.0)
+        m_i = tl.load(StateM + state_rows, mask=row_ok, other=float("-inf"))
+        l_i = tl.load(StateL + state_rows, mask=row_ok, other=0.0)
         acc = tl.load(StateAcc + state_rows[:, None] * HEAD_DIM_PAD + offs_d[None, :], mask=row_ok[:, None],
                       other=0.0)  # fmt: skip
     else:
@@ -270,8 +270,8 @@ def fwd_kernel(
         )  # fmt: skip
 
     if CARRY_OUT:
-        tl.store(StateML + state_rows, m_i, mask=row_ok)
-        tl.store(state_l + state_rows, l_i, mask=row_ok)
+        tl.store(StateM + state_rows, m_i, mask=row_ok)
+        tl.store(StateL + state_rows, l_i, mask=row_ok)
         tl.store(StateAcc + state_rows[:, None] * HEAD_DIM_PAD + offs_d[None, :], acc, mask=row_ok[:, None])
         return
     seen = l_i > 0.0
