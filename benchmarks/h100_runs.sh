@@ -51,6 +51,7 @@
 #   bash benchmarks/h100_runs.sh s7j     # D=128 full forward at 32K and 128K, [B, S, H, D] against head-major
 #   bash benchmarks/h100_runs.sh s7k     # ncu: D=128 full forward (no column mask) at 32K against 128K
 #   bash benchmarks/h100_runs.sh s8a     # gpu_check (the forward-fix and key-sweep cases first); key sweeps A/B
+#   bash benchmarks/h100_runs.sh s8b     # where the key sweeps pay: column masks at D=128 128K, D=64, 64K / 96K keys
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -62,7 +63,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8b}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -500,6 +501,21 @@ s7g)
     run k256_plain 200 k256_plain.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K \
         --head-dims 256 --masks full,causal --out "$OUT/k256_plain"
     ;;
+s8b)
+    # Where the key sweeps pay (s8a: D=128 full / causal at 128K, -7.6% / -7.9% with sweeps of 65536 keys; D=64
+    # level or worse with 32768): the single-grid column-mask forms at D=128 128K, D=64 with 65536-key sweeps,
+    # and D=128 at 64K / 96K keys.
+    T=(python3 benchmarks/tune.py --no-bwd --fwd default)
+    MASKS=sliding_window,causal_document,document,share_question,prefix_lm_document,prefix_lm_causal,random_eviction
+    run sweeps_masked 200 sweeps.txt "${T[@]}" --head-dim 128 --masks $MASKS --seqlen 131072 --batch 1 \
+        --sweep-keys 0,65536
+    run sweeps_d64 90 sweeps.txt "${T[@]}" --head-dim 64 --masks full,causal --plain --seqlen 131072 --batch 1 \
+        --sweep-keys 0,65536
+    run sweeps_64k 60 sweeps.txt "${T[@]}" --head-dim 128 --masks full,causal --plain --seqlen 65536 --batch 2 \
+        --sweep-keys 0,32768
+    run sweeps_96k 60 sweeps.txt "${T[@]}" --head-dim 128 --masks full,causal --plain --seqlen 98304 --batch 1 \
+        --sweep-keys 0,65536,49152
+    ;;
 s7h | s7i)
     MASKED=sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
     MASKED=$MASKED,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
@@ -537,7 +553,7 @@ s8a)
         --plain --no-bwd --fwd default --seqlen 131072 --batch 1 --sweep-keys 0,32768
     ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8a)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8b)" >&2
     exit 2
     ;;
 esac
