@@ -73,7 +73,14 @@ def build_cases(quick: bool) -> list[dict]:
                 dict(kind="plain", causal=causal, Sq=sq, Sk=sk, B=1 + i % 2, Hq=8, Hkv=2, Hm=1, D=d,
                      dtype=("bfloat16", "float16")[i % 2], as_len=as_len)
             )  # fmt: skip
-    # The forward in key sweeps (``sweep_keys``: several launches carrying the softmax state), opt-in so far.
+    # Long keys at D=128 without a column mask: the default forward then visits them in sweeps (three of 46720
+    # keys here, ``configs.FORWARD_SWEEP_MAX_KEYS``), chosen by the call's own length.
+    for causal in (False, True):
+        cases.append(
+            dict(kind="plain", causal=causal, Sq=384, Sk=140_000, B=1, Hq=4, Hkv=2, Hm=1, D=128, dtype="bfloat16",
+                 as_len=None)
+        )  # fmt: skip
+    # The forward in key sweeps of a set length (``sweep_keys``: several launches carrying the softmax state).
     for causal, c in ((False, 0), (True, 0), (True, 2), (False, 4)):
         i = next(counter)
         kind = "plain" if c == 0 else "random"

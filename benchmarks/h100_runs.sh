@@ -52,6 +52,8 @@
 #   bash benchmarks/h100_runs.sh s7k     # ncu: D=128 full forward (no column mask) at 32K against 128K
 #   bash benchmarks/h100_runs.sh s8a     # gpu_check (the forward-fix and key-sweep cases first); key sweeps A/B
 #   bash benchmarks/h100_runs.sh s8b     # where the key sweeps pay: column masks at D=128 128K, D=64, 64K / 96K keys
+#   bash benchmarks/h100_runs.sh s8c     # gpu_check, memcheck and racecheck on the defaults with key sweeps
+#   bash benchmarks/h100_runs.sh s8d     # table D=128 full / causal (no column mask) at 8K, 32K, 128K
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -63,7 +65,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8b}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8d}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -516,6 +518,17 @@ s8b)
     run sweeps_96k 60 sweeps.txt "${T[@]}" --head-dim 128 --masks full,causal --plain --seqlen 98304 --batch 1 \
         --sweep-keys 0,65536,49152
     ;;
+s8c)
+    # Correctness on the defaults with key sweeps (gpu_check: two 140K-key cases; sanitize.py: 28 cases, two in
+    # sweeps); memcheck and racecheck over every case (racecheck's last full run: session 5).
+    correctness 180 260 130
+    ;;
+s8d)
+    # D=128 full / causal without a column mask at 8K, 32K, 128K on the current kernels (128K: forward in two
+    # sweeps of 65536 keys).
+    run k128_plain 560 k128_plain.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K,128K \
+        --head-dims 128 --masks full,causal --out "$OUT/k128_plain"
+    ;;
 s7h | s7i)
     MASKED=sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
     MASKED=$MASKED,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
@@ -553,7 +566,7 @@ s8a)
         --plain --no-bwd --fwd default --seqlen 131072 --batch 1 --sweep-keys 0,32768
     ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8d)" >&2
     exit 2
     ;;
 esac

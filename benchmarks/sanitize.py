@@ -2,12 +2,13 @@
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck python benchmarks/sanitize.py [--cases 0:12]
 
-``--cases`` runs a slice of the 26 cases, so that a long sanitizer run can be split over several calls.
+``--cases`` runs a slice of the 28 cases, so that a long sanitizer run can be split over several calls.
 
 Odd lengths, GQA, Sq != Sk and ragged head dims, so that every masked edge of every kernel is exercised;
-the backward runs in all three dQ modes (its own pass, per-element atomics, bulk TMA reduce-add). The last two
-cases take the configs of a 128K-token call (without a column mask at D=64 they differ: 3-stage dQ pass, 32x256
-dK/dV tiles) on a short one.
+the backward runs in all three dQ modes (its own pass, per-element atomics, bulk TMA reduce-add). Cases 24-25
+take the configs of a 128K-token call (without a column mask at D=64 they differ: 3-stage dQ pass, 32x256 dK/dV
+tiles) on a short one; cases 26-27 run the forward in key sweeps (four launches carrying the softmax state),
+which the default takes at D=128 without a column mask past 64K keys.
 With the caching allocator off, every tensor is its own allocation and an out-of-bounds access is caught.
 """
 
@@ -34,10 +35,11 @@ def main() -> None:
     dev = torch.device("cuda")
     forms = [(True, 1), (True, 2), (False, 2), (False, 4), (True, 0), (False, 0)]
     shapes = [(333, 333, 64), (200, 457, 96), (457, 200, 128), (300, 257, 256)]
-    cases = [(causal, c, sq, sk, d, 0) for causal, c in forms for sq, sk, d in shapes]
-    cases += [(causal, 0, 457, 333, 64, 131072) for causal in (True, False)]
+    cases = [(causal, c, sq, sk, d, 0, 0) for causal, c in forms for sq, sk, d in shapes]
+    cases += [(causal, 0, 457, 333, 64, 131072, 0) for causal in (True, False)]
+    cases += [(True, 0, 457, 1000, 128, 0, 256), (False, 2, 457, 1000, 128, 0, 256)]
     start, stop = (int(x) if x else None for x in args.cases.split(":")) if args.cases else (None, None)
-    for case, (causal, c, sq, sk, d, as_len) in list(enumerate(cases))[start:stop]:
+    for case, (causal, c, sq, sk, d, as_len, sweep_keys) in list(enumerate(cases))[start:stop]:
         torch.manual_seed(case)
         b, hq, hkv = 2, 4, 2
         q = torch.randn(b, sq, hq, d, device=dev, dtype=torch.bfloat16)
@@ -45,7 +47,7 @@ def main() -> None:
         v = torch.randn(b, sk, hkv, d, device=dev, dtype=torch.bfloat16)
         do = torch.randn_like(q)
         idx = torch.randint(0, sq + 1, (b, 1, sk, c), device=dev, dtype=torch.int32) if c else None
-        out, lse = attention_forward(q, k, v, idx, causal, 1 / math.sqrt(d))
+        out, lse = attention_forward(q, k, v, idx, causal, 1 / math.sqrt(d), sweep_keys=sweep_keys or None)
         lengths = dict(seqlen_q=as_len or sq, seqlen_k=as_len or sk)
         default = kconfigs.pick(max(16, triton.next_power_of_2(d)), dev, mask_vectors=c, causal=causal, **lengths)
         for atomic, reduce in ((False, False), (True, False), (True, True)):
@@ -53,6 +55,7 @@ def main() -> None:
             attention_backward(do, q, k, v, out, lse, idx, causal, 1 / math.sqrt(d), configs=cfgs)
         torch.cuda.synchronize()
         as_text = f" (configs as at {as_len})" if as_len else ""
+        as_text += f" (forward in sweeps of {sweep_keys} keys)" if sweep_keys else ""
         print(f"case {case}: causal={causal} C={c} Sq={sq} Sk={sk} D={d}{as_text}: ran", flush=True)
 
 

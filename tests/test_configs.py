@@ -105,3 +105,32 @@ def test_d64_backward_tiles_follow_form_and_length_on_hopper(gpu, form):
         assert configs.pick(d, device, vectors, causal, seqlen_q=n, seqlen_k=n) == configs.pick(
             d, device, vectors, causal
         )
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_forward_key_sweeps_only_for_long_d128_calls_without_a_column_mask(gpu, form):
+    """On Hopper at D=128 without a column mask, a forward over more than ``FORWARD_SWEEP_MAX_KEYS`` keys visits
+    them in the fewest equal sweeps of whole key blocks that stay within it; everything else runs one sweep."""
+    device, (major, _) = gpu
+    vectors, causal = form
+    limit = configs.FORWARD_SWEEP_MAX_KEYS
+
+    def sweep_keys(d, seqlen_k):
+        return configs.pick(d, device, vectors, causal, seqlen_q=seqlen_k, seqlen_k=seqlen_k).forward_sweep_keys
+
+    for d in HEAD_DIMS:
+        assert sweep_keys(d, limit) == 0, d
+        if d != 128 or major < 9 or vectors:
+            assert sweep_keys(d, 4 * limit) == 0, (d, vectors)
+    if major < 9 or vectors:
+        return
+    block_n = configs.pick(128, device, vectors, causal).forward.block_n
+    assert sweep_keys(128, 2 * limit) == limit
+    assert sweep_keys(128, 3 * limit // 2) == 3 * limit // 4
+    for seqlen_k in (limit + 1, 100_000, 2 * limit + 1, 1_000_003):
+        keys = sweep_keys(128, seqlen_k)
+        sweeps = -(-seqlen_k // limit)
+        assert keys % block_n == 0 and keys <= limit, (seqlen_k, keys)
+        assert -(-seqlen_k // keys) == sweeps, (seqlen_k, keys)  # the fewest sweeps
+        last = seqlen_k - (sweeps - 1) * keys
+        assert last > keys - sweeps * block_n, (seqlen_k, keys)  # of equal length, to a block each

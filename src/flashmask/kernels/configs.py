@@ -35,7 +35,7 @@ class Configs(NamedTuple):
     forward_partial: KernelConfig | None = None
     # Visit the keys in sweeps of about this many (one launch each, the online-softmax state carried in fp32
     # between them), so that the K/V the programs in flight read stays in L2; 0: one sweep. Single-grid
-    # forwards only. Unmeasured: default 0 everywhere (benchmarks/NOTES.md, session 7, s7k).
+    # forwards only; on by default where measured to pay (``FORWARD_SWEEP_MAX_KEYS``).
     forward_sweep_keys: int = 0
 
 
@@ -55,6 +55,12 @@ DUAL_FORWARD_MIN_KEYS = 16384
 # keys instead of 64: on full -2.1% at 64K queries and -5.0% at 128K, +7% at 32K and +8% at 8K.
 DEEP_DQ_MIN_KEYS = 32768
 WIDE_DKDV_MIN_QUERIES = 65536
+# D=128 forward without a column mask on the H100 (benchmarks/NOTES.md, session 8): past this many keys one head's
+# K/V (32 MB here) no longer stays in L2 while the programs in flight drift apart (s7k: 37% L2 hits at 128K), so
+# the keys are visited in equal sweeps of at most this many. Full / causal at 128K: -7.6% / -7.9% in two sweeps
+# of 65536; at 96K two of 49152: -4.5% / -2%. Two sweeps of 32768 at 64K: level / +5%, four at 128K lose to
+# two; the column-mask forms (2-stage kernel) lose 4-15% at 128K, and D=64 (one head's K/V 16 MB) loses too.
+FORWARD_SWEEP_MAX_KEYS = 65536
 
 
 def interpreting() -> bool:
@@ -102,7 +108,12 @@ def pick(
         if head_dim_pad <= 128:
             dkdv = K(64, 64, 4, 2, True)
             forward, forward_partial = _forward_d128_hopper(mask_vectors, causal)
-            return Configs(forward, dkdv, K(64, 64, 4, 2, True), forward_partial=forward_partial)
+            sweep_keys = 0
+            if head_dim_pad == 128 and not mask_vectors:  # measured there only
+                sweep_keys = _equal_sweeps(seqlen_k, FORWARD_SWEEP_MAX_KEYS, forward.block_n)
+            return Configs(
+                forward, dkdv, K(64, 64, 4, 2, True), forward_partial=forward_partial, forward_sweep_keys=sweep_keys
+            )
         return Configs(K(128, 64, 8, 2, True), K(32, 32, 4, 2), K(128, 32, 8, 2, True))
     # Ampere and older: less shared memory, no tensor descriptors.
     if head_dim_pad <= 64:
@@ -110,6 +121,16 @@ def pick(
     if head_dim_pad <= 128:
         return Configs(K(64, 64, 4, 2), K(32, 64, 4, 2), K(64, 32, 4, 2))
     return Configs(K(64, 32, 4, 1), K(32, 32, 4, 1), K(32, 32, 4, 1))
+
+
+def _equal_sweeps(seqlen_k: int, max_keys: int, block_n: int) -> int:
+    """Keys per sweep when ``seqlen_k`` is cut into the fewest equal sweeps of at most ``max_keys`` (whole blocks
+    of ``block_n``); 0 when one sweep covers it."""
+    if seqlen_k <= max_keys:
+        return 0
+    sweeps = -(-seqlen_k // max_keys)
+    blocks = -(-seqlen_k // block_n)
+    return -(-blocks // sweeps) * block_n
 
 
 def _forward_d128_hopper(mask_vectors: int, causal: bool) -> tuple[KernelConfig, KernelConfig | None]:
