@@ -54,6 +54,7 @@
 #   bash benchmarks/h100_runs.sh s8b     # where the key sweeps pay: column masks at D=128 128K, D=64, 64K / 96K keys
 #   bash benchmarks/h100_runs.sh s8c     # gpu_check, memcheck and racecheck on the defaults with key sweeps
 #   bash benchmarks/h100_runs.sh s8d     # table D=128 full / causal (no column mask) at 8K, 32K, 128K
+#   bash benchmarks/h100_runs.sh s8e     # D=128 backward tiles without a column mask (dK/dV spills at 64x64/4/2)
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -65,7 +66,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8d}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8e}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -529,6 +530,18 @@ s8d)
     run k128_plain 560 k128_plain.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K,128K \
         --head-dims 128 --masks full,causal --out "$OUT/k128_plain"
     ;;
+s8e)
+    # D=128 backward without a column mask: the default dK/dV kernel (64x64, 4 warps, 2 stages) spills at 255
+    # registers (offline: 56 B stores / 76 B loads); 8-warp, 32-query and 3-stage variants do not. dQ pass: a
+    # third stage, 128-query tiles.
+    DKDV='64,64,4,2,1;32,128,8,3,1;64,64,8,2,1;64,64,8,3,1;32,64,4,3,1;32,64,4,4,1'
+    DQ='64,64,4,2,1;64,64,4,3,1;128,64,8,2,1;128,64,8,3,1;128,128,8,2,1;64,128,8,2,1'
+    T=(python3 benchmarks/tune.py --head-dim 128 --masks full,causal --plain --no-fwd --dq-modes pass --dkdv "$DKDV"
+        --dq "$DQ")
+    run bwd128_8k 180 bwd128.txt "${T[@]}" --seqlen 8192 --batch 16
+    run bwd128_32k 130 bwd128.txt "${T[@]}" --seqlen 32768 --batch 4
+    run bwd128_128k 230 bwd128.txt "${T[@]}" --seqlen 131072 --batch 1 --rep 5000
+    ;;
 s7h | s7i)
     MASKED=sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
     MASKED=$MASKED,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
@@ -566,7 +579,7 @@ s8a)
         --plain --no-bwd --fwd default --seqlen 131072 --batch 1 --sweep-keys 0,32768
     ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8d)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8e)" >&2
     exit 2
     ;;
 esac
