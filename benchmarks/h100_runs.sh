@@ -55,6 +55,7 @@
 #   bash benchmarks/h100_runs.sh s8c     # gpu_check, memcheck and racecheck on the defaults with key sweeps
 #   bash benchmarks/h100_runs.sh s8d     # table D=128 full / causal (no column mask) at 8K, 32K, 128K
 #   bash benchmarks/h100_runs.sh s8e     # D=128 backward tiles without a column mask (dK/dV spills at 64x64/4/2)
+#   bash benchmarks/h100_runs.sh s8f     # D=128 dQ pass: default against 128x64/8/3, alternating
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -66,7 +67,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8e}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8f}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -542,6 +543,15 @@ s8e)
     run bwd128_32k 130 bwd128.txt "${T[@]}" --seqlen 32768 --batch 4
     run bwd128_128k 230 bwd128.txt "${T[@]}" --seqlen 131072 --batch 1 --rep 5000
     ;;
+s8f)
+    # s8e: the dQ pass on 128x64 tiles, 8 warps, 3 stages was the fastest at 8K and 32K on full and causal, by
+    # 2-5%, but identical configs differed by up to 6% in that run. Here default and candidate alternate, twice.
+    DQ='64,64,4,2,1;128,64,8,3,1;64,64,4,2,1;128,64,8,3,1'
+    T=(python3 benchmarks/tune.py --head-dim 128 --masks full,causal --plain --no-fwd --dkdv skip --dq "$DQ")
+    run dq128_8k 120 dq128.txt "${T[@]}" --seqlen 8192 --batch 16
+    run dq128_32k 120 dq128.txt "${T[@]}" --seqlen 32768 --batch 4
+    run dq128_128k 250 dq128.txt "${T[@]}" --seqlen 131072 --batch 1 --rep 3000
+    ;;
 s7h | s7i)
     MASKED=sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
     MASKED=$MASKED,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
@@ -579,7 +589,7 @@ s8a)
         --plain --no-bwd --fwd default --seqlen 131072 --batch 1 --sweep-keys 0,32768
     ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8e)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8f)" >&2
     exit 2
     ;;
 esac
