@@ -56,6 +56,7 @@
 #   bash benchmarks/h100_runs.sh s8d     # table D=128 full / causal (no column mask) at 8K, 32K, 128K
 #   bash benchmarks/h100_runs.sh s8e     # D=128 backward tiles without a column mask (dK/dV spills at 64x64/4/2)
 #   bash benchmarks/h100_runs.sh s8f     # D=128 dQ pass: default against 128x64/8/3, alternating
+#   bash benchmarks/h100_runs.sh s8g     # gpu_check and the D=128 full / causal table on the s8f dQ pass
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -67,7 +68,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8f}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8g}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -552,6 +553,13 @@ s8f)
     run dq128_32k 120 dq128.txt "${T[@]}" --seqlen 32768 --batch 4
     run dq128_128k 250 dq128.txt "${T[@]}" --seqlen 131072 --batch 1 --rep 3000
     ;;
+s8g)
+    # The D=128 dQ pass without a column mask on 128x64 tiles, 8 warps, 3 stages (s8f): gpu_check (its no-mask
+    # cases at D=96 and 128 run it), then the D=128 full / causal table again.
+    run gpu_check 160 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    run k128_plain 400 k128_plain.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K,128K \
+        --head-dims 128 --masks full,causal --out "$OUT/k128_plain"
+    ;;
 s7h | s7i)
     MASKED=sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
     MASKED=$MASKED,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
@@ -589,7 +597,7 @@ s8a)
         --plain --no-bwd --fwd default --seqlen 131072 --batch 1 --sweep-keys 0,32768
     ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8f)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8g)" >&2
     exit 2
     ;;
 esac
