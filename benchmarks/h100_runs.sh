@@ -57,6 +57,7 @@
 #   bash benchmarks/h100_runs.sh s8e     # D=128 backward tiles without a column mask (dK/dV spills at 64x64/4/2)
 #   bash benchmarks/h100_runs.sh s8f     # D=128 dQ pass: default against 128x64/8/3, alternating
 #   bash benchmarks/h100_runs.sh s8g     # gpu_check and the D=128 full / causal table on the s8f dQ pass
+#   bash benchmarks/h100_runs.sh s8h     # table D=64 at 8K and 32K, the ten column masks (session-6/7 kernels)
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -68,7 +69,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8g}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8h}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -560,6 +561,13 @@ s8g)
     run k128_plain 400 k128_plain.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K,128K \
         --head-dims 128 --masks full,causal --out "$OUT/k128_plain"
     ;;
+s8h)
+    # D=64 at 8K and 32K, the ten column masks on the current kernels (those rows are session 5's).
+    MASKED=sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
+    MASKED=$MASKED,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
+    run k64_masked 540 k64_masked.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K \
+        --head-dims 64 --masks $MASKED --out "$OUT/k64_masked"
+    ;;
 s7h | s7i)
     MASKED=sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
     MASKED=$MASKED,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
@@ -597,7 +605,7 @@ s8a)
         --plain --no-bwd --fwd default --seqlen 131072 --batch 1 --sweep-keys 0,32768
     ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8g)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8h)" >&2
     exit 2
     ;;
 esac
