@@ -58,6 +58,7 @@
 #   bash benchmarks/h100_runs.sh s8f     # D=128 dQ pass: default against 128x64/8/3, alternating
 #   bash benchmarks/h100_runs.sh s8g     # gpu_check and the D=128 full / causal table on the s8f dQ pass
 #   bash benchmarks/h100_runs.sh s8h     # table D=64 at 8K and 32K, the ten column masks (session-6/7 kernels)
+#   bash benchmarks/h100_runs.sh s8i     # D=128 dQ pass 128x64/8/3 on the column masks, alternating
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -69,7 +70,7 @@
 # Overrides: MC_LIMIT (call3's mask-cost cap, 150 s), K128_MASKS (call3's --masks, default all).
 set -u -o pipefail
 
-STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8h}
+STEP=${1:?usage: h100_runs.sh call1|call2|call3|s3a..s3i|s4a..s4j|s5a..s5i|s6a..s6f|s7a..s7k|s8a..s8i}
 OUT=${OUT:-./h100_out}
 BUDGET=${BUDGET:-570}
 DRY=${DRY:-}
@@ -568,6 +569,17 @@ s8h)
     run k64_masked 540 k64_masked.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K \
         --head-dims 64 --masks $MASKED --out "$OUT/k64_masked"
     ;;
+s8i)
+    # The s8f dQ pass (128x64 tiles, 8 warps, 3 stages; offline no spills at 1-4 vectors) on the column masks at
+    # D=128, alternated with their default (64x64/4/2). qk_sparse at 8K is the one D=128 case behind Flex.
+    MASKED=sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
+    MASKED=$MASKED,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
+    DQ='64,64,4,2,1;128,64,8,3,1;64,64,4,2,1;128,64,8,3,1'
+    T=(python3 benchmarks/tune.py --head-dim 128 --no-fwd --dkdv skip --dq "$DQ")
+    run dq128_masked_8k 330 dq128_masked.txt "${T[@]}" --masks $MASKED --seqlen 8192 --batch 16
+    run dq128_masked_32k 200 dq128_masked.txt "${T[@]}" --masks qk_sparse,document,causal_document,prefix_lm_causal \
+        --seqlen 32768 --batch 4
+    ;;
 s7h | s7i)
     MASKED=sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise
     MASKED=$MASKED,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
@@ -605,7 +617,7 @@ s8a)
         --plain --no-bwd --fwd default --seqlen 131072 --batch 1 --sweep-keys 0,32768
     ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8h)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8i)" >&2
     exit 2
     ;;
 esac

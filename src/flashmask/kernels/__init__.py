@@ -153,7 +153,9 @@ def attention_forward(
     ``config`` is not given; below ``DUAL_FORWARD_MIN_KEYS`` keys that one alone) is launched beside it and runs
     instead when more than ``partial_share`` of the live tiles are partial, decided on the GPU.
     ``sweep_keys`` (default: the configs' ``forward_sweep_keys``; 0 or ``None`` with ``config`` given: one
-    sweep) visits the keys in sweeps of about that many, one launch each (single-grid forwards only).
+    sweep) visits the keys in sweeps of about that many, one launch each (single-grid forwards only); the state
+    carried between them is a transient fp32 buffer of ``B * Hq * Sq * (D_pad + 2) * 4`` bytes (2.1 GB for 128K
+    tokens, 32 heads, D=128: twice the output).
     """
     q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
     batch, seqlen_q, num_q_heads, head_dim = q.shape

@@ -60,10 +60,11 @@ WIDE_DKDV_MIN_QUERIES = 65536
 # -2.4% to -4.8% on full at 8K/32K/128K and on causal at 32K/128K, mixed on causal at 8K (-3% / +2.6%). Every
 # spill-free dK/dV variant (32x128/8/3, 64x64/8, 32x64/4/3-4) was 5-60% slower than the spilling 64x64/4/2.
 # D=128 forward without a column mask on the H100 (benchmarks/NOTES.md, session 8): past this many keys one head's
-# K/V (32 MB here) no longer stays in L2 while the programs in flight drift apart (s7k: 37% L2 hits at 128K), so
+# K/V (32 MB at this many) no longer stays in L2 while the programs in flight drift apart (s7k: 37% L2 hits at 128K), so
 # the keys are visited in equal sweeps of at most this many. Full / causal at 128K: -7.6% / -7.9% in two sweeps
 # of 65536; at 96K two of 49152: -4.5% / -2%. Two sweeps of 32768 at 64K: level / +5%, four at 128K lose to
-# two; the column-mask forms (2-stage kernel) lose 4-15% at 128K, and D=64 (one head's K/V 16 MB) loses too.
+# two. At 128K six of the seven single-grid column-mask forms (2-stage kernel) lose 4-15% (random_eviction gains
+# 2.5%), and D=64 (one head's K/V 32 MB there) loses 1-6%.
 FORWARD_SWEEP_MAX_KEYS = 65536
 
 
