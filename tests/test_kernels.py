@@ -127,6 +127,27 @@ def test_forward_in_key_sweeps(causal, c):
     _check(q, k, v, idx, causal, deterministic=True, use_tma=c == 2, atol=2e-5, sweep_keys=32)
 
 
+def test_default_forward_takes_its_key_sweeps_from_the_configs(monkeypatch):
+    """Without ``sweep_keys`` the forward sweeps as the default configs say (``forward_sweep_keys``, set on Hopper
+    for long D=128 calls without a column mask): here 3 launches of 2 key blocks, with the same result as one."""
+    kern = _kernels()
+    pick = kern.configs.pick
+    monkeypatch.setattr(kern.configs, "pick", lambda *a, **kw: pick(*a, **kw)._replace(forward_sweep_keys=32))
+    launches = []
+    launch = kern._launch_forward
+    monkeypatch.setattr(kern, "_launch_forward", lambda *a, **kw: launches.append(kw.get("sweep")) or launch(*a, **kw))
+    gen = torch.Generator().manual_seed(12)
+    q = torch.randn(1, 45, 2, 16, generator=gen)
+    k, v = (torch.randn(1, 83, 1, 16, generator=gen) for _ in range(2))  # 6 key blocks of 16 under the interpreter
+    out, lse = kern.attention_forward(q, k, v, None, True, 0.25)
+    assert [(lo, hi) for _, _, _, lo, hi, _, _ in launches] == [(0, 2), (2, 4), (4, 6)]
+    launches.clear()
+    one_out, one_lse = kern.attention_forward(q, k, v, None, True, 0.25, config=kern.configs.pick(16, q.device).forward)
+    assert launches == [None]
+    torch.testing.assert_close(out, one_out, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(lse, one_lse, rtol=1e-6, atol=1e-6)
+
+
 def test_row_hidden_in_its_first_tile_with_very_negative_scores():
     """A row that sees nothing in its first live tile, then only scores far below 0 (scaled, under -87): the
     running max must not be left at the 0 that stood in for -inf, or exp2 flushes every later score to zero and
