@@ -1,7 +1,7 @@
 """Pieces shared by the forward and backward kernels: the element mask of a partially masked tile.
 
-The tile's element test is split in two. ``column_limits`` turns the 1-4 interval values of each key column
-into row limits once per column; ``fill_hidden_rows`` then costs two or three integer instructions and one
+The tile's element test is split in two. ``_column_limits`` turns the 1-4 interval values of each key column
+into row limits once per column; ``_fill_hidden_rows`` then costs two or three integer instructions and one
 select per element: a row
 ``r`` is hidden when ``r < below`` (causal triangle, the non-causal form's upper interval ``[0, UTE)``, every
 row of a column past ``Sk``) or when ``r - start < span`` as unsigned numbers (a two-sided interval, with
@@ -30,7 +30,7 @@ def _in_span(rows, start, span):
 
 
 @triton.jit
-def column_limits(
+def _column_limits(
     mask_cols,
     cols,
     seqlen_q,
@@ -41,7 +41,7 @@ def column_limits(
     UTE_COL: tl.constexpr,
 ):
     """Row limits of key columns ``cols`` (int32, any shape) for the forms with a column mask: ``(below,
-    lower_start, lower_span, upper_start, upper_span)``, int32 tensors of that shape; see ``fill_hidden_rows``.
+    lower_start, lower_span, upper_start, upper_span)``, int32 tensors of that shape; see ``_fill_hidden_rows``.
 
     ``mask_cols`` points at each column's first interval value (LTS) in ``startend_row_indices``. Values
     outside ``[0, Sq]`` hide the same rows as their clipped ones; the clamps keep the spans from overflowing.
@@ -111,7 +111,7 @@ def _fill_in_spans(x, fill, rows, start0, span0, start1, span1):
 
 
 @triton.jit
-def fill_hidden_rows(
+def _fill_hidden_rows(
     x,
     fill,
     rows,
@@ -167,7 +167,7 @@ def fill_hidden(
         if CAUSAL:
             hidden = hidden | (cols > rows + (seqlen_k - seqlen_q))
         return tl.where(hidden, fill, x)
-    below, lower_start, lower_span, upper_start, upper_span = column_limits(
+    below, lower_start, lower_span, upper_start, upper_span = _column_limits(
         mask_cols, cols, seqlen_q, seqlen_k, CAUSAL, LTE_COL, UTS_COL, UTE_COL
     )
-    return fill_hidden_rows(x, fill, rows, below, lower_start, lower_span, upper_start, upper_span, LTE_COL, UTS_COL)
+    return _fill_hidden_rows(x, fill, rows, below, lower_start, lower_span, upper_start, upper_span, LTE_COL, UTS_COL)

@@ -55,10 +55,6 @@ DUAL_FORWARD_MIN_KEYS = 16384
 # keys instead of 64: on full -2.1% at 64K queries and -5.0% at 128K, +7% at 32K and +8% at 8K.
 DEEP_DQ_MIN_KEYS = 32768
 WIDE_DKDV_MIN_QUERIES = 65536
-# D=128 backward without a column mask on the H100 (benchmarks/NOTES.md, session 8): a dQ pass of 128x64 tiles on
-# 8 warps with 3 stages (offline: 186 registers, no spills) against 64x64/4/2, alternated twice each: backward
-# -2.4% to -4.8% on full at 8K/32K/128K and on causal at 32K/128K, mixed on causal at 8K (-3% / +2.6%). Every
-# spill-free dK/dV variant (32x128/8/3, 64x64/8, 32x64/4/3-4) was 5-60% slower than the spilling 64x64/4/2.
 # D=128 forward without a column mask on the H100 (benchmarks/NOTES.md, session 8): past this many keys one head's
 # K/V (32 MB at this many) no longer stays in L2 while the programs in flight drift apart (s7k: 37% L2 hits at 128K), so
 # the keys are visited in equal sweeps of at most this many. Full / causal at 128K: -7.6% / -7.9% in two sweeps
@@ -115,6 +111,10 @@ def pick(
             forward, forward_partial = _forward_d128_hopper(mask_vectors, causal)
             dq, sweep_keys = K(64, 64, 4, 2, True), 0
             if head_dim_pad == 128 and not mask_vectors:  # measured there only
+                # dQ pass of 128x64 tiles, 8 warps, 3 stages (no spills) against 64x64/4/2, alternated twice
+                # (session 8): backward -2.4% to -4.8% on full at 8K-128K and causal at 32K/128K, mixed on causal
+                # at 8K; on the sparse column masks at 8K it loses 3-13%. Every spill-free dK/dV variant
+                # (32x128/8/3, 64x64/8, 32x64/4/3-4) was 5-60% slower than the spilling 64x64/4/2.
                 dq = K(128, 64, 8, 3, True)
                 sweep_keys = _equal_sweeps(seqlen_k, FORWARD_SWEEP_MAX_KEYS, forward.block_n)
             return Configs(forward, dkdv, dq, forward_partial=forward_partial, forward_sweep_keys=sweep_keys)
