@@ -616,8 +616,34 @@ s8a)
     run sweeps_d64_128k 120 sweeps.txt python3 benchmarks/tune.py --head-dim 64 --masks full,causal,document \
         --plain --no-bwd --fwd default --seqlen 131072 --batch 1 --sweep-keys 0,32768
     ;;
+s9a)
+    # The warp-specialized Gluon forward (D=128, no column mask): the mask-free gpu_check cases (it is now their
+    # default), then its forward against the Triton one (8 warps, 3 stages) at 8K and 32K, full and causal.
+    run gpu_check_ws 170 gpu_check_ws.log python3 benchmarks/gpu_check.py --workers 4 --only "no mask" \
+        --out "$OUT/gpu_check_ws.json"
+    T=(python3 benchmarks/tune.py --head-dim 128 --masks full,causal --plain --no-bwd)
+    WS='128,128,4,2,1,1;128,128,4,3,1,1;128,128,8,3,1'
+    run fwd_8k 120 ws_fwd.txt "${T[@]}" --seqlen 8192 --batch 16 --fwd "$WS"
+    run fwd_32k 150 ws_fwd.txt "${T[@]}" --seqlen 32768 --batch 4 --fwd "$WS"
+    ;;
+s9b)
+    # The Gluon forward as the D=128 default without a column mask: every gpu_check case, then the D=128 full /
+    # causal table (FlexAttention, cuDNN in the same run).
+    run gpu_check 160 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    run k128_plain 400 k128_plain.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K,128K \
+        --head-dims 128 --masks full,causal --out "$OUT/k128_plain"
+    ;;
+s9c)
+    # memcheck and racecheck on the sanitize.py cases the Gluon forward takes (D=128 without a column mask: 18,
+    # 22, and 26 in key sweeps).
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    for c in 18:19 22:23 26:27; do
+        run "memcheck_$c" 120 memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases $c
+        run "racecheck_$c" 120 racecheck.txt "${san[@]}" --tool racecheck python3 benchmarks/sanitize.py --cases $c
+    done
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s8i)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s9c)" >&2
     exit 2
     ;;
 esac

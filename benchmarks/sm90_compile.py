@@ -6,8 +6,10 @@ target; the kernels are compiled through their JIT ``warmup`` with CPU tensors o
 (so the divisibility specialisations match a real launch), and ``cuobjdump`` reads the cubin.
 
     python benchmarks/sm90_compile.py dkdv --block 64 64 --warps 4 --stages 2 [--atomic-dq] [--sass out.sass]
+    python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep]   # Gluon forward
 
-Prints one line per kernel: registers, spill stores/loads, shared memory, and ptxas' wgmma warnings.
+Prints one line per kernel: registers, spill stores/loads, shared memory, and ptxas' wgmma warnings
+(``tests/test_configs.py`` runs the ``fwd-ws`` line in CI: the Gluon kernel has no interpreter).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from flashmask.kernels import backward, forward
+from flashmask.kernels import backward, forward, forward_hopper
 from flashmask.kernels.tiles import mask_form
 
 _BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -76,8 +78,8 @@ def _ptxas_warnings(ptx: str) -> str:
     return f"spill {spills[-1] if spills else '?'} wgmma-serialized {','.join(serial) or 'no'}"
 
 
-def _compile(kernel, args: list, constexprs: dict, warps: int, stages: int, sass: str | None) -> None:
-    compiled = kernel.warmup(*args, grid=(1,), **constexprs, num_warps=warps, num_stages=stages)
+def _compile(kernel, args: list, constexprs: dict, warps: int, stages: int, sass: str | None, maxnreg=None) -> None:
+    compiled = kernel.warmup(*args, grid=(1,), **constexprs, num_warps=warps, num_stages=stages, maxnreg=maxnreg)
     smem = compiled.metadata.shared // 1024
     usage = f"{_resource_usage(compiled.asm['cubin'])} smem {smem} KB, {_ptxas_warnings(compiled.asm['ptx'])}"
     print(f"{kernel.fn.__name__} {constexprs} warps {warps} stages {stages}: {usage}", flush=True)
@@ -98,7 +100,7 @@ def _mask_constexprs(vectors: int, causal: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kernel", choices=["fwd", "dkdv", "dq"])
+    parser.add_argument("kernel", choices=["fwd", "fwd-ws", "dkdv", "dq"])
     parser.add_argument("--block", type=int, nargs=2, default=[64, 64], metavar=("M", "N"))
     parser.add_argument("--warps", type=int, default=4)
     parser.add_argument("--stages", type=int, default=2)
@@ -131,7 +133,23 @@ def main() -> None:
         return TensorDescriptor(t, list(t.shape), list(t.stride()), [1, rows, 1, D]) if tma else t
 
     scalars = [S, S]
-    if a.kernel == "fwd":
+    if a.kernel == "fwd-ws":
+        from triton.experimental.gluon import language as gl
+        from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
+
+        def gluon_desc(t, rows):
+            box = [1, rows, 1, D]
+            return GluonDescriptor(
+                t, list(t.shape), list(t.stride()), box, gl.NVMMASharedLayout.get_default_for(box, gl.bfloat16)
+            )
+
+        bm = forward_hopper.WS_BLOCK_M
+        args = [gluon_desc(q, bm // 2), gluon_desc(k, bn), gluon_desc(v, bn), o, lse, *ints, lse, lse, lse, 0, 0,
+                *o.stride()[:3], 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
+        sweep = dict(SWEEP=True, CARRY_IN=True, CARRY_OUT=True) if a.sweep else {}
+        flags = dict(CAUSAL=a.causal, NUM_STAGES=a.stages, **sweep)
+        _compile(forward_hopper.fwd_ws_kernel, args, flags, 4, a.stages, a.sass, forward_hopper.WS_MAX_REGISTERS)
+    elif a.kernel == "fwd":
         args = [q, desc(k, bn), desc(v, bn), o, lse, mask, *ints, ints[0], lse, lse, lse, 0, 0, *strides * 4, 0, 0,
                 mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
         sweep = dict(SWEEP=True, CARRY_IN=True, CARRY_OUT=True) if a.sweep else {}

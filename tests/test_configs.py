@@ -50,7 +50,8 @@ def test_mask_form_changes_only_the_forward(gpu):
     """The backward tiles do not depend on the mask form, except on Hopper without a column mask: at D=64 (next
     test), and at D=128 the dQ pass (128x64 tiles on 8 warps, 3 stages). At D=128 on Hopper the forward does: 3
     stages without a column mask, 2 with one (3 spill), and for four vectors or two under causal a second variant,
-    64x64 tiles on 4 warps, that runs instead when partial tiles are common (chosen on the GPU)."""
+    64x64 tiles on 4 warps, that runs instead when partial tiles are common (chosen on the GPU). Without a column
+    mask it is the warp-specialized kernel (4-warp consumer warpgroups, 3 K/V stages)."""
     device, (major, _) = gpu
     for d in HEAD_DIMS:
         plain = configs.pick(d, device)
@@ -65,7 +66,8 @@ def test_mask_form_changes_only_the_forward(gpu):
                     assert tuple(cfgs.dq)[:4] == (64, 64, 4, 2) and tuple(plain.dq)[:4] == (128, 64, 8, 3)
             if major >= 9 and d == 128:
                 small = vectors == 4 or (causal and vectors >= 2)
-                assert tuple(cfgs.forward)[:4] == (128, 128, 8, 2 if vectors else 3), (vectors, causal)
+                expected = (128, 128, 8, 2, True, False) if vectors else (128, 128, 4, 3, True, True)
+                assert tuple(cfgs.forward) == expected, (vectors, causal)
                 partial = None if cfgs.forward_partial is None else tuple(cfgs.forward_partial)[:4]
                 assert partial == ((64, 64, 4, 2) if small else None), (vectors, causal, cfgs.forward_partial)
             else:

@@ -24,6 +24,13 @@ try:
     from triton.tools.tensor_descriptor import TensorDescriptor
 except ImportError:  # older Triton: plain pointer loads only
     TensorDescriptor = None
+try:
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
+
+    from .forward_hopper import WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIM, WS_MAX_REGISTERS, fwd_ws_kernel
+except ImportError:  # a Triton without Gluon: the Triton forward everywhere
+    fwd_ws_kernel = None
 
 __all__ = ["Configs", "KernelConfig", "attention_backward", "attention_forward"]
 
@@ -228,6 +235,13 @@ def _launch_forward(
     forward that visits the keys in several.
     """
     state_acc, state_m, state_l, sweep_lo, sweep_hi, carry_in, carry_out = sweep or (lse, lse, lse, 0, 0, False, False)
+    if cfg.warp_specialized:
+        if gate is None and _warp_specialized_ok(q, k, v, mask, cfg, use_tma):
+            _launch_forward_ws(q, k, v, out, lse, softmax_scale, mask, lists, cfg, state_acc, state_m, state_l,
+                               sweep_lo, sweep_hi, carry_in, carry_out, sweep is not None)  # fmt: skip
+            return
+        # The Triton forward on the same tiles (the lists are built for them), its warps those of both consumers.
+        cfg = cfg._replace(num_warps=2 * cfg.num_warps, warp_specialized=False)
     seqlen_q, num_q_heads, head_dim = q.shape[1], q.shape[2], q.shape[3]
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     d_pad = _head_dim_pad(head_dim)
@@ -254,6 +268,41 @@ def _launch_forward(
             GATE=gate_mode, SWEEP=sweep is not None, CARRY_IN=carry_in, CARRY_OUT=carry_out,
         ),
         cfg,
+    )  # fmt: skip
+
+
+def _warp_specialized_ok(q, k, v, mask: _MaskArgs, cfg: KernelConfig, use_tma: bool | None) -> bool:
+    """Whether the Gluon forward can take this call: Hopper, D=128, 16-bit, no column mask, TMA-aligned."""
+    return (
+        fwd_ws_kernel is not None
+        and use_tma is not False
+        and not mask.form.has_mask
+        and (cfg.block_m, cfg.block_n, q.shape[3]) == (WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIM)
+        and q.dtype in (torch.float16, torch.bfloat16)
+        and _tma_ok(q, k, v)
+    )
+
+
+def _launch_forward_ws(q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs, lists, cfg: KernelConfig,
+                       state_acc, state_m, state_l, sweep_lo, sweep_hi, carry_in, carry_out, sweep: bool):  # fmt: skip
+    seqlen_q, num_q_heads = q.shape[1], q.shape[2]
+    seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
+    num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
+    element = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
+
+    def descriptor(t: torch.Tensor, rows: int):
+        box = [1, rows, 1, WS_HEAD_DIM]
+        layout = gl.NVMMASharedLayout.get_default_for(box, element)
+        return GluonDescriptor(t, list(t.shape), list(t.stride()), box, layout)
+
+    fwd_ws_kernel[_grid(q.shape[0] * num_q_heads, num_m)](
+        descriptor(q, cfg.block_m // 2), descriptor(k, cfg.block_n), descriptor(v, cfg.block_n),
+        out, lse, *lists, state_acc, state_m, state_l, sweep_lo, sweep_hi,
+        out.stride(0), out.stride(1), out.stride(2), mask.list_stride_b,
+        seqlen_q, seqlen_k, num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n,
+        softmax_scale * _LOG2E,
+        CAUSAL=mask.form.causal, NUM_STAGES=cfg.num_stages, SWEEP=sweep, CARRY_IN=carry_in, CARRY_OUT=carry_out,
+        num_warps=cfg.num_warps, maxnreg=WS_MAX_REGISTERS,
     )  # fmt: skip
 
 

@@ -1,0 +1,302 @@
+"""Warp-specialized FlashMask forward for Hopper (Gluon): D=128, no column mask.
+
+The Triton forward (``forward.py``) runs its two warpgroups in lock-step and waits on each wgmma as soon as it
+is issued, so the exponentials and the tensor cores take turns. Here each warpgroup owns 64 query rows and its
+own instruction stream (``gl.warp_specialize``), and issues the next tile's ``Q K^T`` and the previous tile's
+``P V`` before the softmax that lies between them (FlashAttention-3's schedule): the softmax of tile ``j`` runs
+while the tensor cores compute ``P_{j-1} V_{j-1}``. A one-warp producer streams Q, K and V by TMA through a
+ring of shared-memory stages; K and V have their own ready / empty barriers, so a stage's K is refilled as soon
+as both warpgroups have their scores.
+
+Same contract as ``fwd_kernel``: the tile lists of ``tiles.tile_lists`` (unmasked key blocks, then partial ones,
+which get the causal / key-range element mask), heaviest query blocks first, the key sweeps (``SWEEP``,
+``CARRY_IN``, ``CARRY_OUT``) and the outputs (``out`` in the input dtype, ``lse`` fp32; 0 and ``-inf`` for rows
+that see nothing).
+
+Gluon has no interpreter: this kernel runs on Hopper GPUs only and is checked there (``benchmarks/gpu_check.py``).
+"""
+
+from __future__ import annotations
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
+
+LN2: gl.constexpr = gl.constexpr(0.6931471805599453)
+# Rows of one warpgroup's m64 wgmma; a program has two warpgroups.
+WG_ROWS: gl.constexpr = gl.constexpr(64)
+WS_BLOCK_M = 128
+WS_BLOCK_N = 128  # the only key tile measured and checked
+WS_HEAD_DIM = 128
+# Registers per thread at launch, for the 12 warps (3 warpgroups) the partitions round up to: 168 x 384 threads
+# fill the register file; the producer warp gives back down to 24 and the two consumers take 240 each.
+WS_MAX_REGISTERS = 168
+
+
+@gluon.jit
+def _first_at_least(entries, count, value):
+    """Index of the first of ``entries[:count]`` (ascending int32) that is ``>= value``; ``count`` if none."""
+    lo = count * 0
+    hi = count
+    while lo < hi:
+        mid = (lo + hi) // 2
+        below = gl.load(entries + mid) < value
+        lo = gl.where(below, mid + 1, lo)
+        hi = gl.where(below, hi, mid)
+    return lo
+
+
+@gluon.jit
+def _key_block(lists, t):
+    """Key block of the ``t``-th visited tile: the unmasked list first, then the partial one."""
+    full_list, part_list, full_lo, part_lo, num_full_here, _num_tiles = lists
+    if t < num_full_here:
+        block = gl.load(full_list + full_lo + t)
+    else:
+        block = gl.load(part_list + part_lo + (t - num_full_here))
+    return block
+
+
+@gluon.jit
+def _producer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
+              CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr):  # fmt: skip
+    """One warp: the Q rows of both warpgroups, then K and V of every visited tile into the stage ring."""
+    q_desc, k_desc, v_desc = descs
+    q_bufs, k_bufs, v_bufs = bufs
+    q_bars, k_ready, v_ready, k_empty, v_empty = bars
+    b, h, kv_h, start_m, _pid_bh = coords
+    num_stages: gl.constexpr = k_bufs.type.shape[0]
+    block_n: gl.constexpr = k_bufs.type.shape[2]
+    for g in gl.static_range(2):
+        mbarrier.expect(q_bars.index(g), q_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(q_desc, [b, start_m + g * WG_ROWS, h, 0], q_bars.index(g), q_bufs.index(g))
+    num_tiles = lists[5]
+    for t in range(num_tiles):
+        stage = t % num_stages
+        phase = (t // num_stages) & 1
+        start_n = _key_block(lists, t) * block_n
+        # Barriers start with the phase before the first complete: the first round of waits passes at once.
+        mbarrier.wait(k_empty.index(stage), phase ^ 1)
+        mbarrier.expect(k_ready.index(stage), k_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(k_desc, [b, start_n, kv_h, 0], k_ready.index(stage), k_bufs.index(stage))
+        mbarrier.wait(v_empty.index(stage), phase ^ 1)
+        mbarrier.expect(v_ready.index(stage), v_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(v_desc, [b, start_n, kv_h, 0], v_ready.index(stage), v_bufs.index(stage))
+
+
+@gluon.jit
+def _masked_scores(s, start_n, rows, offs_n, seqlen_q, seqlen_k, CAUSAL: gl.constexpr):
+    """``-inf`` where a key is past ``Sk`` or (causal, aligned bottom-right) after the query row."""
+    cols = gl.expand_dims(start_n + offs_n, 0)
+    hidden = cols >= seqlen_k
+    if CAUSAL:
+        hidden = hidden | (cols > gl.expand_dims(rows, 1) + (seqlen_k - seqlen_q))
+    return gl.where(hidden, float("-inf"), s)
+
+
+@gluon.jit
+def _softmax_step(s, m_i, l_i, qk_scale):
+    """Online-softmax update for one tile of raw scores: ``(p, alpha, m_new, l_new)``, fp32."""
+    m_new = gl.maximum(m_i, gl.max(s, 1) * qk_scale)
+    # A row that has seen nothing yet keeps m = -inf; exponentiate against 0 so that exp2 gives 0, not NaN.
+    m_exp = gl.where(m_new == float("-inf"), 0.0, m_new)
+    p = gl.exp2(s * qk_scale - gl.expand_dims(m_exp, 1))
+    alpha = gl.exp2(m_i - m_exp)
+    return p, alpha, m_new, l_i * alpha + gl.sum(p, 1)
+
+
+@gluon.jit
+def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
+              CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr):  # fmt: skip
+    """One warpgroup: its 64 query rows over every visited key tile, then their output and LSE."""
+    q_bufs, k_bufs, v_bufs = bufs
+    q_bars, k_ready, v_ready, k_empty, v_empty = bars
+    num_full_here = lists[4]
+    num_tiles = lists[5]
+    b, h, _kv_h, start_m, pid_bh = coords
+    out_ptr, lse_ptr, state_acc, state_m, state_l, stride_ob, stride_os, stride_oh = outs
+    seqlen_q, seqlen_k, qk_scale = dims
+    num_stages: gl.constexpr = k_bufs.type.shape[0]
+    block_n: gl.constexpr = k_bufs.type.shape[2]
+    head_dim: gl.constexpr = k_bufs.type.shape[4]
+    dtype: gl.constexpr = k_bufs.type.element_ty
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, block_n, 16])  # fmt: skip
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, head_dim, 16])  # fmt: skip
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    row_layout: gl.constexpr = gl.SliceLayout(1, s_layout)
+    o_row_layout: gl.constexpr = gl.SliceLayout(1, o_layout)
+
+    first_row = start_m + WG * WG_ROWS
+    rows = first_row + gl.arange(0, WG_ROWS, layout=row_layout)
+    offs_n = gl.arange(0, block_n, layout=gl.SliceLayout(0, s_layout))
+    o_rows = first_row + gl.arange(0, WG_ROWS, layout=o_row_layout)
+    offs_d = gl.arange(0, head_dim, layout=gl.SliceLayout(0, o_layout))
+    row_ok = rows < seqlen_q
+    o_row_ok = gl.expand_dims(o_rows < seqlen_q, 1)
+    state_rows = pid_bh.to(gl.int64) * seqlen_q + rows
+    state_ptrs = state_acc + gl.expand_dims((pid_bh.to(gl.int64) * seqlen_q + o_rows) * head_dim, 1)
+    state_ptrs = state_ptrs + gl.expand_dims(offs_d, 0)
+    if CARRY_IN:
+        # The online-softmax state the previous sweep left: same arithmetic as one long sweep.
+        m_i = gl.load(state_m + state_rows, mask=row_ok, other=float("-inf"))
+        l_i = gl.load(state_l + state_rows, mask=row_ok, other=0.0)
+        acc = gl.load(state_ptrs, mask=o_row_ok, other=0.0)
+    else:
+        m_i = gl.full([WG_ROWS], float("-inf"), gl.float32, row_layout)
+        l_i = gl.zeros([WG_ROWS], gl.float32, row_layout)
+        acc = gl.zeros([WG_ROWS, head_dim], gl.float32, o_layout)
+    s_zero = gl.zeros([WG_ROWS, block_n], gl.float32, s_layout)
+
+    q_smem = q_bufs.index(WG).reshape([WG_ROWS, head_dim])
+    mbarrier.wait(q_bars.index(WG), 0)
+    if num_tiles > 0:
+        mbarrier.wait(k_ready.index(0), 0)
+        s = warpgroup_mma(q_smem, k_bufs.index(0).reshape([block_n, head_dim]).permute((1, 0)), s_zero,
+                          use_acc=False)  # fmt: skip
+        mbarrier.arrive(k_empty.index(0))
+        if num_full_here == 0:
+            s = _masked_scores(s, _key_block(lists, 0) * block_n, rows, offs_n, seqlen_q, seqlen_k, CAUSAL)
+        p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
+        acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
+        p_op = gl.convert_layout(p.to(dtype), p_layout)
+        for t in range(1, num_tiles):
+            stage = t % num_stages
+            prev = (t - 1) % num_stages
+            mbarrier.wait(k_ready.index(stage), (t // num_stages) & 1)
+            k_t = k_bufs.index(stage).reshape([block_n, head_dim]).permute((1, 0))
+            s_token = warpgroup_mma(q_smem, k_t, s_zero, use_acc=False, is_async=True)
+            mbarrier.wait(v_ready.index(prev), ((t - 1) // num_stages) & 1)
+            v_prev = v_bufs.index(prev).reshape([block_n, head_dim])
+            acc_token = warpgroup_mma(p_op, v_prev, acc, is_async=True)
+            # wgmma groups retire in order: this waits for the scores and leaves P V running under the softmax.
+            s = warpgroup_mma_wait(1, deps=(s_token,))
+            mbarrier.arrive(k_empty.index(stage))
+            if t >= num_full_here:
+                s = _masked_scores(s, _key_block(lists, t) * block_n, rows, offs_n, seqlen_q, seqlen_k, CAUSAL)
+            p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
+            acc, p_op = warpgroup_mma_wait(0, deps=(acc_token, p_op))
+            mbarrier.arrive(v_empty.index(prev))
+            acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
+            p_op = gl.convert_layout(p.to(dtype), p_layout)
+        last = (num_tiles - 1) % num_stages
+        mbarrier.wait(v_ready.index(last), ((num_tiles - 1) // num_stages) & 1)
+        acc = warpgroup_mma(p_op, v_bufs.index(last).reshape([block_n, head_dim]), acc)
+        mbarrier.arrive(v_empty.index(last))
+
+    if CARRY_OUT:
+        gl.store(state_m + state_rows, m_i, mask=row_ok)
+        gl.store(state_l + state_rows, l_i, mask=row_ok)
+        gl.store(state_ptrs, acc, mask=o_row_ok)
+    else:
+        seen = l_i > 0.0
+        l_safe = gl.where(seen, l_i, 1.0)
+        out = acc / gl.expand_dims(gl.convert_layout(l_safe, o_row_layout), 1)
+        o_ptrs = out_ptr + b.to(gl.int64) * stride_ob + h * stride_oh
+        o_ptrs = o_ptrs + gl.expand_dims(o_rows.to(gl.int64) * stride_os, 1) + gl.expand_dims(offs_d, 0)
+        gl.store(o_ptrs, out.to(dtype), mask=o_row_ok)
+        lse = gl.where(seen, (m_i + gl.log2(l_safe)) * LN2, float("-inf"))
+        gl.store(lse_ptr + state_rows, lse, mask=row_ok)
+
+
+@gluon.jit
+def fwd_ws_kernel(
+    q_desc,
+    k_desc,
+    v_desc,
+    Out,
+    Lse,
+    FullCount,
+    FullIndex,
+    PartCount,
+    PartIndex,
+    Order,
+    StateAcc,
+    StateM,
+    StateL,
+    sweep_lo,
+    sweep_hi,
+    stride_ob,
+    stride_os,
+    stride_oh,
+    list_stride_b,
+    seqlen_q,
+    seqlen_k,
+    num_q_heads,
+    q_per_kv,
+    q_per_mask,
+    num_m_blocks,
+    num_n_blocks,
+    qk_scale,
+    CAUSAL: gl.constexpr,
+    NUM_STAGES: gl.constexpr,
+    SWEEP: gl.constexpr = False,
+    CARRY_IN: gl.constexpr = False,
+    CARRY_OUT: gl.constexpr = False,
+):
+    """Grid ``(query blocks of 128, batch x query heads)``; 4 warps here plus a 4-warp and a 1-warp worker.
+
+    ``q_desc`` / ``k_desc`` / ``v_desc``: Gluon tensor descriptors over ``[B, S, H, 128]`` with boxes
+    ``[1, 64, 1, 128]`` (Q) and ``[1, BLOCK_N, 1, 128]`` (K, V). The list arguments are ``tile_lists``' for
+    ``BLOCK_M = 128`` and the K/V box's ``BLOCK_N``.
+    """
+    pid_bh = gl.program_id(1)
+    b = pid_bh // num_q_heads
+    h = pid_bh % num_q_heads
+    kv_h = h // q_per_kv
+    mask_h = h // q_per_mask
+    list_base = (b * list_stride_b + mask_h).to(gl.int64) * num_m_blocks
+    # Heaviest query blocks first (Order sorts them by live tiles), as in fwd_kernel.
+    pid_m = gl.load(Order + list_base + gl.program_id(0))
+    start_m = pid_m * (2 * WG_ROWS)
+    list_row = list_base + pid_m
+    full_list = FullIndex + list_row * num_n_blocks
+    part_list = PartIndex + list_row * num_n_blocks
+    num_full = gl.load(FullCount + list_row)
+    num_part = gl.load(PartCount + list_row)
+    full_lo = num_full * 0
+    part_lo = num_part * 0
+    if SWEEP:
+        full_lo = _first_at_least(full_list, num_full, sweep_lo)
+        num_full = _first_at_least(full_list, num_full, sweep_hi)
+        part_lo = _first_at_least(part_list, num_part, sweep_lo)
+        num_part = _first_at_least(part_list, num_part, sweep_hi)
+    num_full_here = num_full - full_lo
+    num_tiles = num_full_here + (num_part - part_lo)
+
+    dtype: gl.constexpr = k_desc.dtype
+    # (Gluon's frontend takes no starred expressions: lists are concatenated.)
+    q_bufs = gl.allocate_shared_memory(dtype, [2] + q_desc.block_type.shape, q_desc.layout)  # noqa: RUF005
+    k_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + k_desc.block_type.shape, k_desc.layout)  # noqa: RUF005
+    v_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + v_desc.block_type.shape, v_desc.layout)  # noqa: RUF005
+    q_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    k_empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    v_empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    for g in gl.static_range(2):
+        mbarrier.init(q_bars.index(g), count=1)
+    for i in gl.static_range(NUM_STAGES):
+        mbarrier.init(k_ready.index(i), count=1)
+        mbarrier.init(v_ready.index(i), count=1)
+        # Released once by each of the two consuming warpgroups.
+        mbarrier.init(k_empty.index(i), count=2)
+        mbarrier.init(v_empty.index(i), count=2)
+
+    descs = (q_desc, k_desc, v_desc)
+    bufs = (q_bufs, k_bufs, v_bufs)
+    bars = (q_bars, k_ready, v_ready, k_empty, v_empty)
+    lists = (full_list, part_list, full_lo, part_lo, num_full_here, num_tiles)
+    coords = (b, h, kv_h, start_m, pid_bh)
+    outs = (Out, Lse, StateAcc, StateM, StateL, stride_ob, stride_os, stride_oh)
+    dims = (seqlen_q, seqlen_k, qk_scale)
+    gl.warp_specialize(
+        [
+            (_consumer, (descs, bufs, bars, lists, coords, outs, dims, 0, CAUSAL, CARRY_IN, CARRY_OUT)),
+            (_consumer, (descs, bufs, bars, lists, coords, outs, dims, 1, CAUSAL, CARRY_IN, CARRY_OUT)),
+            (_producer, (descs, bufs, bars, lists, coords, outs, dims, 0, CAUSAL, CARRY_IN, CARRY_OUT)),
+        ],
+        [4, 1],
+        [240, 24],
+    )
