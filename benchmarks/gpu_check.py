@@ -88,6 +88,15 @@ def build_cases(quick: bool) -> list[dict]:
             dict(kind=kind, causal=causal, C=c, Sq=4099, Sk=4099 if c == 0 else 3001, B=1 + i % 2, Hq=8, Hkv=2,
                  Hm=1, D=128, dtype="bfloat16", as_len=None, sweep_keys=1024)
         )  # fmt: skip
+    # The Gluon forward's column-mask forms at D=128 (causal C=1, non-causal C=2) with GQA, one mask per query
+    # head and Sq != Sk both ways: the workload cases above reach them only without GQA.
+    for causal, c in ((True, 1), (False, 2)):
+        for sq, sk in ((1000, 1537), (1537, 1000)):
+            i = next(counter)
+            cases.append(
+                dict(kind="random", causal=causal, C=c, Sq=sq, Sk=sk, B=2, Hq=8, Hkv=2, Hm=8, D=128,
+                     dtype=("bfloat16", "float16")[i % 2])
+            )  # fmt: skip
     if quick:
         cases = [c for c in cases if c["D"] in (64, 128)][:10]
     return cases

@@ -642,8 +642,46 @@ s9c)
         run "racecheck_$c" 120 racecheck.txt "${san[@]}" --tool racecheck python3 benchmarks/sanitize.py --cases $c
     done
     ;;
+s9d)
+    # Racecheck's hazards on the Gluon forward (s9c) sit in the compiler's partition hand-off; the same check on
+    # a minimal warp-specialized kernel with no shared memory of its own tells whether they come from there.
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    for v in 0 1 2 3; do
+        run "racecheck_probe_$v" 90 racecheck_probe.txt "${san[@]}" --tool racecheck python3 benchmarks/sanitize.py \
+            --ws-probe $v
+    done
+    ;;
+s9e)
+    # The Gluon forward on the column masks with two limits per key column (causal C=1, non-causal C=2): every
+    # gpu_check case (their D=128 cases now take it), then its forward against the Triton one (128x128, 8 warps,
+    # 2 stages, their previous default) on the seven masks of those forms at 8K and 32K.
+    run gpu_check 160 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    M=sliding_window,causal_document,document,share_question,prefix_lm_document,prefix_lm_causal,random_eviction
+    T=(python3 benchmarks/tune.py --head-dim 128 --masks $M --no-bwd --fwd '128,128,4,3,1,1;128,128,8,2,1')
+    run fwd_8k 150 ws_fwd_masks.txt "${T[@]}" --seqlen 8192 --batch 16
+    run fwd_32k 150 ws_fwd_masks.txt "${T[@]}" --seqlen 32768 --batch 4
+    ;;
+s9f)
+    # The Gluon forward on the two-limit column masks (s9e), its correctness and the 128K table: gpu_check (66
+    # cases, four new with GQA and per-head masks on its forms), memcheck on the sanitize.py cases it takes with a
+    # column mask (2: causal C=1, 10: non-causal C=2), then D=128 at 128K on the seven masks of those forms.
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    for c in 2:3 10:11; do
+        run "memcheck_$c" 90 memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases $c
+    done
+    M=sliding_window,causal_document,document,share_question,prefix_lm_document,prefix_lm_causal,random_eviction
+    run k128_128k 300 k128_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
+        --head-dims 128 --masks $M --out "$OUT/k128_128k"
+    ;;
+s9g)
+    # D=128 at 8K and 32K on the seven masks the Gluon forward now takes.
+    M=sliding_window,causal_document,document,share_question,prefix_lm_document,prefix_lm_causal,random_eviction
+    run k128 560 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --masks $M --out "$OUT/k128"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s9c)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s9g)" >&2
     exit 2
     ;;
 esac

@@ -28,10 +28,80 @@ from flashmask.kernels import attention_backward, attention_forward
 from flashmask.kernels import configs as kconfigs
 
 
+def _ws_probe(variant: int) -> None:
+    """Minimal ``gl.warp_specialize`` kernels: what racecheck reports for them comes from the compiler's hand-off
+    between partitions (captures passed through shared memory), not from a kernel's own buffers. Variant 0: one
+    1-warp worker. 1: the Gluon forward's partitions (a 4-warp and a 1-warp worker, 240 / 24 registers, 168 at
+    launch), each reducing a tile (partition-local barriers). 2: as 1, plus 200 KB of shared memory (one CTA per
+    SM) and a 264-CTA grid. 3: as 2, plus mbarriers initialised before the hand-off, as the forward does."""
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import mbarrier
+
+    @gluon.jit
+    def reduce_rows(ptr, value, WARPS: gl.constexpr):
+        layout: gl.constexpr = gl.BlockedLayout([1, 4], [4, 8], [WARPS, 1], [1, 0])
+        x = gl.full([64, 64], 1, gl.int32, layout) * value
+        gl.store(ptr + gl.program_id(0), gl.sum(gl.sum(x, 1), 0))
+
+    @gluon.jit
+    def default_partition(ptr, value, VARIANT: gl.constexpr):
+        if VARIANT == 0:
+            gl.store(ptr + gl.program_id(0), value)
+        else:
+            reduce_rows(ptr, value, 4)
+
+    @gluon.jit
+    def worker_partition(ptr, value, VARIANT: gl.constexpr):
+        if VARIANT == 0:
+            gl.store(ptr + gl.num_programs(0) + gl.program_id(0), value + 1)
+        else:
+            reduce_rows(ptr + gl.num_programs(0), value + 1, 4)
+
+    @gluon.jit
+    def small_worker_partition(ptr, value, VARIANT: gl.constexpr):
+        gl.store(ptr + 2 * gl.num_programs(0) + gl.program_id(0), value + 2)
+
+    @gluon.jit
+    def probe_kernel(ptr, value, VARIANT: gl.constexpr):
+        if VARIANT >= 2:
+            buf = gl.allocate_shared_memory(gl.float32, [200 * 256], gl.SwizzledSharedLayout(1, 1, 1, [0]))
+            buf._keep_alive()
+        if VARIANT == 3:
+            bars = gl.allocate_shared_memory(gl.int64, [4, 1], mbarrier.MBarrierLayout())
+            for i in gl.static_range(4):
+                mbarrier.init(bars.index(i), count=2)
+        if VARIANT == 0:
+            gl.warp_specialize(
+                [(default_partition, (ptr, value, VARIANT)), (worker_partition, (ptr, value, VARIANT))], [1], [24]
+            )
+        else:
+            gl.warp_specialize(
+                [
+                    (default_partition, (ptr, value, VARIANT)),
+                    (worker_partition, (ptr, value, VARIANT)),
+                    (small_worker_partition, (ptr, value, VARIANT)),
+                ],
+                [4, 1],
+                [240, 24],
+            )
+
+    grid = 264 if variant >= 2 else 4
+    out = torch.zeros(3 * grid, dtype=torch.int32, device="cuda")
+    maxnreg = None if variant == 0 else 168
+    probe_kernel[(grid,)](out, 41, VARIANT=variant, num_warps=4, maxnreg=maxnreg)
+    torch.cuda.synchronize()
+    print(f"ws probe {variant}: ran, first CTA wrote {out[::grid].tolist()}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=None, help="a slice of the cases, START:STOP (a time limit cut a run short)")
+    ap.add_argument("--ws-probe", type=int, default=None, help="run only a minimal warp-specialized kernel (0-3)")
     args = ap.parse_args()
+    if args.ws_probe is not None:
+        _ws_probe(args.ws_probe)
+        return
     dev = torch.device("cuda")
     forms = [(True, 1), (True, 2), (False, 2), (False, 4), (True, 0), (False, 0)]
     shapes = [(333, 333, 64), (200, 457, 96), (457, 200, 128), (300, 257, 256)]

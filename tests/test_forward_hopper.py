@@ -15,14 +15,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import triton
 
-from flashmask.kernels import KernelConfig, attention_forward
+from flashmask.kernels import GLUON_TRITON_RELEASE, KernelConfig, attention_forward
 from flashmask.reference import reference_attention
 
 ROOT = Path(__file__).resolve().parents[1]
 H100_SHARED_MEMORY_KB = 227
 
 
+@pytest.mark.skipif(
+    not triton.__version__.startswith(GLUON_TRITON_RELEASE), reason="the Gluon forward is used on Triton 3.6 only"
+)
 @pytest.mark.parametrize("variant", [[], ["--causal", "--sweep"]], ids=["full", "causal-sweep"])
 def test_gluon_forward_compiles_for_sm90_without_spills(variant):
     """The default (3 K/V stages) compiles for sm_90 with no spills and fits an H100's shared memory.
@@ -41,19 +45,25 @@ def test_gluon_forward_compiles_for_sm90_without_spills(variant):
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="CPU tensors need TRITON_INTERPRET=1")
-@pytest.mark.parametrize("causal", [False, True])
-def test_warp_specialized_config_falls_back_to_the_triton_forward(causal):
+@pytest.mark.parametrize(("causal", "vectors"), [(False, 0), (True, 0), (True, 1), (False, 2)])
+def test_warp_specialized_config_falls_back_to_the_triton_forward(causal, vectors):
     """Where the Gluon kernel cannot run (here: no GPU, so no TMA), the launcher runs the Triton forward on the
-    config's tiles with both consumers' warps; the result is the reference's."""
-    torch.manual_seed(0)
+    config's tiles with both consumers' warps; the result is the reference's, with and without a column mask of
+    the forms the Gluon kernel takes."""
+    torch.manual_seed(vectors)
     b, sq, sk, hq, hkv, d = 1, 70, 90, 2, 1, 32
     q = torch.randn(b, sq, hq, d, dtype=torch.float16)
     k = torch.randn(b, sk, hkv, d, dtype=torch.float16)
     v = torch.randn(b, sk, hkv, d, dtype=torch.float16)
+    indices = torch.randint(0, sq + 1, (b, 1, sk, vectors), dtype=torch.int32) if vectors else None
+    if vectors == 2:  # non-causal (LTS, UTE): the upper interval [0, UTE) below the lower one [LTS, Sq)
+        indices = torch.sort(indices, dim=-1, descending=True).values
     out = torch.full_like(q, float("nan"))
     lse = torch.full((b, hq, sq), float("nan"))
-    cfg = KernelConfig(32, 16, 2, 1, False, warp_specialized=True)
-    attention_forward(q, k, v, None, causal, d**-0.5, config=cfg, out=out, lse=lse)
-    ref_out, ref_lse = reference_attention(q, k, v, causal=causal, softmax_scale=d**-0.5)
+    cfg = KernelConfig(32, 16, 2, 3, False, warp_specialized=True)
+    attention_forward(q, k, v, indices, causal, d**-0.5, config=cfg, out=out, lse=lse)
+    ref_out, ref_lse = reference_attention(q, k, v, indices, causal=causal, softmax_scale=d**-0.5)
+    seen = torch.isfinite(ref_lse)
     torch.testing.assert_close(out.double(), ref_out, atol=2e-3, rtol=0)
-    torch.testing.assert_close(lse.double(), ref_lse, atol=1e-3, rtol=0)
+    assert torch.equal(torch.isfinite(lse), seen)
+    torch.testing.assert_close(lse.double()[seen], ref_lse[seen], atol=1e-3, rtol=0)

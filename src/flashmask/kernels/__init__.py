@@ -24,13 +24,15 @@ try:
     from triton.tools.tensor_descriptor import TensorDescriptor
 except ImportError:  # older Triton: plain pointer loads only
     TensorDescriptor = None
-try:
+# Gluon is experimental and its API moves between releases: the warp-specialized forward is used only on the
+# Triton release it was written and checked against (elsewhere the Triton forward runs on the same tiles).
+GLUON_TRITON_RELEASE = "3.6."
+fwd_ws_kernel = None
+if triton.__version__.startswith(GLUON_TRITON_RELEASE):
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
 
     from .forward_hopper import WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIM, WS_MAX_REGISTERS, fwd_ws_kernel
-except ImportError:  # a Triton without Gluon: the Triton forward everywhere
-    fwd_ws_kernel = None
 
 __all__ = ["Configs", "KernelConfig", "attention_backward", "attention_forward"]
 
@@ -240,8 +242,10 @@ def _launch_forward(
             _launch_forward_ws(q, k, v, out, lse, softmax_scale, mask, lists, cfg, state_acc, state_m, state_l,
                                sweep_lo, sweep_hi, carry_in, carry_out, sweep is not None)  # fmt: skip
             return
-        # The Triton forward on the same tiles (the lists are built for them), its warps those of both consumers.
-        cfg = cfg._replace(num_warps=2 * cfg.num_warps, warp_specialized=False)
+        # The Triton forward on the same tiles (the lists are built for them), its warps those of both consumers;
+        # with a column mask 2 stages, as configs gives that kernel (3 spill there).
+        stages = min(cfg.num_stages, 2) if mask.form.has_mask else cfg.num_stages
+        cfg = cfg._replace(num_warps=2 * cfg.num_warps, num_stages=stages, warp_specialized=False)
     seqlen_q, num_q_heads, head_dim = q.shape[1], q.shape[2], q.shape[3]
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     d_pad = _head_dim_pad(head_dim)
@@ -272,11 +276,13 @@ def _launch_forward(
 
 
 def _warp_specialized_ok(q, k, v, mask: _MaskArgs, cfg: KernelConfig, use_tma: bool | None) -> bool:
-    """Whether the Gluon forward can take this call: Hopper, D=128, 16-bit, no column mask, TMA-aligned."""
+    """Whether the Gluon forward can take this call: Hopper, D=128, 16-bit, TMA-aligned, and no column mask or
+    one whose partial tiles need two limits per column (causal with LTS; non-causal with LTS, UTE)."""
     return (
         fwd_ws_kernel is not None
         and use_tma is not False
-        and not mask.form.has_mask
+        and mask.form.lte_col < 0
+        and mask.form.uts_col < 0
         and (cfg.block_m, cfg.block_n, q.shape[3]) == (WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIM)
         and q.dtype in (torch.float16, torch.bfloat16)
         and _tma_ok(q, k, v)
@@ -297,11 +303,12 @@ def _launch_forward_ws(q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs,
 
     fwd_ws_kernel[_grid(q.shape[0] * num_q_heads, num_m)](
         descriptor(q, cfg.block_m // 2), descriptor(k, cfg.block_n), descriptor(v, cfg.block_n),
-        out, lse, *lists, state_acc, state_m, state_l, sweep_lo, sweep_hi,
-        out.stride(0), out.stride(1), out.stride(2), mask.list_stride_b,
+        out, lse, mask.tensor, *lists, state_acc, state_m, state_l, sweep_lo, sweep_hi,
+        out.stride(0), out.stride(1), out.stride(2), *mask.strides, mask.list_stride_b,
         seqlen_q, seqlen_k, num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n,
         softmax_scale * _LOG2E,
-        CAUSAL=mask.form.causal, NUM_STAGES=cfg.num_stages, SWEEP=sweep, CARRY_IN=carry_in, CARRY_OUT=carry_out,
+        CAUSAL=mask.form.causal, HAS_MASK=mask.form.has_mask, UTE_COL=mask.form.ute_col,
+        NUM_STAGES=cfg.num_stages, SWEEP=sweep, CARRY_IN=carry_in, CARRY_OUT=carry_out,
         num_warps=cfg.num_warps, maxnreg=WS_MAX_REGISTERS,
     )  # fmt: skip
 

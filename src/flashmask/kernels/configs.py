@@ -68,6 +68,10 @@ WIDE_DKDV_MIN_QUERIES = 65536
 FORWARD_SWEEP_MAX_KEYS = 65536
 
 
+# The Gluon forward (``forward_hopper``): 128x128 tiles, two 4-warp consumer warpgroups, three K/V stages.
+WARP_SPECIALIZED_FORWARD = KernelConfig(128, 128, 4, 3, True, warp_specialized=True)
+
+
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -123,7 +127,7 @@ def pick(
                 sweep_keys = _equal_sweeps(seqlen_k, FORWARD_SWEEP_MAX_KEYS, forward.block_n)
                 # The warp-specialized Gluon forward (s9a): -17% at 8K (full and causal), -14% / -18% at 32K, three
                 # K/V stages (two: level at 8K, +7% on full at 32K).
-                forward = K(128, 128, 4, 3, True, warp_specialized=True)
+                forward = WARP_SPECIALIZED_FORWARD
             return Configs(forward, dkdv, dq, forward_partial=forward_partial, forward_sweep_keys=sweep_keys)
         return Configs(K(128, 64, 8, 2, True), K(32, 32, 4, 2), K(128, 32, 8, 2, True))
     # Ampere and older: less shared memory, no tensor descriptors.
@@ -157,4 +161,7 @@ def _forward_d128_hopper(mask_vectors: int, causal: bool) -> tuple[KernelConfig,
     big = K(128, 128, 8, 2 if mask_vectors else 3, True)
     if mask_vectors == 4 or (causal and mask_vectors >= 2):
         return big, K(64, 64, 4, 2, True)
+    if mask_vectors:
+        # Two limits per key column (causal LTS; non-causal LTS, UTE): the warp-specialized Gluon forward.
+        return WARP_SPECIALIZED_FORWARD, None
     return big, None

@@ -23,6 +23,7 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
 
 LN2: gl.constexpr = gl.constexpr(0.6931471805599453)
+ALL_ROWS: gl.constexpr = gl.constexpr(2**30)  # above any row index
 # Rows of one warpgroup's m64 wgmma; a program has two warpgroups.
 WG_ROWS: gl.constexpr = gl.constexpr(64)
 WS_BLOCK_M = 128
@@ -59,12 +60,13 @@ def _key_block(lists, t):
 
 @gluon.jit
 def _producer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
-              CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr):  # fmt: skip
+              HAS_MASK: gl.constexpr, UTE_COL: gl.constexpr, CARRY_IN: gl.constexpr,
+              CARRY_OUT: gl.constexpr):  # fmt: skip
     """One warp: the Q rows of both warpgroups, then K and V of every visited tile into the stage ring."""
     q_desc, k_desc, v_desc = descs
     q_bufs, k_bufs, v_bufs = bufs
     q_bars, k_ready, v_ready, k_empty, v_empty = bars
-    b, h, kv_h, start_m, _pid_bh = coords
+    b, h, kv_h, start_m, _pid_bh, _mask_base = coords
     num_stages: gl.constexpr = k_bufs.type.shape[0]
     block_n: gl.constexpr = k_bufs.type.shape[2]
     for g in gl.static_range(2):
@@ -85,12 +87,31 @@ def _producer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
 
 
 @gluon.jit
-def _masked_scores(s, start_n, rows, offs_n, seqlen_q, seqlen_k, CAUSAL: gl.constexpr):
-    """``-inf`` where a key is past ``Sk`` or (causal, aligned bottom-right) after the query row."""
-    cols = gl.expand_dims(start_n + offs_n, 0)
-    hidden = cols >= seqlen_k
-    if CAUSAL:
-        hidden = hidden | (cols > gl.expand_dims(rows, 1) + (seqlen_k - seqlen_q))
+def _masked_scores(s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL: gl.constexpr,
+                   HAS_MASK: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
+    """``-inf`` where a query row may not see a key column of this partial tile.
+
+    Per column, the hidden rows are ``[0, below)`` and ``[start, Sq)``: ``below`` is the causal diagonal
+    (aligned bottom-right), the non-causal two-vector form's UTE, or every row past ``Sk``; ``start`` is LTS.
+    """
+    seqlen_q, seqlen_k, _qk_scale = dims
+    cols = start_n + offs_n
+    rows_2d = gl.expand_dims(rows, 1)
+    if HAS_MASK:
+        in_range = cols < seqlen_k
+        below = cols - (seqlen_k - seqlen_q) if CAUSAL else cols * 0
+        # 32-bit column offsets: the launcher keeps Sk * stride below 2**31.
+        mask_cols = mask_base + cols * stride_ms
+        start = gl.load(mask_cols, mask=in_range, other=0)
+        if UTE_COL >= 0:
+            below = gl.load(mask_cols + UTE_COL, mask=in_range, other=0)
+        below = gl.where(in_range, below, ALL_ROWS)
+        hidden = (rows_2d < gl.expand_dims(below, 0)) | (rows_2d >= gl.expand_dims(start, 0))
+    else:
+        cols_2d = gl.expand_dims(cols, 0)
+        hidden = cols_2d >= seqlen_k
+        if CAUSAL:
+            hidden = hidden | (cols_2d > rows_2d + (seqlen_k - seqlen_q))
     return gl.where(hidden, float("-inf"), s)
 
 
@@ -107,15 +128,16 @@ def _softmax_step(s, m_i, l_i, qk_scale):
 
 @gluon.jit
 def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
-              CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr):  # fmt: skip
+              HAS_MASK: gl.constexpr, UTE_COL: gl.constexpr, CARRY_IN: gl.constexpr,
+              CARRY_OUT: gl.constexpr):  # fmt: skip
     """One warpgroup: its 64 query rows over every visited key tile, then their output and LSE."""
     q_bufs, k_bufs, v_bufs = bufs
     q_bars, k_ready, v_ready, k_empty, v_empty = bars
     num_full_here = lists[4]
     num_tiles = lists[5]
-    b, h, _kv_h, start_m, pid_bh = coords
-    out_ptr, lse_ptr, state_acc, state_m, state_l, stride_ob, stride_os, stride_oh = outs
-    seqlen_q, seqlen_k, qk_scale = dims
+    b, h, _kv_h, start_m, pid_bh, mask_base = coords
+    out_ptr, lse_ptr, state_acc, state_m, state_l, stride_ob, stride_os, stride_oh, stride_ms = outs
+    seqlen_q, _seqlen_k, qk_scale = dims
     num_stages: gl.constexpr = k_bufs.type.shape[0]
     block_n: gl.constexpr = k_bufs.type.shape[2]
     head_dim: gl.constexpr = k_bufs.type.shape[4]
@@ -157,7 +179,8 @@ def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
                           use_acc=False)  # fmt: skip
         mbarrier.arrive(k_empty.index(0))
         if num_full_here == 0:
-            s = _masked_scores(s, _key_block(lists, 0) * block_n, rows, offs_n, seqlen_q, seqlen_k, CAUSAL)
+            start_n = _key_block(lists, 0) * block_n
+            s = _masked_scores(s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, UTE_COL)
         p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
         acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
         p_op = gl.convert_layout(p.to(dtype), p_layout)
@@ -174,7 +197,8 @@ def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
             s = warpgroup_mma_wait(1, deps=(s_token,))
             mbarrier.arrive(k_empty.index(stage))
             if t >= num_full_here:
-                s = _masked_scores(s, _key_block(lists, t) * block_n, rows, offs_n, seqlen_q, seqlen_k, CAUSAL)
+                start_n = _key_block(lists, t) * block_n
+                s = _masked_scores(s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, UTE_COL)
             p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
             acc, p_op = warpgroup_mma_wait(0, deps=(acc_token, p_op))
             mbarrier.arrive(v_empty.index(prev))
@@ -207,6 +231,7 @@ def fwd_ws_kernel(
     v_desc,
     Out,
     Lse,
+    Mask,
     FullCount,
     FullIndex,
     PartCount,
@@ -220,6 +245,9 @@ def fwd_ws_kernel(
     stride_ob,
     stride_os,
     stride_oh,
+    stride_mb,
+    stride_mh,
+    stride_ms,
     list_stride_b,
     seqlen_q,
     seqlen_k,
@@ -230,6 +258,8 @@ def fwd_ws_kernel(
     num_n_blocks,
     qk_scale,
     CAUSAL: gl.constexpr,
+    HAS_MASK: gl.constexpr,
+    UTE_COL: gl.constexpr,
     NUM_STAGES: gl.constexpr,
     SWEEP: gl.constexpr = False,
     CARRY_IN: gl.constexpr = False,
@@ -288,14 +318,24 @@ def fwd_ws_kernel(
     bufs = (q_bufs, k_bufs, v_bufs)
     bars = (q_bars, k_ready, v_ready, k_empty, v_empty)
     lists = (full_list, part_list, full_lo, part_lo, num_full_here, num_tiles)
-    coords = (b, h, kv_h, start_m, pid_bh)
-    outs = (Out, Lse, StateAcc, StateM, StateL, stride_ob, stride_os, stride_oh)
+    mask_base = Mask + b.to(gl.int64) * stride_mb + mask_h * stride_mh
+    coords = (b, h, kv_h, start_m, pid_bh, mask_base)
+    outs = (Out, Lse, StateAcc, StateM, StateL, stride_ob, stride_os, stride_oh, stride_ms)
     dims = (seqlen_q, seqlen_k, qk_scale)
     gl.warp_specialize(
         [
-            (_consumer, (descs, bufs, bars, lists, coords, outs, dims, 0, CAUSAL, CARRY_IN, CARRY_OUT)),
-            (_consumer, (descs, bufs, bars, lists, coords, outs, dims, 1, CAUSAL, CARRY_IN, CARRY_OUT)),
-            (_producer, (descs, bufs, bars, lists, coords, outs, dims, 0, CAUSAL, CARRY_IN, CARRY_OUT)),
+            (
+                _consumer,
+                (descs, bufs, bars, lists, coords, outs, dims, 0, CAUSAL, HAS_MASK, UTE_COL, CARRY_IN, CARRY_OUT),
+            ),
+            (
+                _consumer,
+                (descs, bufs, bars, lists, coords, outs, dims, 1, CAUSAL, HAS_MASK, UTE_COL, CARRY_IN, CARRY_OUT),
+            ),
+            (
+                _producer,
+                (descs, bufs, bars, lists, coords, outs, dims, 0, CAUSAL, HAS_MASK, UTE_COL, CARRY_IN, CARRY_OUT),
+            ),
         ],
         [4, 1],
         [240, 24],
