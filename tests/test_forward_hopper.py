@@ -1,8 +1,9 @@
-"""The warp-specialized Gluon forward (Hopper, D=128, no column mask) as far as a machine without a GPU can see it.
+"""The warp-specialized Gluon forward (Hopper, D=128) as far as a machine without a GPU can see it.
 
-Gluon has no interpreter, so its numbers are checked on the H100 (``benchmarks/gpu_check.py``, which runs it on
-every D=128 case without a column mask). Here: it compiles for sm_90 within the register file and shared memory,
-and a config that asks for it where it cannot run falls back to the Triton forward on the same tiles.
+Gluon has no interpreter, so its numbers are checked on the H100 (``benchmarks/gpu_check.py`` runs it on every
+D=128 case without a column mask or with a causal one-vector or non-causal two-vector one). Here: it compiles for
+sm_90 within the register file and shared memory, and a config that asks for it where it cannot run falls back to
+the Triton forward on the same tiles.
 """
 
 from __future__ import annotations

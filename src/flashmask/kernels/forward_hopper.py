@@ -1,4 +1,4 @@
-"""Warp-specialized FlashMask forward for Hopper (Gluon): D=128, no column mask.
+"""Warp-specialized FlashMask forward for Hopper (Gluon): D=128, no column mask or a two-limit one.
 
 The Triton forward (``forward.py``) runs its two warpgroups in lock-step and waits on each wgmma as soon as it
 is issued, so the exponentials and the tensor cores take turns. Here each warpgroup owns 64 query rows and its
@@ -9,7 +9,8 @@ ring of shared-memory stages; K and V have their own ready / empty barriers, so 
 as both warpgroups have their scores.
 
 Same contract as ``fwd_kernel``: the tile lists of ``tiles.tile_lists`` (unmasked key blocks, then partial ones,
-which get the causal / key-range element mask), heaviest query blocks first, the key sweeps (``SWEEP``,
+which get the element mask: causal / key range, and the column mask of the forms with two limits per key column,
+causal with LTS or non-causal with LTS and UTE), heaviest query blocks first, the key sweeps (``SWEEP``,
 ``CARRY_IN``, ``CARRY_OUT``) and the outputs (``out`` in the input dtype, ``lse`` fp32; 0 and ``-inf`` for rows
 that see nothing).
 
