@@ -680,8 +680,27 @@ s9g)
     run k128 560 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
         --masks $M --out "$OUT/k128"
     ;;
+s9h)
+    # The Gluon forward on the causal two-vector forms (causal_blockwise, qk_sparse; three limits per key column,
+    # no spills offline): gpu_check with it as their default, then its forward against the Triton ones they had
+    # (64x64/4/2 alone below 16K keys; 128x128/8/2 beside it, gated, from 16K) at 8K, 32K and 128K.
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    T=(python3 benchmarks/tune.py --head-dim 128 --masks causal_blockwise,qk_sparse --no-bwd
+        --fwd '128,128,4,3,1,1;64,64,4,2,1;128,128,8,2,1')
+    run fwd_8k 90 ws_fwd_causal2.txt "${T[@]}" --seqlen 8192 --batch 16
+    run fwd_32k 90 ws_fwd_causal2.txt "${T[@]}" --seqlen 32768 --batch 4
+    run fwd_128k 120 ws_fwd_causal2.txt "${T[@]}" --seqlen 131072 --batch 1
+    ;;
+s9i)
+    # causal_blockwise and qk_sparse on the Gluon forward (s9h): memcheck on sanitize.py case 6 (causal C=2 at
+    # D=128), then their D=128 rows at 8K, 32K and 128K with FlexAttention.
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    run memcheck_6 90 memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases 6:7
+    run k128_c2 400 k128_c2.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K,128K \
+        --head-dims 128 --masks causal_blockwise,qk_sparse --out "$OUT/k128_c2"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s9g)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s9i)" >&2
     exit 2
     ;;
 esac

@@ -147,8 +147,7 @@ def main() -> None:
         args = [gluon_desc(q, bm // 2), gluon_desc(k, bn), gluon_desc(v, bn), o, lse, mask, *ints, lse, lse, lse,
                 0, 0, *o.stride()[:3], 0, 0, mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
         sweep = dict(SWEEP=True, CARRY_IN=True, CARRY_OUT=True) if a.sweep else {}
-        form = dict(CAUSAL=mc["CAUSAL"], HAS_MASK=mc["HAS_MASK"], UTE_COL=mc["UTE_COL"])
-        flags = dict(**form, NUM_STAGES=a.stages, **sweep)
+        flags = dict(**mc, NUM_STAGES=a.stages, **sweep)
         _compile(forward_hopper.fwd_ws_kernel, args, flags, 4, a.stages, a.sass, forward_hopper.WS_MAX_REGISTERS)
     elif a.kernel == "fwd":
         args = [q, desc(k, bn), desc(v, bn), o, lse, mask, *ints, ints[0], lse, lse, lse, 0, 0, *strides * 4, 0, 0,

@@ -49,10 +49,9 @@ def test_tiles_are_whole_blocks_and_tensor_descriptors_only_on_hopper(gpu):
 def test_mask_form_changes_only_the_forward(gpu):
     """The backward tiles do not depend on the mask form, except on Hopper without a column mask: at D=64 (next
     test), and at D=128 the dQ pass (128x64 tiles on 8 warps, 3 stages). At D=128 on Hopper the forward does: 3
-    stages without a column mask, 2 with one (3 spill), and for four vectors or two under causal a second variant,
-    64x64 tiles on 4 warps, that runs instead when partial tiles are common (chosen on the GPU). Without a column
-    mask, and for the forms with two limits per column (causal C=1, non-causal C=2), it is the warp-specialized
-    kernel (4-warp consumer warpgroups, 3 K/V stages)."""
+    stages without a column mask, 2 with one (3 spill), and for four vectors a second variant, 64x64 tiles on 4
+    warps, that runs instead when partial tiles are common (chosen on the GPU). Without a column mask and with fewer
+    than four vectors it is the warp-specialized kernel (4-warp consumer warpgroups, 3 K/V stages)."""
     device, (major, _) = gpu
     for d in HEAD_DIMS:
         plain = configs.pick(d, device)
@@ -66,7 +65,7 @@ def test_mask_form_changes_only_the_forward(gpu):
                 else:
                     assert tuple(cfgs.dq)[:4] == (64, 64, 4, 2) and tuple(plain.dq)[:4] == (128, 64, 8, 3)
             if major >= 9 and d == 128:
-                small = vectors == 4 or (causal and vectors >= 2)
+                small = vectors == 4
                 expected = (128, 128, 8, 2, True, False) if small else (128, 128, 4, 3, True, True)
                 assert tuple(cfgs.forward) == expected, (vectors, causal)
                 partial = None if cfgs.forward_partial is None else tuple(cfgs.forward_partial)[:4]

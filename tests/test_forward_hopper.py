@@ -1,7 +1,7 @@
 """The warp-specialized Gluon forward (Hopper, D=128) as far as a machine without a GPU can see it.
 
 Gluon has no interpreter, so its numbers are checked on the H100 (``benchmarks/gpu_check.py`` runs it on every
-D=128 case without a column mask or with a causal one-vector or non-causal two-vector one). Here: it compiles for
+D=128 case without a column mask or with one of fewer than four vectors). Here: it compiles for
 sm_90 within the register file and shared memory, and a config that asks for it where it cannot run falls back to
 the Triton forward on the same tiles.
 """
@@ -28,9 +28,14 @@ H100_SHARED_MEMORY_KB = 227
 @pytest.mark.skipif(
     not triton.__version__.startswith(GLUON_TRITON_RELEASE), reason="the Gluon forward is used on Triton 3.6 only"
 )
-@pytest.mark.parametrize("variant", [[], ["--causal", "--sweep"]], ids=["full", "causal-sweep"])
+@pytest.mark.parametrize(
+    "variant",
+    [[], ["--causal", "--sweep"], ["--causal", "--vectors", "1"], ["--vectors", "2"], ["--causal", "--vectors", "2"]],
+    ids=["full", "causal-sweep", "causal-lts", "lts-ute", "causal-lts-lte"],
+)
 def test_gluon_forward_compiles_for_sm90_without_spills(variant):
-    """The default (3 K/V stages) compiles for sm_90 with no spills and fits an H100's shared memory.
+    """The default (3 K/V stages) compiles for sm_90 with no spills and fits an H100's shared memory, without a
+    column mask and with each form it takes.
 
     Run in a subprocess without ``TRITON_INTERPRET``: under the interpreter Gluon's helpers cannot be compiled.
     """
@@ -46,7 +51,7 @@ def test_gluon_forward_compiles_for_sm90_without_spills(variant):
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="CPU tensors need TRITON_INTERPRET=1")
-@pytest.mark.parametrize(("causal", "vectors"), [(False, 0), (True, 0), (True, 1), (False, 2)])
+@pytest.mark.parametrize(("causal", "vectors"), [(False, 0), (True, 0), (True, 1), (False, 2), (True, 2)])
 def test_warp_specialized_config_falls_back_to_the_triton_forward(causal, vectors):
     """Where the Gluon kernel cannot run (here: no GPU, so no TMA), the launcher runs the Triton forward on the
     config's tiles with both consumers' warps; the result is the reference's, with and without a column mask of
@@ -57,8 +62,8 @@ def test_warp_specialized_config_falls_back_to_the_triton_forward(causal, vector
     k = torch.randn(b, sk, hkv, d, dtype=torch.float16)
     v = torch.randn(b, sk, hkv, d, dtype=torch.float16)
     indices = torch.randint(0, sq + 1, (b, 1, sk, vectors), dtype=torch.int32) if vectors else None
-    if vectors == 2:  # non-causal (LTS, UTE): the upper interval [0, UTE) below the lower one [LTS, Sq)
-        indices = torch.sort(indices, dim=-1, descending=True).values
+    if vectors == 2:  # causal (LTS, LTE) ascending; non-causal (LTS, UTE): [0, UTE) below [LTS, Sq)
+        indices = torch.sort(indices, dim=-1, descending=not causal).values
     out = torch.full_like(q, float("nan"))
     lse = torch.full((b, hq, sq), float("nan"))
     cfg = KernelConfig(32, 16, 2, 3, False, warp_specialized=True)

@@ -277,11 +277,10 @@ def _launch_forward(
 
 def _warp_specialized_ok(q, k, v, mask: _MaskArgs, cfg: KernelConfig, use_tma: bool | None) -> bool:
     """Whether the Gluon forward can take this call: Hopper, D=128, 16-bit, TMA-aligned, and no column mask or
-    one whose partial tiles need two limits per column (causal with LTS; non-causal with LTS, UTE)."""
+    one of fewer than four vectors (with four, its per-column limits spill)."""
     return (
         fwd_ws_kernel is not None
         and use_tma is not False
-        and mask.form.lte_col < 0
         and mask.form.uts_col < 0
         and (cfg.block_m, cfg.block_n, q.shape[3]) == (WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIM)
         and q.dtype in (torch.float16, torch.bfloat16)
@@ -307,8 +306,7 @@ def _launch_forward_ws(q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs,
         out.stride(0), out.stride(1), out.stride(2), *mask.strides, mask.list_stride_b,
         seqlen_q, seqlen_k, num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n,
         softmax_scale * _LOG2E,
-        CAUSAL=mask.form.causal, HAS_MASK=mask.form.has_mask, UTE_COL=mask.form.ute_col,
-        NUM_STAGES=cfg.num_stages, SWEEP=sweep, CARRY_IN=carry_in, CARRY_OUT=carry_out,
+        **mask.constexprs(), NUM_STAGES=cfg.num_stages, SWEEP=sweep, CARRY_IN=carry_in, CARRY_OUT=carry_out,
         num_warps=cfg.num_warps, maxnreg=WS_MAX_REGISTERS,
     )  # fmt: skip
 

@@ -19,8 +19,8 @@ class KernelConfig(NamedTuple):
     num_warps: int
     num_stages: int
     tma: bool = False  # Hopper bulk tensor copies (tensor descriptors) for the inner loop's loads
-    # Forward only: the warp-specialized Gluon kernel (``forward_hopper``; Hopper, D=128, no column mask or a
-    # two-limit one: causal C=1, non-causal C=2), with ``num_warps`` per consumer warpgroup and ``num_stages`` K/V
+    # Forward only: the warp-specialized Gluon kernel (``forward_hopper``; Hopper, D=128, no column mask or one of
+    # fewer than four vectors), with ``num_warps`` per consumer warpgroup and ``num_stages`` K/V
     # stages. Where it cannot run (another head dim or mask form, unaligned strides, a Triton other than 3.6) the
     # launcher falls back to the Triton kernel on the same tiles.
     warp_specialized: bool = False
@@ -158,14 +158,15 @@ def _forward_d128_hopper(mask_vectors: int, causal: bool) -> tuple[KernelConfig,
     4 warps (two programs per SM, no spills) are faster where partial tiles are common (runs 13-14); where they
     are rare the 128x128 kernel wins (its full tiles are cheaper). So those forms get both, chosen on the GPU by
     the share of partial tiles (``PARTIAL_SHARE``); the other forms keep 128x128, where 64x64 lost up to 16%.
-    Those other forms (causal with one vector, non-causal with two) and the call without a column mask run the
-    warp-specialized Gluon forward since session 9: -8% to -25% forward on the seven masks of those forms at 8K,
-    32K and 128K (s9e-s9g), -14% to -18% without a mask.
+    Since session 9 every form but the four-vector one, and the call without a column mask, runs the
+    warp-specialized Gluon forward instead: -8% to -25% forward on the nine masks of those forms at 8K, 32K and
+    128K (s9e-s9i; causal_blockwise and qk_sparse -18% to -24% against the better of their two Triton
+    variants), -14% to -18% without a mask. With four vectors its per-column limits spill.
     """
     big = K(128, 128, 8, 2 if mask_vectors else 3, True)
-    if mask_vectors == 4 or (causal and mask_vectors >= 2):
+    if mask_vectors == 4:
         return big, K(64, 64, 4, 2, True)
     if mask_vectors:
-        # Two limits per key column (causal LTS; non-causal LTS, UTE): the Gluon forward.
+        # Fewer than four vectors: the Gluon forward.
         return WARP_SPECIALIZED_FORWARD, None
     return big, None

@@ -1,4 +1,4 @@
-"""Warp-specialized FlashMask forward for Hopper (Gluon): D=128, no column mask or a two-limit one.
+"""Warp-specialized FlashMask forward for Hopper (Gluon): D=128, no column mask or one of 1-2 vectors.
 
 The Triton forward (``forward.py``) runs its two warpgroups in lock-step and waits on each wgmma as soon as it
 is issued, so the exponentials and the tensor cores take turns. Here each warpgroup owns 64 query rows and its
@@ -9,10 +9,10 @@ ring of shared-memory stages; K and V have their own ready / empty barriers, so 
 as both warpgroups have their scores.
 
 Same contract as ``fwd_kernel``: the tile lists of ``tiles.tile_lists`` (unmasked key blocks, then partial ones,
-which get the element mask: causal / key range, and the column mask of the forms with two limits per key column,
-causal with LTS or non-causal with LTS and UTE), heaviest query blocks first, the key sweeps (``SWEEP``,
-``CARRY_IN``, ``CARRY_OUT``) and the outputs (``out`` in the input dtype, ``lse`` fp32; 0 and ``-inf`` for rows
-that see nothing).
+which get the element mask: causal / key range, and the column mask of every form with fewer than four vectors;
+with four, the per-column limits spill and the launcher keeps the Triton forward), heaviest query blocks first,
+the key sweeps (``SWEEP``, ``CARRY_IN``, ``CARRY_OUT``) and the outputs (``out`` in the input dtype, ``lse``
+fp32; 0 and ``-inf`` for rows that see nothing).
 
 Gluon has no interpreter: this kernel runs on Hopper GPUs only and is checked there (``benchmarks/gpu_check.py``).
 """
@@ -61,7 +61,8 @@ def _key_block(lists, t):
 
 @gluon.jit
 def _producer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
-              HAS_MASK: gl.constexpr, UTE_COL: gl.constexpr, CARRY_IN: gl.constexpr,
+              HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
+              CARRY_IN: gl.constexpr,
               CARRY_OUT: gl.constexpr):  # fmt: skip
     """One warp: the Q rows of both warpgroups, then K and V of every visited tile into the stage ring."""
     q_desc, k_desc, v_desc = descs
@@ -88,13 +89,23 @@ def _producer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
 
 
 @gluon.jit
+def _in_span(rows_2d, start, span):
+    """``start <= rows < start + span`` in one unsigned compare (``start >= 0``, ``0 <= span < 2**31``)."""
+    return (rows_2d - gl.expand_dims(start, 0)).to(gl.uint32) < gl.expand_dims(span, 0).to(gl.uint32)
+
+
+@gluon.jit
 def _masked_scores(s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL: gl.constexpr,
-                   HAS_MASK: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
+                   HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
+                   UTE_COL: gl.constexpr):  # fmt: skip
     """``-inf`` where a query row may not see a key column of this partial tile.
 
-    Per column, the hidden rows are ``[0, below)`` and ``[start, Sq)``: ``below`` is the causal diagonal
-    (aligned bottom-right), the non-causal two-vector form's UTE, or every row past ``Sk``; ``start`` is LTS.
+    Per column (as ``_common._column_limits`` in the Triton kernels), the hidden rows are ``[0, below)``, below
+    being the causal diagonal (aligned bottom-right), the non-causal two-vector form's UTE, or every row past
+    ``Sk``, and the lower interval ``[LTS, LTE)`` (``LTE = Sq`` when not stored). Four-vector forms are not
+    taken (their four limits per column spill).
     """
+    gl.static_assert(UTS_COL < 0, "four-vector masks run the Triton forward")
     seqlen_q, seqlen_k, _qk_scale = dims
     cols = start_n + offs_n
     rows_2d = gl.expand_dims(rows, 1)
@@ -103,11 +114,17 @@ def _masked_scores(s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL:
         below = cols - (seqlen_k - seqlen_q) if CAUSAL else cols * 0
         # 32-bit column offsets: the launcher keeps Sk * stride below 2**31.
         mask_cols = mask_base + cols * stride_ms
-        start = gl.load(mask_cols, mask=in_range, other=0)
+        lts = gl.load(mask_cols, mask=in_range, other=0)
         if UTE_COL >= 0:
             below = gl.load(mask_cols + UTE_COL, mask=in_range, other=0)
         below = gl.where(in_range, below, ALL_ROWS)
-        hidden = (rows_2d < gl.expand_dims(below, 0)) | (rows_2d >= gl.expand_dims(start, 0))
+        hidden = rows_2d < gl.expand_dims(below, 0)
+        if LTE_COL >= 0:
+            lte = gl.load(mask_cols + LTE_COL, mask=in_range, other=ALL_ROWS)
+            lower_start = gl.maximum(lts, 0)
+            hidden = hidden | _in_span(rows_2d, lower_start, gl.maximum(lte - lower_start, 0))
+        else:
+            hidden = hidden | (rows_2d >= gl.expand_dims(lts, 0))
     else:
         cols_2d = gl.expand_dims(cols, 0)
         hidden = cols_2d >= seqlen_k
@@ -129,7 +146,8 @@ def _softmax_step(s, m_i, l_i, qk_scale):
 
 @gluon.jit
 def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
-              HAS_MASK: gl.constexpr, UTE_COL: gl.constexpr, CARRY_IN: gl.constexpr,
+              HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
+              CARRY_IN: gl.constexpr,
               CARRY_OUT: gl.constexpr):  # fmt: skip
     """One warpgroup: its 64 query rows over every visited key tile, then their output and LSE."""
     q_bufs, k_bufs, v_bufs = bufs
@@ -181,7 +199,9 @@ def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
         mbarrier.arrive(k_empty.index(0))
         if num_full_here == 0:
             start_n = _key_block(lists, 0) * block_n
-            s = _masked_scores(s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, UTE_COL)
+            s = _masked_scores(
+                s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL
+            )
         p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
         acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
         p_op = gl.convert_layout(p.to(dtype), p_layout)
@@ -199,7 +219,9 @@ def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
             mbarrier.arrive(k_empty.index(stage))
             if t >= num_full_here:
                 start_n = _key_block(lists, t) * block_n
-                s = _masked_scores(s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, UTE_COL)
+                s = _masked_scores(
+                    s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL
+                )
             p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
             acc, p_op = warpgroup_mma_wait(0, deps=(acc_token, p_op))
             mbarrier.arrive(v_empty.index(prev))
@@ -260,6 +282,8 @@ def fwd_ws_kernel(
     qk_scale,
     CAUSAL: gl.constexpr,
     HAS_MASK: gl.constexpr,
+    LTE_COL: gl.constexpr,
+    UTS_COL: gl.constexpr,
     UTE_COL: gl.constexpr,
     NUM_STAGES: gl.constexpr,
     SWEEP: gl.constexpr = False,
@@ -323,21 +347,17 @@ def fwd_ws_kernel(
     coords = (b, h, kv_h, start_m, pid_bh, mask_base)
     outs = (Out, Lse, StateAcc, StateM, StateL, stride_ob, stride_os, stride_oh, stride_ms)
     dims = (seqlen_q, seqlen_k, qk_scale)
+    # fmt: off
     gl.warp_specialize(
         [
-            (
-                _consumer,
-                (descs, bufs, bars, lists, coords, outs, dims, 0, CAUSAL, HAS_MASK, UTE_COL, CARRY_IN, CARRY_OUT),
-            ),
-            (
-                _consumer,
-                (descs, bufs, bars, lists, coords, outs, dims, 1, CAUSAL, HAS_MASK, UTE_COL, CARRY_IN, CARRY_OUT),
-            ),
-            (
-                _producer,
-                (descs, bufs, bars, lists, coords, outs, dims, 0, CAUSAL, HAS_MASK, UTE_COL, CARRY_IN, CARRY_OUT),
-            ),
+            (_consumer, (descs, bufs, bars, lists, coords, outs, dims, 0,
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT)),
+            (_consumer, (descs, bufs, bars, lists, coords, outs, dims, 1,
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT)),
+            (_producer, (descs, bufs, bars, lists, coords, outs, dims, 0,
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT)),
         ],
         [4, 1],
         [240, 24],
     )
+    # fmt: on
