@@ -62,9 +62,11 @@ def _key_block(lists, t):
 @gluon.jit
 def _producer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-              CARRY_IN: gl.constexpr,
-              CARRY_OUT: gl.constexpr):  # fmt: skip
-    """One warp: the Q rows of both warpgroups, then K and V of every visited tile into the stage ring."""
+              CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr):  # fmt: skip
+    """One warp: the Q rows of both warpgroups, then K and V of every visited tile into the stage ring.
+
+    It takes the consumers' arguments because Gluon's worker partitions share one signature.
+    """
     q_desc, k_desc, v_desc = descs
     q_bufs, k_bufs, v_bufs = bufs
     q_bars, k_ready, v_ready, k_empty, v_empty = bars
@@ -147,8 +149,7 @@ def _softmax_step(s, m_i, l_i, qk_scale):
 @gluon.jit
 def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-              CARRY_IN: gl.constexpr,
-              CARRY_OUT: gl.constexpr):  # fmt: skip
+              CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr):  # fmt: skip
     """One warpgroup: its 64 query rows over every visited key tile, then their output and LSE."""
     q_bufs, k_bufs, v_bufs = bufs
     q_bars, k_ready, v_ready, k_empty, v_empty = bars
