@@ -699,8 +699,24 @@ s9i)
     run k128_c2 400 k128_c2.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K,128K \
         --head-dims 128 --masks causal_blockwise,qk_sparse --out "$OUT/k128_c2"
     ;;
+s9j)
+    # The Gluon forward on the four-vector form (global_sliding_window), whose four limits per key column spill
+    # 540 B offline: against the two Triton variants it has (64x64/4/2 alone below 16K keys, 128x128/8/2 gated
+    # beside it from 16K), then the whole gpu_check. Run with that form routed to the Gluon kernel and made its
+    # default (an experiment, reverted after: it lost at 8K; benchmarks/NOTES.md, session 9).
+    T=(python3 benchmarks/tune.py --head-dim 128 --masks global_sliding_window --no-bwd
+        --fwd '128,128,4,3,1,1;128,128,4,2,1,1;64,64,4,2,1;128,128,8,2,1')
+    run fwd_8k 90 ws_fwd_c4.txt "${T[@]}" --seqlen 8192 --batch 16
+    run fwd_32k 90 ws_fwd_c4.txt "${T[@]}" --seqlen 32768 --batch 4
+    run fwd_128k 120 ws_fwd_c4.txt "${T[@]}" --seqlen 131072 --batch 1
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    ;;
+s9k)
+    # gpu_check on the final session-9 tree.
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s9i)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s9k)" >&2
     exit 2
     ;;
 esac
