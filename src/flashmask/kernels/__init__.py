@@ -1,8 +1,10 @@
-"""Triton kernels for FlashMask attention, behind a thin Python interface.
+"""Triton kernels for FlashMask attention (and a Gluon forward for Hopper), behind a thin Python interface.
 
 ``attention_forward`` and ``attention_backward`` take already-validated tensors (``q [B, Sq, Hq, D]``,
 ``k``/``v`` ``[B, Sk, Hkv, D]`` with a contiguous last dim, ``indices`` int32 ``[1|B, Hm, Sk, C]`` or
-``None``) and launch: block bounds -> tile lists -> main kernel. Nothing here syncs with the host. This
+``None``) and launch: block bounds -> tile lists -> main kernel. The forward's main kernel is the
+warp-specialized Gluon one (``forward_hopper``) where the config asks for it and the call allows it (Hopper,
+D=128, fewer than four mask vectors, Triton 3.6), else the Triton one. Nothing here syncs with the host. This
 package imports nothing from the rest of flashmask.
 """
 
