@@ -244,10 +244,7 @@ def _launch_forward(
             _launch_forward_ws(q, k, v, out, lse, softmax_scale, mask, lists, cfg, state_acc, state_m, state_l,
                                sweep_lo, sweep_hi, carry_in, carry_out, sweep is not None)  # fmt: skip
             return
-        # The Triton forward on the same tiles (the lists are built for them), its warps those of both consumers;
-        # with a column mask 2 stages, as configs gives that kernel (3 spill there).
-        stages = min(cfg.num_stages, 2) if mask.form.has_mask else cfg.num_stages
-        cfg = cfg._replace(num_warps=2 * cfg.num_warps, num_stages=stages, warp_specialized=False)
+        cfg = _configs.triton_forward(cfg, mask.form.has_mask)
     seqlen_q, num_q_heads, head_dim = q.shape[1], q.shape[2], q.shape[3]
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     d_pad = _head_dim_pad(head_dim)

@@ -126,9 +126,6 @@ def pick(
                 # (32x128/8/3, 64x64/8, 32x64/4/3-4) was 5-60% slower than the spilling 64x64/4/2.
                 dq = K(128, 64, 8, 3, True)
                 sweep_keys = _equal_sweeps(seqlen_k, FORWARD_SWEEP_MAX_KEYS, forward.block_n)
-                # The warp-specialized Gluon forward (s9a): -17% at 8K (full and causal), -14% / -18% at 32K, three
-                # K/V stages (two: level at 8K, +7% on full at 32K).
-                forward = WARP_SPECIALIZED_FORWARD
             return Configs(forward, dkdv, dq, forward_partial=forward_partial, forward_sweep_keys=sweep_keys)
         return Configs(K(128, 64, 8, 2, True), K(32, 32, 4, 2), K(128, 32, 8, 2, True))
     # Ampere and older: less shared memory, no tensor descriptors.
@@ -161,12 +158,19 @@ def _forward_d128_hopper(mask_vectors: int, causal: bool) -> tuple[KernelConfig,
     Since session 9 every form but the four-vector one, and the call without a column mask, runs the
     warp-specialized Gluon forward instead: -8% to -25% forward on the nine masks of those forms at 8K, 32K and
     128K (s9e-s9i; causal_blockwise and qk_sparse -18% to -24% against the better of their two Triton
-    variants), -14% to -18% without a mask. With four vectors its per-column limits spill.
+    variants), -14% to -18% without a mask (s9a; three K/V stages: two were level at 8K, +7% on full at 32K).
+    With four vectors its per-column limits spill (s9j: +39% at 8K), so that form keeps both Triton grids.
     """
-    big = K(128, 128, 8, 2 if mask_vectors else 3, True)
     if mask_vectors == 4:
-        return big, K(64, 64, 4, 2, True)
-    if mask_vectors:
-        # Fewer than four vectors: the Gluon forward.
-        return WARP_SPECIALIZED_FORWARD, None
-    return big, None
+        return K(128, 128, 8, 2, True), K(64, 64, 4, 2, True)
+    return WARP_SPECIALIZED_FORWARD, None
+
+
+def triton_forward(cfg: KernelConfig, has_mask: bool) -> KernelConfig:
+    """The Triton forward on the tiles of a warp-specialized ``cfg``, for calls the Gluon kernel cannot take.
+
+    The tile lists are built for ``cfg``'s tiles, so they stay; the warps are those of both consumers; with a
+    column mask at most 2 stages, as that kernel gets by default (3 spill there, run 11).
+    """
+    stages = min(cfg.num_stages, 2) if has_mask else cfg.num_stages
+    return cfg._replace(num_warps=2 * cfg.num_warps, num_stages=stages, warp_specialized=False)

@@ -23,6 +23,9 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
 
+# A scalar Triton helper: Gluon compiles it as it is (same SASS as a Gluon copy).
+from .forward import _first_at_least
+
 LN2: gl.constexpr = gl.constexpr(0.6931471805599453)
 ALL_ROWS: gl.constexpr = gl.constexpr(2**30)  # above any row index
 # Rows of one warpgroup's m64 wgmma; a program has two warpgroups.
@@ -33,19 +36,6 @@ WS_HEAD_DIM = 128
 # Registers per thread at launch, for the 12 warps (3 warpgroups) the partitions round up to: 168 x 384 threads
 # fill the register file; the producer warp gives back down to 24 and the two consumers take 240 each.
 WS_MAX_REGISTERS = 168
-
-
-@gluon.jit
-def _first_at_least(entries, count, value):
-    """Index of the first of ``entries[:count]`` (ascending int32) that is ``>= value``; ``count`` if none."""
-    lo = count * 0
-    hi = count
-    while lo < hi:
-        mid = (lo + hi) // 2
-        below = gl.load(entries + mid) < value
-        lo = gl.where(below, mid + 1, lo)
-        hi = gl.where(below, hi, mid)
-    return lo
 
 
 @gluon.jit
