@@ -7,6 +7,7 @@ target; the kernels are compiled through their JIT ``warmup`` with CPU tensors o
 
     python benchmarks/sm90_compile.py dkdv --block 64 64 --warps 4 --stages 2 [--atomic-dq] [--sass out.sass]
     python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep]   # Gluon forward
+    python benchmarks/sm90_compile.py bwd-ws --stages 2 [--causal --vectors N]                 # Gluon backward
 
 Prints one line per kernel: registers, spill stores/loads, shared memory, and ptxas' wgmma warnings
 (``tests/test_configs.py`` runs the ``fwd-ws`` line in CI: the Gluon kernel has no interpreter).
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from flashmask.kernels import backward, forward, forward_hopper
+from flashmask.kernels import backward, backward_hopper, forward, forward_hopper
 from flashmask.kernels.tiles import mask_form
 
 _BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -100,7 +101,7 @@ def _mask_constexprs(vectors: int, causal: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kernel", choices=["fwd", "fwd-ws", "dkdv", "dq"])
+    parser.add_argument("kernel", choices=["fwd", "fwd-ws", "bwd-ws", "dkdv", "dq"])
     parser.add_argument("--block", type=int, nargs=2, default=[64, 64], metavar=("M", "N"))
     parser.add_argument("--warps", type=int, default=4)
     parser.add_argument("--stages", type=int, default=2)
@@ -133,14 +134,15 @@ def main() -> None:
         return TensorDescriptor(t, list(t.shape), list(t.stride()), [1, rows, 1, D]) if tma else t
 
     scalars = [S, S]
-    if a.kernel == "fwd-ws":
+    if a.kernel in ("fwd-ws", "bwd-ws"):
         from triton.experimental.gluon import language as gl
         from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
 
-        def gluon_desc(t, rows):
-            box = [1, rows, 1, D]
+        def gluon_desc(t, rows, cols=D):
+            box = [1, rows, 1, cols]
+            element = gl.float32 if t.dtype == torch.float32 else gl.bfloat16
             return GluonDescriptor(
-                t, list(t.shape), list(t.stride()), box, gl.NVMMASharedLayout.get_default_for(box, gl.bfloat16)
+                t, list(t.shape), list(t.stride()), box, gl.NVMMASharedLayout.get_default_for(box, element)
             )
 
         bm = forward_hopper.WS_BLOCK_M
@@ -148,7 +150,25 @@ def main() -> None:
                 0, 0, *o.stride()[:3], 0, 0, mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
         sweep = dict(SWEEP=True, CARRY_IN=True, CARRY_OUT=True) if a.sweep else {}
         flags = dict(**mc, NUM_STAGES=a.stages, **sweep)
+    if a.kernel == "fwd-ws":
         _compile(forward_hopper.fwd_ws_kernel, args, flags, 4, a.stages, a.sass, forward_hopper.WS_MAX_REGISTERS)
+    elif a.kernel == "bwd-ws":
+        bm, bn = backward_hopper.WS_BWD_BLOCK_M, backward_hopper.WS_BWD_BLOCK_N
+        dq_acc = torch.empty(B, S, H, D, dtype=torch.float32)
+        flat = lse.reshape(-1)
+        row_layout = gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=1)
+        descs = [
+            gluon_desc(q, bm),
+            gluon_desc(k, bn // 2),
+            gluon_desc(v, bn // 2),
+            gluon_desc(do, bm),
+            gluon_desc(dq_acc, bm, D // 2),
+            *[GluonDescriptor(flat, [flat.numel()], [1], [bm], row_layout)] * 2,
+        ]
+        args = [*descs, o, o, mask, *ints, *strides * 2, 0, 0, mask.stride(2), 1, *scalars, S, H, H, 1, H,
+                S // bm, S // bn, 0.1, 0.1]  # fmt: skip
+        flags = dict(**mc, NUM_STAGES=a.stages)
+        _compile(backward_hopper.bwd_ws_kernel, args, flags, 4, a.stages, a.sass, backward_hopper.WS_BWD_MAX_REGISTERS)
     elif a.kernel == "fwd":
         args = [q, desc(k, bn), desc(v, bn), o, lse, mask, *ints, ints[0], lse, lse, lse, 0, 0, *strides * 4, 0, 0,
                 mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip

@@ -158,7 +158,9 @@ def main() -> None:
             diffs = [((a - r).abs().max() / r.abs().max().clamp_min(1e-6)).item() for a, r in zip(g, ref, strict=True)]
             print(f"{name} {label}: rel. diff to the dq pass (dq, dk, dv): " + ", ".join(f"{x:.1e}" for x in diffs))
         for cfg in dkdv_cfgs:
-            for label, atomic, reduce in dq_modes:
+            # The Gluon backward (dQ by bulk reduce-adds in the same kernel) has one mode: not deterministic.
+            modes = [("bwd warp-specialized", True, False)] if cfg.warp_specialized else dq_modes
+            for label, atomic, reduce in modes:
                 cf = Configs(default.forward, cfg, default.dq, atomic_dq=atomic, tma_reduce_dq=reduce)
                 try:
                     ms = bench(

@@ -25,13 +25,20 @@ def gpu(request, monkeypatch):
 
 
 @pytest.mark.parametrize("form", FORMS)
-def test_default_backward_is_deterministic(gpu, form):
-    """README: the default configurations compute dQ in its own pass (no atomics), so gradients repeat."""
-    device, _ = gpu
+def test_default_backward_is_deterministic_except_the_gluon_one(gpu, form):
+    """README: the default configurations compute dQ in its own pass (no atomics), so gradients repeat, except at
+    D=128 on Hopper: there the dK/dV config is the warp-specialized Gluon kernel, whose dQ reduce-adds land in any
+    order; ``deterministic=True`` replaces it with the Triton dK/dV tiles and the dQ pass."""
+    device, (major, _) = gpu
     vectors, causal = form
     for d in HEAD_DIMS:
         cfgs = configs.pick(d, device, mask_vectors=vectors, causal=causal)
         assert not cfgs.atomic_dq and not cfgs.tma_reduce_dq, (d, cfgs)
+        gluon = major >= 9 and d == 128
+        assert cfgs.dkdv.warp_specialized == gluon, (d, cfgs.dkdv)
+        assert cfgs.dkdv == (configs.WARP_SPECIALIZED_BACKWARD if gluon else configs.triton_dkdv(cfgs.dkdv))
+        assert not configs.triton_dkdv(cfgs.dkdv).warp_specialized
+        assert not cfgs.dq.warp_specialized
 
 
 def test_tiles_are_whole_blocks_and_tensor_descriptors_only_on_hopper(gpu):

@@ -4,7 +4,9 @@
 ``k``/``v`` ``[B, Sk, Hkv, D]`` with a contiguous last dim, ``indices`` int32 ``[1|B, Hm, Sk, C]`` or
 ``None``) and launch: block bounds -> tile lists -> main kernel. The forward's main kernel is the
 warp-specialized Gluon one (``forward_hopper``) where the config asks for it and the call allows it (Hopper,
-D=128, fewer than four mask vectors, Triton 3.6), else the Triton one. Nothing here syncs with the host. This
+D=128, fewer than four mask vectors, Triton 3.6), else the Triton one. The backward's is the warp-specialized
+Gluon one (``backward_hopper``: dK, dV and dQ in one kernel) under the same conditions for every mask form unless
+``deterministic=True``, else the Triton dK/dV kernel and dQ pass. Nothing here syncs with the host. This
 package imports nothing from the rest of flashmask.
 """
 
@@ -29,11 +31,12 @@ except ImportError:  # older Triton: plain pointer loads only
 # Gluon is experimental and its API moves between releases: the warp-specialized forward is used only on the
 # Triton release it was written and checked against (elsewhere the Triton forward runs on the same tiles).
 GLUON_TRITON_RELEASE = "3.6."
-fwd_ws_kernel = None
+fwd_ws_kernel = bwd_ws_kernel = None
 if triton.__version__.startswith(GLUON_TRITON_RELEASE):
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
 
+    from .backward_hopper import WS_BWD_BLOCK_M, WS_BWD_BLOCK_N, WS_BWD_HEAD_DIM, WS_BWD_MAX_REGISTERS, bwd_ws_kernel
     from .forward_hopper import WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIM, WS_MAX_REGISTERS, fwd_ws_kernel
 
 __all__ = ["Configs", "KernelConfig", "attention_backward", "attention_forward"]
@@ -294,13 +297,9 @@ def _launch_forward_ws(q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs,
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     element = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
 
-    def descriptor(t: torch.Tensor, rows: int):
-        box = [1, rows, 1, WS_HEAD_DIM]
-        layout = gl.NVMMASharedLayout.get_default_for(box, element)
-        return GluonDescriptor(t, list(t.shape), list(t.stride()), box, layout)
-
     fwd_ws_kernel[_grid(q.shape[0] * num_q_heads, num_m)](
-        descriptor(q, cfg.block_m // 2), descriptor(k, cfg.block_n), descriptor(v, cfg.block_n),
+        _gluon_descriptor(q, cfg.block_m // 2, element), _gluon_descriptor(k, cfg.block_n, element),
+        _gluon_descriptor(v, cfg.block_n, element),
         out, lse, mask.tensor, *lists, state_acc, state_m, state_l, sweep_lo, sweep_hi,
         out.stride(0), out.stride(1), out.stride(2), *mask.strides, mask.list_stride_b,
         seqlen_q, seqlen_k, num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n,
@@ -308,6 +307,12 @@ def _launch_forward_ws(q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs,
         **mask.constexprs(), NUM_STAGES=cfg.num_stages, SWEEP=sweep, CARRY_IN=carry_in, CARRY_OUT=carry_out,
         num_warps=cfg.num_warps, maxnreg=WS_MAX_REGISTERS,
     )  # fmt: skip
+
+
+def _gluon_descriptor(t: torch.Tensor, rows: int, element, cols: int | None = None):
+    """A Gluon tensor descriptor over ``[B, S, H, D]`` with ``[1, rows, 1, cols]`` boxes (``cols``: all of D)."""
+    box = [1, rows, 1, cols or t.shape[3]]
+    return GluonDescriptor(t, list(t.shape), list(t.stride()), box, gl.NVMMASharedLayout.get_default_for(box, element))
 
 
 def attention_backward(
@@ -329,8 +334,10 @@ def attention_backward(
     """Returns ``(dq, dk, dv)`` shaped and typed like ``q``, ``k``, ``v``.
 
     ``dout`` (``None`` means zero) is the gradient of ``out``; ``dlse`` (optional) that of ``lse``.
-    ``deterministic`` forces dQ into its own pass without atomics (bit-identical from run to run); otherwise
-    the config decides (``Configs.atomic_dq``, ``Configs.tma_reduce_dq``; the defaults use the pass).
+    ``deterministic`` forces the Triton kernels with dQ in its own pass without atomics (bit-identical from run
+    to run); otherwise the config decides: a warp-specialized ``Configs.dkdv`` runs the Gluon backward where it
+    can (dQ by bulk reduce-adds), else ``Configs.atomic_dq`` / ``Configs.tma_reduce_dq`` (the defaults use the
+    pass).
     ``use_tma`` forces Hopper's tensor-descriptor paths on or off (``None``: the config's choice).
     ``grads`` may hold preallocated ``(dq, dk, dv)`` buffers (tests pass poisoned ones).
     """
@@ -346,18 +353,26 @@ def attention_backward(
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     q_per_kv = num_q_heads // num_kv_heads
 
-    delta = torch.empty(batch, num_q_heads, seqlen_q, dtype=torch.float32, device=q.device)
+    cfg = cfgs.dkdv
+    warp_specialized = cfg.warp_specialized and not deterministic and _backward_ws_ok(q, k, v, dout, use_tma)
+    if not warp_specialized:
+        cfg = _configs.triton_dkdv(cfg)
+    # The Gluon backward reads LSE and delta by whole query tiles: their rows are padded to a multiple of its tile.
+    row_stride = triton.cdiv(seqlen_q, cfg.block_m) * cfg.block_m if warp_specialized else seqlen_q
+    delta = torch.empty(batch, num_q_heads, row_stride, dtype=torch.float32, device=q.device)
     lse2 = torch.empty_like(delta)
     pre_block = 64
-    bwd_preprocess_kernel[_grid(batch * num_q_heads, triton.cdiv(seqlen_q, pre_block))](
+    bwd_preprocess_kernel[_grid(batch * num_q_heads, triton.cdiv(row_stride, pre_block))](
         out, dout, lse, lse if dlse is None else dlse.contiguous(), delta, lse2,
         out.stride(0), out.stride(1), out.stride(2),
         dout.stride(0), dout.stride(1), dout.stride(2),
-        seqlen_q, num_q_heads,
+        seqlen_q, row_stride, num_q_heads,
         HAS_DLSE=dlse is not None, BLOCK_M=pre_block, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
     )  # fmt: skip
+    if warp_specialized:
+        dq_acc = _launch_backward_ws(q, k, v, dout, dk, dv, lse2, delta, softmax_scale, mask, indices, causal, cfg)
+        return (dq_acc.to(q.dtype) if dq_buf is None else dq_buf.copy_(dq_acc)), dk, dv
 
-    cfg = cfgs.dkdv
     bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
     lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=True)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
@@ -427,3 +442,41 @@ def attention_backward(
         cfg,
     )  # fmt: skip
     return dq, dk, dv
+
+
+def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
+    """Whether the Gluon backward can take this call: Hopper, D=128, 16-bit, TMA-aligned (every mask form)."""
+    return (
+        bwd_ws_kernel is not None
+        and use_tma is not False
+        and q.shape[3] == WS_BWD_HEAD_DIM
+        and q.dtype in (torch.float16, torch.bfloat16)
+        and _tma_ok(q, k, v, dout)
+    )
+
+
+def _launch_backward_ws(q, k, v, dout, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs, indices,
+                        causal: bool, cfg: KernelConfig) -> torch.Tensor:  # fmt: skip
+    """dK and dV into ``dk`` / ``dv``; returns dQ in fp32 (the kernel's reduce-add target)."""
+    batch, seqlen_q, num_q_heads, head_dim = q.shape
+    seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
+    block_m, block_n = WS_BWD_BLOCK_M, WS_BWD_BLOCK_N
+    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, block_n, q.device)
+    lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, block_m, block_n, transposed=True)
+    num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
+    dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    element = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
+    row_layout = gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=1)
+    lse_desc, delta_desc = (GluonDescriptor(t.view(-1), [t.numel()], [1], [block_m], row_layout) for t in (lse2, delta))
+    bwd_ws_kernel[_grid(batch * num_kv_heads, num_n)](
+        _gluon_descriptor(q, block_m, element), _gluon_descriptor(k, block_n // 2, element),
+        _gluon_descriptor(v, block_n // 2, element), _gluon_descriptor(dout, block_m, element),
+        _gluon_descriptor(dq_acc, block_m, gl.float32, head_dim // 2), lse_desc, delta_desc,
+        dk, dv, mask.tensor, *lists,
+        dk.stride(0), dk.stride(1), dk.stride(2), dv.stride(0), dv.stride(1), dv.stride(2),
+        *mask.strides, mask.list_stride_b,
+        seqlen_q, seqlen_k, lse2.shape[2], num_q_heads, num_kv_heads, num_q_heads // num_kv_heads, mask.q_per_mask,
+        num_m, num_n, softmax_scale * _LOG2E, softmax_scale,
+        **mask.constexprs(), NUM_STAGES=cfg.num_stages, num_warps=cfg.num_warps, maxnreg=WS_BWD_MAX_REGISTERS,
+    )  # fmt: skip
+    return dq_acc

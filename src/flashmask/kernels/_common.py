@@ -50,7 +50,7 @@ def _column_limits(
     if CAUSAL:  # noqa: SIM108 (compile-time branch, kept as a statement like the others)
         below = cols - (seqlen_k - seqlen_q)
     else:
-        below = tl.zeros_like(cols)
+        below = cols * 0  # (not zeros_like: the Gluon backward calls this helper too, and Gluon needs layouts)
     lower_start = below  # unused unless the form has the interval
     lower_span = below
     upper_start = below

@@ -1,7 +1,8 @@
 """FlashMask backward kernels.
 
 - ``bwd_preprocess_kernel``: ``delta = rowsum(dO * O) - dLSE`` and the LSE in log2 units, ``+inf`` on rows that
-  saw nothing so that their recomputed probabilities are exactly 0.
+  saw nothing so that their recomputed probabilities are exactly 0. Rows are ``row_stride`` apart per (batch,
+  head); the padding rows past ``Sq`` get ``+inf`` and 0 too (the Gluon backward reads whole 64-row tiles).
 - ``bwd_dkdv_kernel``: one program per (key block, batch x key/value head); dK and dV stay in registers while
   it walks, for every query head of the GQA group, the lists of unmasked and then partially masked query
   blocks of its key block (SPEC section 3: contiguous runs collapse into the lists, so the inner loop carries
@@ -39,6 +40,7 @@ def bwd_preprocess_kernel(
     stride_ds,
     stride_dh,
     seqlen_q,
+    row_stride,
     num_q_heads,
     HAS_DLSE: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -58,13 +60,14 @@ def bwd_preprocess_kernel(
     do = tl.load(DOut + b * stride_db + h * stride_dh + rows[:, None].to(tl.int64) * stride_ds + offs_d[None, :],
                  mask=mask, other=0.0)  # fmt: skip
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-    row_offs = pid_bh.to(tl.int64) * seqlen_q + rows
+    in_offs = pid_bh.to(tl.int64) * seqlen_q + rows
     if HAS_DLSE:
-        delta -= tl.load(DLse + row_offs, mask=row_ok, other=0.0)
-    lse = tl.load(Lse + row_offs, mask=row_ok, other=0.0)
+        delta -= tl.load(DLse + in_offs, mask=row_ok, other=0.0)
+    lse = tl.load(Lse + in_offs, mask=row_ok, other=float("-inf"))
     lse2 = tl.where(lse == float("-inf"), float("inf"), lse * LOG2E)
-    tl.store(Delta + row_offs, delta, mask=row_ok)
-    tl.store(Lse2 + row_offs, lse2, mask=row_ok)
+    out_offs = pid_bh.to(tl.int64) * row_stride + rows
+    tl.store(Delta + out_offs, delta, mask=rows < row_stride)
+    tl.store(Lse2 + out_offs, lse2, mask=rows < row_stride)
 
 
 @triton.jit

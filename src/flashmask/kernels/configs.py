@@ -19,10 +19,11 @@ class KernelConfig(NamedTuple):
     num_warps: int
     num_stages: int
     tma: bool = False  # Hopper bulk tensor copies (tensor descriptors) for the inner loop's loads
-    # Forward only: the warp-specialized Gluon kernel (``forward_hopper``; Hopper, D=128, no column mask or one of
-    # fewer than four vectors), with ``num_warps`` per consumer warpgroup and ``num_stages`` K/V
-    # stages. Where it cannot run (another head dim or mask form, unaligned strides, a Triton other than 3.6) the
-    # launcher falls back to the Triton kernel on the same tiles.
+    # The warp-specialized Gluon kernels (Hopper, D=128, Triton 3.6), with ``num_warps`` per consumer warpgroup
+    # and ``num_stages`` stages. Forward (``forward_hopper``; no column mask or one of fewer than four vectors):
+    # where it cannot run the launcher falls back to the Triton kernel on the same tiles (``triton_forward``).
+    # Backward (``backward_hopper``, as ``dkdv``: dK, dV and dQ in one kernel): with ``deterministic=True`` or
+    # where it cannot run, the Triton dK/dV kernel and dQ pass run instead (``triton_dkdv``).
     warp_specialized: bool = False
 
 
@@ -71,6 +72,11 @@ FORWARD_SWEEP_MAX_KEYS = 65536
 
 # The Gluon forward (``forward_hopper``): 128x128 tiles, two 4-warp consumer warpgroups, three K/V stages.
 WARP_SPECIALIZED_FORWARD = KernelConfig(128, 128, 4, 3, True, warp_specialized=True)
+# The Gluon backward (``backward_hopper``): 128 keys per program (two 4-warp consumer warpgroups of 64), query
+# tiles of 64 rows, two Q/dO stages (three spill and take 226 KB of shared memory).
+WARP_SPECIALIZED_BACKWARD = KernelConfig(64, 128, 4, 2, True, warp_specialized=True)
+# The Triton dK/dV tiles at D=128 on Hopper (runs 11-14 in benchmarks/NOTES.md), the Gluon backward's fallback.
+_TRITON_DKDV_D128 = KernelConfig(64, 64, 4, 2, True)
 
 
 def interpreting() -> bool:
@@ -116,7 +122,10 @@ def pick(
                     dkdv = K(32, 256, 8, 3, True)
             return Configs(K(128, 128, 4, 2, True), dkdv, dq)
         if head_dim_pad <= 128:
-            dkdv = K(64, 64, 4, 2, True)
+            # The Gluon backward (session 10): 17-23% faster than the Triton dK/dV kernel and dQ pass at 8K on
+            # full, causal and causal_document. The launcher takes the Triton tiles where it cannot run (D=96,
+            # which pads to 128) and for ``deterministic=True``.
+            dkdv = WARP_SPECIALIZED_BACKWARD if head_dim_pad == 128 else _TRITON_DKDV_D128
             forward, forward_partial = _forward_d128_hopper(mask_vectors, causal)
             dq, sweep_keys = K(64, 64, 4, 2, True), 0
             if head_dim_pad == 128 and not mask_vectors:  # measured there only
@@ -174,3 +183,9 @@ def triton_forward(cfg: KernelConfig, has_mask: bool) -> KernelConfig:
     """
     stages = min(cfg.num_stages, 2) if has_mask else cfg.num_stages
     return cfg._replace(num_warps=2 * cfg.num_warps, num_stages=stages, warp_specialized=False)
+
+
+def triton_dkdv(cfg: KernelConfig) -> KernelConfig:
+    """The Triton dK/dV tiles for calls the Gluon backward ``cfg`` cannot take (or ``deterministic=True``); they
+    run with the dQ pass of ``Configs.dq``."""
+    return _TRITON_DKDV_D128 if cfg.warp_specialized else cfg
