@@ -59,6 +59,7 @@
 #   bash benchmarks/h100_runs.sh s8g     # gpu_check and the D=128 full / causal table on the s8f dQ pass
 #   bash benchmarks/h100_runs.sh s8h     # table D=64 at 8K and 32K, the ten column masks (session-6/7 kernels)
 #   bash benchmarks/h100_runs.sh s8i     # D=128 dQ pass 128x64/8/3 on the column masks, alternating
+#   (s9a-s9k: session 9, the Gluon forward; s10a-: session 10, the Gluon backward; see each step's comment)
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -715,8 +716,66 @@ s9k)
     # gpu_check on the final session-9 tree.
     run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
     ;;
+s10a)
+    # The warp-specialized Gluon backward (D=128: dK, dV and dQ in one kernel, dQ by bulk reduce-adds): the D=128
+    # gpu_check cases (their non-deterministic mode now takes it), then its backward against the Triton dK/dV
+    # kernel + dQ pass (the previous default) at 8K (B=16) on full, causal and causal_document.
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    T=(python3 benchmarks/tune.py --head-dim 128 --no-fwd --no-dq-configs --dq-modes pass)
+    run bwd_8k 200 ws_bwd.txt "${T[@]}" --masks full,causal,causal_document --plain --seqlen 8192 --batch 16 \
+        --dkdv '64,128,4,2,1,1;64,64,4,2,1'
+    ;;
+s10b)
+    # Experiment: schedule B (dQ before dK, the dQ tile stored and sent while dK runs) against A, alternating, then
+    # the D=128 gpu_check cases on B.
+    T=(python3 benchmarks/tune.py --head-dim 128 --no-fwd --no-dq-configs --dkdv 64,128,4,2,1,1 --seqlen 8192
+       --batch 16 --masks full,causal,causal_document,document --plain)
+    for r in 1 2; do
+        run "bwd_a_$r" 60 ws_bwd_sched.txt env FLASHMASK_BWD_SCHED_B=0 "${T[@]}"
+        run "bwd_b_$r" 60 ws_bwd_sched.txt env FLASHMASK_BWD_SCHED_B=1 "${T[@]}"
+    done
+    run gpu_check_d128_b 200 gpu_check.log env FLASHMASK_BWD_SCHED_B=1 python3 benchmarks/gpu_check.py --workers 4 \
+        --only "D=128" --out "$OUT/gpu_check_d128.json"
+    ;;
+s10c)
+    # The Gluon backward as the D=128 default: every gpu_check case, then the D=128 full / causal table
+    # (FlexAttention, cuDNN in the same run).
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    run k128_plain 390 k128_plain.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K,128K \
+        --head-dims 128 --masks full,causal --out "$OUT/k128_plain"
+    ;;
+s10d | s10e)
+    # The ten column masks at D=128, 8K and 32K, five per step.
+    M=sliding_window,causal_document,document,share_question,prefix_lm_document
+    [[ $STEP == s10e ]] && M=prefix_lm_causal,random_eviction,global_sliding_window,causal_blockwise,qk_sparse
+    run k128 550 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --masks $M --out "$OUT/k128"
+    ;;
+s10f)
+    # The ten column masks at D=128, 128K; memcheck on one Gluon backward per mask form.
+    run k128_128k 420 k128_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
+        --head-dims 128 --out "$OUT/k128_128k" --masks \
+        sliding_window,causal_document,document,share_question,prefix_lm_document,prefix_lm_causal,random_eviction,global_sliding_window,causal_blockwise,qk_sparse
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    for c in 2:3 6:7 10:11 14:15 18:19 22:23; do
+        run "memcheck_$c" 60 memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases $c
+    done
+    ;;
+s10g)
+    # The final session-10 tree (the Gluon backward's column-mask limits now through _common._column_limits):
+    # gpu_check, memcheck on one Gluon backward per mask form, racecheck on two of them.
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    for c in 2:3 6:7 10:11 14:15 18:19 22:23; do
+        run "memcheck_$c" 60 memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases $c
+    done
+    for c in 14:15 18:19; do
+        run "racecheck_$c" 90 racecheck.txt "${san[@]}" --tool racecheck python3 benchmarks/sanitize.py --cases $c
+    done
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s9k)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s10g)" >&2
     exit 2
     ;;
 esac
