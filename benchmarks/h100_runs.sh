@@ -774,8 +774,32 @@ s10g)
         run "racecheck_$c" 90 racecheck.txt "${san[@]}" --tool racecheck python3 benchmarks/sanitize.py --cases $c
     done
     ;;
+s10h)
+    # Experiments on the Gluon backward at 8K: 2 against 3 Q/dO stages (the ring position now carried, so a third
+    # stage no longer spills), and the dS barrier removed (dQ wrong: timing only, the most that breaking the
+    # consumers' lock-step could give), alternating twice.
+    T=(python3 benchmarks/tune.py --head-dim 128 --no-fwd --no-dq-configs --seqlen 8192 --batch 16 --plain
+       --masks full,causal,sliding_window,causal_document)
+    for r in 1 2; do
+        run "stages_$r" 120 ws_bwd_exp.txt "${T[@]}" --dkdv '64,128,4,2,1,1;64,128,4,3,1,1'
+        run "no_ds_sync_$r" 60 ws_bwd_exp.txt env FLASHMASK_NO_DS_SYNC=1 "${T[@]}" --dkdv '64,128,4,2,1,1'
+    done
+    ;;
+s10i)
+    # Experiment (its tree is not kept: FLASHMASK_BWD_OLD selected a copy of the committed kernel): a persistent
+    # Gluon backward (one program per SM, items taken round-robin) against one program per key block, alternating
+    # twice, at 8K on the masks short of 1.3x and full / causal; then its correctness on the D=128 cases.
+    T=(python3 benchmarks/tune.py --head-dim 128 --no-fwd --no-dq-configs --seqlen 8192 --batch 16 --plain
+       --dkdv 64,128,4,2,1,1 --masks full,causal,sliding_window,causal_document,global_sliding_window,causal_blockwise)
+    for r in 1 2; do
+        run "old_$r" 90 ws_bwd_persistent.txt env FLASHMASK_BWD_OLD=1 "${T[@]}"
+        run "persistent_$r" 90 ws_bwd_persistent.txt "${T[@]}"
+    done
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s10g)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s10i)" >&2
     exit 2
     ;;
 esac

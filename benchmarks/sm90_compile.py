@@ -145,12 +145,12 @@ def main() -> None:
                 t, list(t.shape), list(t.stride()), box, gl.NVMMASharedLayout.get_default_for(box, element)
             )
 
+    if a.kernel == "fwd-ws":
         bm = forward_hopper.WS_BLOCK_M
         args = [gluon_desc(q, bm // 2), gluon_desc(k, bn), gluon_desc(v, bn), o, lse, mask, *ints, lse, lse, lse,
                 0, 0, *o.stride()[:3], 0, 0, mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
         sweep = dict(SWEEP=True, CARRY_IN=True, CARRY_OUT=True) if a.sweep else {}
         flags = dict(**mc, NUM_STAGES=a.stages, **sweep)
-    if a.kernel == "fwd-ws":
         _compile(forward_hopper.fwd_ws_kernel, args, flags, 4, a.stages, a.sass, forward_hopper.WS_MAX_REGISTERS)
     elif a.kernel == "bwd-ws":
         bm, bn = backward_hopper.WS_BWD_BLOCK_M, backward_hopper.WS_BWD_BLOCK_N
