@@ -445,10 +445,14 @@ def attention_backward(
 
 
 def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
-    """Whether the Gluon backward can take this call: Hopper, D=128, 16-bit, TMA-aligned (every mask form)."""
+    """Whether the Gluon backward can take this call: Hopper, D=128, 16-bit, TMA-aligned (every mask form), and LSE
+    rows (padded to whole query tiles) addressable by the 32-bit coordinates of its 1-D bulk copies."""
+    if bwd_ws_kernel is None:  # another Triton release: no Gluon kernels (nor their constants)
+        return False
+    padded_rows = q.shape[0] * q.shape[2] * triton.cdiv(q.shape[1], WS_BWD_BLOCK_M) * WS_BWD_BLOCK_M
     return (
-        bwd_ws_kernel is not None
-        and use_tma is not False
+        use_tma is not False
+        and padded_rows < 2**31
         and q.shape[3] == WS_BWD_HEAD_DIM
         and q.dtype in (torch.float16, torch.bfloat16)
         and _tma_ok(q, k, v, dout)
