@@ -798,8 +798,27 @@ s10i)
     run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
         --out "$OUT/gpu_check_d128.json"
     ;;
+s10j)
+    # Where the Gluon backward's time goes on the sparse masks short of 1.3x at 8K (B=16): per-kernel CUDA times,
+    # ours (dQ pass; Gluon) and FlexAttention's.
+    for m in sliding_window causal_document global_sliding_window; do
+        run "profile_$m" 150 profile_bwd_s10.txt python3 benchmarks/profile_bwd.py --head-dim 128 --seqlen 8192 \
+            --batch 16 --mask $m
+    done
+    ;;
+s10k)
+    # Experiment (its tree is not kept): the dQ accumulator zeroed inside the preprocess and converted by a Triton
+    # kernel (s10j: the separate fill and torch's copy took 0.65 + 1.05 ms at 8K): the D=128 gpu_check cases, the
+    # per-kernel profile on sliding_window, then the five masks short of 1.3x at 8K and 32K against Flex.
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    run profile_sw 60 profile_bwd_s10k.txt python3 benchmarks/profile_bwd.py --head-dim 128 --seqlen 8192 \
+        --batch 16 --mask sliding_window --no-flex
+    run k128 300 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --masks sliding_window,causal_document,global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s10i)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s10k)" >&2
     exit 2
     ;;
 esac
