@@ -817,8 +817,18 @@ s10k)
     run k128 300 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
         --masks sliding_window,causal_document,global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
     ;;
+s10l)
+    # Experiment (its tree is not kept): the preprocess with heads fastest in its grid (s10j: 0.74 ms for 1.1 GB
+    # read at 8K): every gpu_check case,
+    # the per-kernel profile on sliding_window, then the five masks short of 1.3x at 8K and 32K against Flex.
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    run profile_sw 60 profile_bwd_s10l.txt python3 benchmarks/profile_bwd.py --head-dim 128 --seqlen 8192 \
+        --batch 16 --mask sliding_window --no-flex
+    run k128 300 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --masks sliding_window,causal_document,global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s10k)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s10l)" >&2
     exit 2
     ;;
 esac
