@@ -227,9 +227,15 @@ def _forward_configs(
     return cfgs.forward, partial_config
 
 
+def _lists(indices, mask: _MaskArgs, causal: bool, seqlen_q: int, seqlen_k: int, block_m: int, block_n: int, device,
+           transposed: bool):  # fmt: skip
+    """Block bounds, then the tile lists for ``block_m x block_n`` tiles (per key block when ``transposed``)."""
+    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, block_n, device)
+    return tile_lists(bounds, causal, seqlen_q, seqlen_k, block_m, block_n, transposed=transposed)
+
+
 def _forward_lists(indices, mask: _MaskArgs, causal: bool, seqlen_q: int, seqlen_k: int, cfg: KernelConfig, device):
-    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, device)
-    return tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
+    return _lists(indices, mask, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, device, transposed=False)
 
 
 def _launch_forward(
@@ -358,7 +364,7 @@ def attention_backward(
     if not warp_specialized:
         cfg = _configs.triton_dkdv(cfg)
     # The Gluon backward reads LSE and delta by whole query tiles: their rows are padded to a multiple of its tile.
-    row_stride = triton.cdiv(seqlen_q, cfg.block_m) * cfg.block_m if warp_specialized else seqlen_q
+    row_stride = triton.cdiv(seqlen_q, WS_BWD_BLOCK_M) * WS_BWD_BLOCK_M if warp_specialized else seqlen_q
     delta = torch.empty(batch, num_q_heads, row_stride, dtype=torch.float32, device=q.device)
     lse2 = torch.empty_like(delta)
     pre_block = 64
@@ -373,8 +379,7 @@ def attention_backward(
         dq_acc = _launch_backward_ws(q, k, v, dout, dk, dv, lse2, delta, softmax_scale, mask, indices, causal, cfg)
         return (dq_acc.to(q.dtype) if dq_buf is None else dq_buf.copy_(dq_acc)), dk, dv
 
-    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
-    lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=True)
+    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=True)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     # dQ either by fp32 atomics inside the dK/dV kernel, or by its own pass (no atomics, bit-identical).
     atomic_dq = cfgs.atomic_dq and not deterministic
@@ -417,8 +422,7 @@ def attention_backward(
     cfg = cfgs.dq
     tma = (cfg.tma and _tma_ok(k, v)) if use_tma is None else use_tma
     dq = _empty(q) if dq_buf is None else dq_buf
-    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, cfg.block_n, q.device)
-    lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, transposed=False)
+    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=False)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
     _launch(
@@ -465,8 +469,7 @@ def _launch_backward_ws(q, k, v, dout, dk, dv, lse2, delta, softmax_scale: float
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     block_m, block_n = WS_BWD_BLOCK_M, WS_BWD_BLOCK_N
-    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, block_n, q.device)
-    lists = tile_lists(bounds, causal, seqlen_q, seqlen_k, block_m, block_n, transposed=True)
+    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, block_m, block_n, q.device, transposed=True)
     num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
     dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     element = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16

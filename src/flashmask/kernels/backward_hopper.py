@@ -35,7 +35,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
-from ._common import _column_limits
+from ._common import _column_limits, _in_span
 
 ALL_ROWS: gl.constexpr = gl.constexpr(2**30)  # above any row index
 # Keys of one consumer warpgroup (one m64 wgmma); a program has two.
@@ -123,12 +123,6 @@ def _producer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, C
 
 
 @gluon.jit
-def _in_span(q_2d, start, span):
-    """``start <= q < start + span`` in one unsigned compare (``start >= 0``, ``0 <= span < 2**31``)."""
-    return (q_2d - gl.expand_dims(start, 1)).to(gl.uint32) < gl.expand_dims(span, 1).to(gl.uint32)
-
-
-@gluon.jit
 def _key_limits(keys, mask_base, stride_ms, seqlen_q, seqlen_k, CAUSAL: gl.constexpr, HAS_MASK: gl.constexpr,
                 LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
     """Row limits of key columns ``keys``: ``(below, lower_start, lower_span, upper_start, upper_span)``; query ``q``
@@ -152,12 +146,14 @@ def _hide(p_t, q_rows, limits, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UT
     q_2d = gl.expand_dims(q_rows, 0)
     if UTS_COL >= 0:
         # Four vectors (non-causal): nothing below, and keys past Sk sit in the lower interval.
-        hidden = _in_span(q_2d, lower_start, lower_span) | _in_span(q_2d, upper_start, upper_span)
+        hidden = _in_span(q_2d, gl.expand_dims(lower_start, 1), gl.expand_dims(lower_span, 1)) | _in_span(
+            q_2d, gl.expand_dims(upper_start, 1), gl.expand_dims(upper_span, 1)
+        )
     else:
         hidden = q_2d < gl.expand_dims(below, 1)
         if HAS_MASK:
             if LTE_COL >= 0:
-                hidden = hidden | _in_span(q_2d, lower_start, lower_span)
+                hidden = hidden | _in_span(q_2d, gl.expand_dims(lower_start, 1), gl.expand_dims(lower_span, 1))
             else:
                 hidden = hidden | (q_2d >= gl.expand_dims(lower_start, 1))
     return gl.where(hidden, 0.0, p_t)

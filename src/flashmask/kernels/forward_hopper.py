@@ -24,6 +24,7 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
 
 # A scalar Triton helper: Gluon compiles it as it is (same SASS as a Gluon copy).
+from ._common import _in_span
 from .forward import _first_at_least
 
 LN2: gl.constexpr = gl.constexpr(0.6931471805599453)
@@ -81,12 +82,6 @@ def _producer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
 
 
 @gluon.jit
-def _in_span(rows_2d, start, span):
-    """``start <= rows < start + span`` in one unsigned compare (``start >= 0``, ``0 <= span < 2**31``)."""
-    return (rows_2d - gl.expand_dims(start, 0)).to(gl.uint32) < gl.expand_dims(span, 0).to(gl.uint32)
-
-
-@gluon.jit
 def _masked_scores(s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL: gl.constexpr,
                    HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
                    UTE_COL: gl.constexpr):  # fmt: skip
@@ -114,7 +109,8 @@ def _masked_scores(s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL:
         if LTE_COL >= 0:
             lte = gl.load(mask_cols + LTE_COL, mask=in_range, other=ALL_ROWS)
             lower_start = gl.maximum(lts, 0)
-            hidden = hidden | _in_span(rows_2d, lower_start, gl.maximum(lte - lower_start, 0))
+            lower_span = gl.maximum(lte - lower_start, 0)
+            hidden = hidden | _in_span(rows_2d, gl.expand_dims(lower_start, 0), gl.expand_dims(lower_span, 0))
         else:
             hidden = hidden | (rows_2d >= gl.expand_dims(lts, 0))
     else:
