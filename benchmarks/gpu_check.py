@@ -89,9 +89,9 @@ def build_cases(quick: bool) -> list[dict]:
             dict(kind=kind, causal=causal, C=c, Sq=4099, Sk=4099 if c == 0 else 3001, B=1 + i % 2, Hq=8, Hkv=2,
                  Hm=1, D=128, dtype="bfloat16", as_len=None, sweep_keys=1024)
         )  # fmt: skip
-    # The Gluon forward's column-mask forms at D=128 (causal C=1, non-causal C=2) with GQA, one mask per query
-    # head and Sq != Sk both ways: the workload cases above reach them only without GQA.
-    for causal, c in ((True, 1), (False, 2)):
+    # The Gluon forward's column-mask forms at D=128 (causal C=1, non-causal C=2 and C=4) with GQA, one mask per
+    # query head and Sq != Sk both ways: the workload cases above reach them only without GQA.
+    for causal, c in ((True, 1), (False, 2), (False, 4)):
         for sq, sk in ((1000, 1537), (1537, 1000)):
             i = next(counter)
             cases.append(

@@ -827,8 +827,50 @@ s10l)
     run k128 300 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
         --masks sliding_window,causal_document,global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
     ;;
+s11a)
+    # The Gluon forward for the four-vector form (global_sliding_window; its limits now packed one byte each per
+    # column and warpgroup, no spills offline): the D=128 gpu_check cases (two more four-vector ones), its forward
+    # against the two Triton grids that form ran (8K B=16, 32K B=4), then the kernel table against Flex.
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    T=(python3 benchmarks/tune.py --head-dim 128 --no-bwd --masks global_sliding_window
+       --fwd '128,128,4,3,1,1;128,128,8,2,1;64,64,4,2,1')
+    run fwd_8k 60 ws_fwd_c4.txt "${T[@]}" --seqlen 8192 --batch 16
+    run fwd_32k 60 ws_fwd_c4.txt "${T[@]}" --seqlen 32768 --batch 4
+    run k128 200 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --masks global_sliding_window --out "$OUT/k128"
+    ;;
+s11b)
+    # How much of the benchmark's per-call time is the host's (its timer starts on an idle GPU): ours on three
+    # sparse masks at 8K (B=16) and FlexAttention on the first.
+    run host_8k 240 host_overhead.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 --flex \
+        --masks sliding_window,causal_document,global_sliding_window
+    ;;
+s11c)
+    # The host's time per call (s11b: 1.5-3 ms per pass, about 1 ms of it with the GPU idle): a Python profile of
+    # 50 forward and 50 backward calls on sliding_window at 8K.
+    run cprofile 120 host_cprofile.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --cprofile 50
+    ;;
+s11d)
+    # The host's time of each step of our call path on sliding_window at 8K (no profiler: s11c's cProfile
+    # counted 2.6x the host's real time).
+    run ops 150 host_ops.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 --masks sliding_window --ops
+    ;;
+s11e)
+    # Less host time per call (s11d: ~45 us per torch op and ~80 us per launch on this host; the benchmark's timer
+    # starts on an idle GPU): the tile lists in one allocation and two launches (the order by a rank kernel, not
+    # argsort), the capability and the descriptors' layouts looked up once, and the backward's dQ zero fill queued
+    # with the preprocess. Every gpu_check case, the host table again, then the five masks short of 1.3x at 8K.
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    run host_8k 100 host_overhead.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,global_sliding_window
+    run ops 60 host_ops.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 --masks sliding_window --ops
+    run k128 240 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
+        --masks sliding_window,causal_document,global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s10l)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s11e)" >&2
     exit 2
     ;;
 esac

@@ -19,7 +19,7 @@ import pytest
 import torch
 import triton
 
-from flashmask.kernels import GLUON_TRITON_RELEASE, Configs, KernelConfig, configs
+from flashmask.kernels import Configs, KernelConfig, configs
 from flashmask.reference import reference_attention
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +29,7 @@ interpreted = pytest.mark.skipif(
 )
 
 
-@pytest.mark.skipif(
-    not triton.__version__.startswith(GLUON_TRITON_RELEASE), reason="the Gluon backward is used on Triton 3.6 only"
-)
+@pytest.mark.skipif(not configs.gluon_release(), reason="the Gluon backward is used on Triton 3.6 only")
 @pytest.mark.parametrize(
     ("variant", "max_spill_bytes"),
     [

@@ -20,7 +20,7 @@ FORMS = [(0, False), (0, True), (1, True), (2, True), (2, False), (4, False)]
 @pytest.fixture(params=[(9, 0), (8, 0)], ids=["hopper", "ampere"])
 def gpu(request, monkeypatch):
     monkeypatch.setattr(configs, "interpreting", lambda: False)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: request.param)
+    monkeypatch.setattr(configs, "major_version", lambda device: request.param[0])
     return torch.device("cuda"), request.param
 
 
@@ -55,10 +55,9 @@ def test_tiles_are_whole_blocks_and_tensor_descriptors_only_on_hopper(gpu):
 
 def test_mask_form_changes_only_the_forward(gpu):
     """The backward tiles do not depend on the mask form, except on Hopper without a column mask: at D=64 (next
-    test), and at D=128 the dQ pass (128x64 tiles on 8 warps, 3 stages). At D=128 on Hopper the forward does: 3
-    stages without a column mask, 2 with one (3 spill), and for four vectors a second variant, 64x64 tiles on 4
-    warps, that runs instead when partial tiles are common (chosen on the GPU). Without a column mask and with fewer
-    than four vectors it is the warp-specialized kernel (4-warp consumer warpgroups, 3 K/V stages)."""
+    test), and at D=128 the dQ pass (128x64 tiles on 8 warps, 3 stages). At D=128 on Hopper every form's forward
+    is the warp-specialized kernel (4-warp consumer warpgroups, 3 K/V stages; since session 11 the four-vector
+    form too, whose limits it packs), with no second grid chosen on the GPU."""
     device, (major, _) = gpu
     for d in HEAD_DIMS:
         plain = configs.pick(d, device)
@@ -72,14 +71,25 @@ def test_mask_form_changes_only_the_forward(gpu):
                 else:
                     assert tuple(cfgs.dq)[:4] == (64, 64, 4, 2) and tuple(plain.dq)[:4] == (128, 64, 8, 3)
             if major >= 9 and d == 128:
-                small = vectors == 4
-                expected = (128, 128, 8, 2, True, False) if small else (128, 128, 4, 3, True, True)
-                assert tuple(cfgs.forward) == expected, (vectors, causal)
-                partial = None if cfgs.forward_partial is None else tuple(cfgs.forward_partial)[:4]
-                assert partial == ((64, 64, 4, 2) if small else None), (vectors, causal, cfgs.forward_partial)
+                assert cfgs.forward == configs.WARP_SPECIALIZED_FORWARD, (vectors, causal)
+                assert tuple(cfgs.forward) == (128, 128, 4, 3, True, True), (vectors, causal)
             else:
                 assert cfgs.forward == plain.forward, (d, vectors, causal)
-                assert cfgs.forward_partial is None, (d, vectors, causal)
+            assert cfgs.forward_partial is None, (d, vectors, causal)
+
+
+def test_four_vectors_keep_two_triton_grids_without_gluon(gpu, monkeypatch):
+    """On a Triton release without the Gluon kernels the four-vector form keeps what it ran before them at D=128
+    on Hopper: 128x128 tiles on 8 warps (2 stages) and 64x64 on 4 warps beside it, chosen on the GPU by the share
+    of partial tiles; the other forms get the Gluon config, whose launcher runs the Triton kernel on its tiles."""
+    device, (major, _) = gpu
+    monkeypatch.setattr(configs, "gluon_release", lambda: False)
+    for vectors, causal in FORMS:
+        cfgs = configs.pick(128, device, mask_vectors=vectors, causal=causal)
+        if major >= 9 and vectors == 4:
+            assert tuple(cfgs.forward)[:4] == (128, 128, 8, 2) and tuple(cfgs.forward_partial)[:4] == (64, 64, 4, 2)
+        else:
+            assert cfgs.forward_partial is None, (vectors, causal)
 
 
 def test_two_forward_grids_only_from_the_minimum_key_length():

@@ -1,7 +1,7 @@
 """The warp-specialized Gluon forward (Hopper, D=128) as far as a machine without a GPU can see it.
 
 Gluon has no interpreter, so its numbers are checked on the H100 (``benchmarks/gpu_check.py`` runs it on every
-D=128 case without a column mask or with one of fewer than four vectors). Here: it compiles for
+D=128 case, with and without a column mask). Here: it compiles for
 sm_90 within the register file and shared memory, and a config that asks for it where it cannot run falls back to
 the Triton forward on the same tiles.
 """
@@ -16,26 +16,30 @@ from pathlib import Path
 
 import pytest
 import torch
-import triton
 
-from flashmask.kernels import GLUON_TRITON_RELEASE, KernelConfig, attention_forward
+from flashmask.kernels import KernelConfig, attention_forward, configs
 from flashmask.reference import reference_attention
 
 ROOT = Path(__file__).resolve().parents[1]
 H100_SHARED_MEMORY_KB = 227
 
 
-@pytest.mark.skipif(
-    not triton.__version__.startswith(GLUON_TRITON_RELEASE), reason="the Gluon forward is used on Triton 3.6 only"
-)
+@pytest.mark.skipif(not configs.gluon_release(), reason="the Gluon forward is used on Triton 3.6 only")
 @pytest.mark.parametrize(
     "variant",
-    [[], ["--causal", "--sweep"], ["--causal", "--vectors", "1"], ["--vectors", "2"], ["--causal", "--vectors", "2"]],
-    ids=["full", "causal-sweep", "causal-lts", "lts-ute", "causal-lts-lte"],
+    [
+        [],
+        ["--causal", "--sweep"],
+        ["--causal", "--vectors", "1"],
+        ["--vectors", "2"],
+        ["--causal", "--vectors", "2"],
+        ["--vectors", "4"],
+    ],
+    ids=["full", "causal-sweep", "causal-lts", "lts-ute", "causal-lts-lte", "four-vectors"],
 )
 def test_gluon_forward_compiles_for_sm90_without_spills(variant):
     """The default (3 K/V stages) compiles for sm_90 with no spills and fits an H100's shared memory, without a
-    column mask and with each form it takes.
+    column mask and with each form (the four-vector one with its limits packed: they spilled 540 B unpacked).
 
     Run in a subprocess without ``TRITON_INTERPRET``: under the interpreter Gluon's helpers cannot be compiled.
     """
@@ -51,7 +55,7 @@ def test_gluon_forward_compiles_for_sm90_without_spills(variant):
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="CPU tensors need TRITON_INTERPRET=1")
-@pytest.mark.parametrize(("causal", "vectors"), [(False, 0), (True, 0), (True, 1), (False, 2), (True, 2)])
+@pytest.mark.parametrize(("causal", "vectors"), [(False, 0), (True, 0), (True, 1), (False, 2), (True, 2), (False, 4)])
 def test_warp_specialized_config_falls_back_to_the_triton_forward(causal, vectors):
     """Where the Gluon kernel cannot run (here: no GPU, so no TMA), the launcher runs the Triton forward on the
     config's tiles with both consumers' warps; the result is the reference's, with and without a column mask of

@@ -216,8 +216,27 @@ def test_tile_lists_match_the_torch_classification():
                         assert full == torch.nonzero(st[row, outer] == FULL).flatten().tolist()
                         expect_part = (st[row, outer] != FULL) & (st[row, outer] != DEAD)
                         assert part == torch.nonzero(expect_part).flatten().tolist()
-                    order = lists.order[row].tolist()
-                    assert sorted(order) == list(range(st.shape[1]))
+                    # Heaviest outer blocks first, ties by index: a permutation.
+                    live = (lists.full_count[row] + lists.part_count[row]).tolist()
+                    expect_order = sorted(range(st.shape[1]), key=lambda o: (-live[o], o))
+                    assert lists.order[row].tolist() == expect_order
+
+
+def test_order_is_the_heaviest_first_permutation_across_chunks():
+    """The order kernel ranks each outer block against every other, in chunks of 128: rows of several chunks,
+    many ties, and a row past the last full chunk."""
+    from flashmask.kernels.tiles import _order_kernel
+
+    gen = torch.Generator().manual_seed(5)
+    rows, num_outer = 3, 300
+    full = torch.randint(0, 6, (rows, num_outer), generator=gen, dtype=torch.int32)
+    part = torch.randint(0, 3, (rows, num_outer), generator=gen, dtype=torch.int32)
+    order = torch.full((rows, num_outer), -7, dtype=torch.int32)
+    _order_kernel[(3, rows)](full, part, order, num_outer, CHUNK=128)
+    live = (full + part).tolist()
+    for row in range(rows):
+        expect = sorted(range(num_outer), key=lambda o: (-live[row][o], o))
+        assert order[row].tolist() == expect
 
 
 @pytest.mark.parametrize("use_tma", [False, True])

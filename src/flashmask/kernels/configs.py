@@ -7,10 +7,12 @@ keep the interpreter fast and make small test shapes span several blocks.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import NamedTuple
 
 import torch
+import triton
 
 
 class KernelConfig(NamedTuple):
@@ -20,7 +22,7 @@ class KernelConfig(NamedTuple):
     num_stages: int
     tma: bool = False  # Hopper bulk tensor copies (tensor descriptors) for the inner loop's loads
     # The warp-specialized Gluon kernels (Hopper, D=128, Triton 3.6), with ``num_warps`` per consumer warpgroup
-    # and ``num_stages`` stages. Forward (``forward_hopper``; no column mask or one of fewer than four vectors):
+    # and ``num_stages`` stages. Forward (``forward_hopper``; every mask form):
     # where it cannot run the launcher falls back to the Triton kernel on the same tiles (``triton_forward``).
     # Backward (``backward_hopper``, as ``dkdv``: dK, dV and dQ in one kernel): with ``deterministic=True`` or
     # where it cannot run, the Triton dK/dV kernel and dQ pass run instead (``triton_dkdv``).
@@ -79,6 +81,27 @@ WARP_SPECIALIZED_BACKWARD = KernelConfig(64, 128, 4, 2, True, warp_specialized=T
 _TRITON_DKDV_D128 = KernelConfig(64, 64, 4, 2, True)
 
 
+# Gluon is experimental and its API moves between releases: the warp-specialized kernels are used only on the Triton
+# release they were written and checked against (elsewhere the Triton kernels run on the same tiles).
+GLUON_TRITON_RELEASE = "3.6."
+
+
+def gluon_release() -> bool:
+    """Whether this Triton is the release the Gluon kernels run on."""
+    return triton.__version__.startswith(GLUON_TRITON_RELEASE)
+
+
+@functools.cache
+def _major_by_index(index: int) -> int:
+    return torch.cuda.get_device_capability(index)[0]
+
+
+def major_version(device: torch.device) -> int:
+    """The compute capability's major version of a CUDA ``device``, looked up once per device: the query costs as
+    much host time as launching a kernel, on every call otherwise."""
+    return _major_by_index(torch.cuda.current_device() if device.index is None else device.index)
+
+
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -103,7 +126,7 @@ def pick(
     """
     if interpreting() or device.type != "cuda":
         return Configs(K(32, 16, 4, 1), K(16, 32, 4, 1), K(32, 16, 4, 1))
-    major, _ = torch.cuda.get_device_capability(device)
+    major = major_version(device)
     if major >= 9:  # Hopper
         # Measured on H100 (benchmarks/NOTES.md, runs 3, 9-11 and 13-15; 8K, B=8). Backward: dK/dV and dQ-pass
         # programs of 4 warps on 64x64 tiles, two programs per SM, beat one 8-warp program on 64x128: D=128 55.0
@@ -126,7 +149,7 @@ def pick(
             # full, causal and causal_document. The launcher takes the Triton tiles where it cannot run (D=96,
             # which pads to 128) and for ``deterministic=True``.
             dkdv = WARP_SPECIALIZED_BACKWARD if head_dim_pad == 128 else _TRITON_DKDV_D128
-            forward, forward_partial = _forward_d128_hopper(mask_vectors, causal)
+            forward, forward_partial = _forward_d128_hopper(mask_vectors, gluon_release())
             dq, sweep_keys = K(64, 64, 4, 2, True), 0
             if head_dim_pad == 128 and not mask_vectors:  # measured there only
                 # dQ pass of 128x64 tiles, 8 warps, 3 stages (no spills) against 64x64/4/2, alternated twice
@@ -155,7 +178,7 @@ def _equal_sweeps(seqlen_k: int, max_keys: int, block_n: int) -> int:
     return -(-blocks // sweeps) * block_n
 
 
-def _forward_d128_hopper(mask_vectors: int, causal: bool) -> tuple[KernelConfig, KernelConfig | None]:
+def _forward_d128_hopper(mask_vectors: int, gluon: bool) -> tuple[KernelConfig, KernelConfig | None]:
     """Forward tiles at D=128 on Hopper, by how much element-mask work a partial tile carries.
 
     128x128 tiles on 8 warps (526 TFLOPs/s on full, 128x64: 424) sit at the register limit once a partial tile
@@ -168,9 +191,13 @@ def _forward_d128_hopper(mask_vectors: int, causal: bool) -> tuple[KernelConfig,
     warp-specialized Gluon forward instead: -8% to -25% forward on the nine masks of those forms at 8K, 32K and
     128K (s9e-s9i; causal_blockwise and qk_sparse -18% to -24% against the better of their two Triton
     variants), -14% to -18% without a mask (s9a; three K/V stages: two were level at 8K, +7% on full at 32K).
-    With four vectors its per-column limits spill (s9j: +39% at 8K), so that form keeps both Triton grids.
+    With four vectors its per-column limits spilled (s9j: +39% at 8K); since session 11 it packs them (one byte
+    per limit and warpgroup, no spills) and takes that form too: global_sliding_window's forward -7% at 8K and
+    -22% at 32K against the better Triton grid (s11a). Without Gluon (another Triton release) that form keeps
+    its two Triton grids; the others fall back to the Triton kernel on the Gluon kernel's tiles
+    (``triton_forward``).
     """
-    if mask_vectors == 4:
+    if mask_vectors == 4 and not gluon:
         return K(128, 128, 8, 2, True), K(64, 64, 4, 2, True)
     return WARP_SPECIALIZED_FORWARD, None
 

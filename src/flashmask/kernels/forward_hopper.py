@@ -9,8 +9,8 @@ ring of shared-memory stages; K and V have their own ready / empty barriers, so 
 as both warpgroups have their scores.
 
 Same contract as ``fwd_kernel``: the tile lists of ``tiles.tile_lists`` (unmasked key blocks, then partial ones,
-which get the element mask: causal / key range, and the column mask of every form with fewer than four vectors;
-with four, the per-column limits spill and the launcher keeps the Triton forward), heaviest query blocks first,
+which get the element mask: causal / key range, and the column mask of every form; the four-vector form's limits
+come packed, see ``_packed_four_vector_limits``), heaviest query blocks first,
 the key sweeps (``SWEEP``, ``CARRY_IN``, ``CARRY_OUT``) and the outputs (``out`` in the input dtype, ``lse``
 fp32; 0 and ``-inf`` for rows that see nothing).
 
@@ -24,7 +24,7 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
 
 # A scalar Triton helper: Gluon compiles it as it is (same SASS as a Gluon copy).
-from ._common import _in_span
+from ._common import _column_limits, _in_span
 from .forward import _first_at_least
 
 LN2: gl.constexpr = gl.constexpr(0.6931471805599453)
@@ -82,21 +82,60 @@ def _producer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
 
 
 @gluon.jit
-def _masked_scores(s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL: gl.constexpr,
+def _packed_four_vector_limits(mask_base, stride_ms, start_n, first_row, offs_n, dims, LTE_COL: gl.constexpr,
+                               UTS_COL: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
+    """The hidden rows of key columns ``start_n + offs_n`` within one warpgroup's 64 query rows, for the
+    four-vector form: int32, shaped and laid out as ``offs_n`` (the score tile's column slice), one byte each for
+    the lower interval's first row and length and the upper interval's, relative to ``first_row`` and clipped
+    to the 64.
+
+    Why packed: in the score tile's layout a thread holds 32 of its 128 columns, and their five row limits
+    (``_common._column_limits``) took 160 registers and spilled. Here the limits are worked out with one column
+    per thread, packed, and moved to that layout (through shared memory): 32 registers.
+    """
+    seqlen_q, seqlen_k, _qk_scale = dims
+    block_n: gl.constexpr = offs_n.type.shape[0]
+    column_layout: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+    cols = start_n + gl.arange(0, block_n, layout=column_layout)
+    # 32-bit column offsets: the launcher keeps Sk * stride below 2**31.
+    below, lower_start, lower_span, upper_start, upper_span = _column_limits(
+        mask_base + cols * stride_ms, cols, seqlen_q, seqlen_k, False, LTE_COL, UTS_COL, UTE_COL
+    )
+    # start + span = max(end, start): no overflow. ``below`` is 0, or every row for a column past Sk.
+    lower_first = gl.minimum(gl.maximum(lower_start - first_row, 0), WG_ROWS)
+    lower_end = gl.minimum(gl.maximum(lower_start + lower_span - first_row, 0), WG_ROWS)
+    lower_first = gl.where(below > 0, 0, lower_first)
+    lower_end = gl.where(below > 0, WG_ROWS, lower_end)
+    upper_first = gl.minimum(gl.maximum(upper_start - first_row, 0), WG_ROWS)
+    upper_end = gl.minimum(gl.maximum(upper_start + upper_span - first_row, 0), WG_ROWS)
+    packed = lower_first | ((lower_end - lower_first) << 8) | (upper_first << 16) | ((upper_end - upper_first) << 24)
+    return gl.convert_layout(packed, offs_n.type.layout)
+
+
+@gluon.jit
+def _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL: gl.constexpr,
                    HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
                    UTE_COL: gl.constexpr):  # fmt: skip
-    """``-inf`` where a query row may not see a key column of this partial tile.
+    """``-inf`` where a query row (``rows``, from ``first_row``) may not see a key column of this partial tile.
 
     Per column (as ``_common._column_limits`` in the Triton kernels), the hidden rows are ``[0, below)``, below
     being the causal diagonal (aligned bottom-right), the non-causal two-vector form's UTE, or every row past
-    ``Sk``, and the lower interval ``[LTS, LTE)`` (``LTE = Sq`` when not stored). Four-vector forms are not
-    taken (their four limits per column spill).
+    ``Sk``, and the lower interval ``[LTS, LTE)`` (``LTE = Sq`` when not stored). The four-vector form's two
+    intervals come packed (``_packed_four_vector_limits``).
     """
-    gl.static_assert(UTS_COL < 0, "four-vector masks run the Triton forward")
     seqlen_q, seqlen_k, _qk_scale = dims
     cols = start_n + offs_n
     rows_2d = gl.expand_dims(rows, 1)
-    if HAS_MASK:
+    if UTS_COL >= 0:
+        gl.static_assert(not CAUSAL, "four vectors come without the causal triangle")
+        packed = _packed_four_vector_limits(
+            mask_base, stride_ms, start_n, first_row, offs_n, dims, LTE_COL, UTS_COL, UTE_COL
+        )
+        packed_2d = gl.expand_dims(packed, 0)
+        rel_rows = rows_2d - first_row
+        hidden = _in_span(rel_rows, packed_2d & 255, (packed_2d >> 8) & 255)
+        hidden = hidden | _in_span(rel_rows, (packed_2d >> 16) & 255, packed_2d >> 24)
+    elif HAS_MASK:
         in_range = cols < seqlen_k
         below = cols - (seqlen_k - seqlen_q) if CAUSAL else cols * 0
         # 32-bit column offsets: the launcher keeps Sk * stride below 2**31.
@@ -186,9 +225,8 @@ def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
         mbarrier.arrive(k_empty.index(0))
         if num_full_here == 0:
             start_n = _key_block(lists, 0) * block_n
-            s = _masked_scores(
-                s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL
-            )
+            s = _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK,
+                               LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
         p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
         acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
         p_op = gl.convert_layout(p.to(dtype), p_layout)
@@ -206,9 +244,8 @@ def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
             mbarrier.arrive(k_empty.index(stage))
             if t >= num_full_here:
                 start_n = _key_block(lists, t) * block_n
-                s = _masked_scores(
-                    s, start_n, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL
-                )
+                s = _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK,
+                                   LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
             p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
             acc, p_op = warpgroup_mma_wait(0, deps=(acc_token, p_op))
             mbarrier.arrive(v_empty.index(prev))

@@ -164,6 +164,32 @@ def _tile_lists_kernel(
     tl.store(PartCount + row, num_part)
 
 
+_ORDER_CHUNK = 128
+
+
+@triton.jit
+def _order_kernel(FullCount, PartCount, Order, num_outer, CHUNK: tl.constexpr):
+    """``Order``: each (batch, mask head) row's outer blocks by decreasing number of live tiles, ties by index.
+
+    One program per ``CHUNK`` outer blocks and row: each block's position is the number of blocks that go before
+    it (a rank by counting, O(num_outer) per block), so the order is a permutation with no sort pass.
+    """
+    row = tl.program_id(1).to(tl.int64) * num_outer
+    i = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
+    i_ok = i < num_outer
+    live_i = tl.load(FullCount + row + i, mask=i_ok, other=0) + tl.load(PartCount + row + i, mask=i_ok, other=0)
+    rank = tl.zeros([CHUNK], dtype=tl.int32)
+    for start in range(0, num_outer, CHUNK):
+        j = start + tl.arange(0, CHUNK)
+        j_ok = j < num_outer
+        # -1 for blocks past the end: below every real count, so they never go before one.
+        live_j = tl.load(FullCount + row + j, mask=j_ok, other=-1) + tl.load(PartCount + row + j, mask=j_ok, other=0)
+        heavier = live_j[None, :] > live_i[:, None]
+        tie_before = (live_j[None, :] == live_i[:, None]) & (j[None, :] < i[:, None])
+        rank += tl.sum((heavier | tie_before).to(tl.int32), 1)
+    tl.store(Order + row + rank, i, mask=i_ok)
+
+
 class TileLists(NamedTuple):
     """Compacted block lists, ``[Bm * Hm, num_outer]`` counts and ``[Bm * Hm, num_outer, num_inner]`` indices.
 
@@ -228,15 +254,21 @@ def tile_lists(
     block_n: int,
     transposed: bool,
 ) -> TileLists:
-    """Per outer block, the lists of live inner blocks (see the module docstring)."""
+    """Per outer block, the lists of live inner blocks (see the module docstring).
+
+    Two launches and one allocation: this runs before every main kernel, and each launch or allocation costs the
+    host about as much as the other (tens of microseconds), while the GPU waits for the main kernel.
+    """
     rows = bounds.shape[0]
     num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
     num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
-    device = bounds.device
-    full_count = torch.zeros(rows, num_outer, dtype=torch.int32, device=device)
-    part_count = torch.zeros(rows, num_outer, dtype=torch.int32, device=device)
-    full_index = torch.empty(rows, num_outer, num_inner, dtype=torch.int32, device=device)
-    part_index = torch.empty(rows, num_outer, num_inner, dtype=torch.int32, device=device)
+    counts = rows * num_outer
+    storage = torch.empty(counts * (3 + 2 * num_inner), dtype=torch.int32, device=bounds.device)
+    full_count, part_count, order = (storage[i * counts : (i + 1) * counts].view(rows, num_outer) for i in range(3))
+    full_index, part_index = (
+        storage[(3 + i * num_inner) * counts : (3 + (i + 1) * num_inner) * counts].view(rows, num_outer, num_inner)
+        for i in range(2)
+    )
     if rows and num_outer and num_inner:
         chunk = min(1024, max(16, triton.next_power_of_2(num_inner)))
         _tile_lists_kernel[(num_outer, rows)](
@@ -255,5 +287,11 @@ def tile_lists(
             BLOCK_N=block_n,
             CHUNK=chunk,
         )
-    order = torch.argsort(full_count + part_count, dim=1, descending=True).to(torch.int32)
+        order_chunk = min(_ORDER_CHUNK, max(16, triton.next_power_of_2(num_outer)))
+        _order_kernel[(triton.cdiv(num_outer, order_chunk), rows)](
+            full_count, part_count, order, num_outer, CHUNK=order_chunk
+        )
+    elif counts:  # no inner blocks: nothing is live
+        storage.zero_()
+        order.copy_(torch.arange(num_outer, dtype=torch.int32, device=bounds.device).expand(rows, -1))
     return TileLists(full_count, full_index, part_count, part_index, order)

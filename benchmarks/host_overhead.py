@@ -1,0 +1,218 @@
+"""How much of a timed call is the host's: our forward and backward timed as the benchmark times them.
+
+    python benchmarks/host_overhead.py --seqlen 8192 --batch 16 --masks sliding_window,global_sliding_window
+
+The benchmark (``flashmask.bench.peers.Timer``) records a CUDA event, makes one call, records another and
+waits: the GPU starts idle, so until the call's first large kernel is queued it waits on Python (validation,
+the custom op's dispatch, the block bounds and tile lists, descriptors, the launches). Per pass this prints:
+
+- ``timer``: the benchmark's median (CUDA events around one call on an idle GPU);
+- ``busy``: the same call queued behind a 20 ms sleep kernel, so the host's time is hidden: the GPU's alone;
+- ``host``: wall time of the call's Python (the GPU kept busy, so no launch waits on it);
+- the kernels of one call (``torch.profiler``): GPU time of each, and the GPU's idle time between the first
+  kernel's start and the last one's end.
+
+With ``--flex`` the same for FlexAttention (compiled, a ``BlockMask`` of the same mask) on the first mask; with
+``--cprofile N`` instead the Python profile (``cProfile``, by own time) of N forward and N backward calls on the
+first mask; with ``--ops`` the host's time of each step of our call path (forward and backward) on the first mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import statistics
+import sys
+import time
+
+import torch
+import triton
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from flashmask import flashmask_attention
+from flashmask.bench import workloads
+from flashmask.bench.peers import Timer
+
+SLEEP_CYCLES = 40_000_000  # ~20 ms at the H100's clock: longer than any host time measured here
+
+
+def _busy_ms(fn, reps: int = 20) -> float:
+    """GPU time of ``fn`` with the host's time hidden behind a sleep kernel queued first."""
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        torch.cuda._sleep(SLEEP_CYCLES)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _host_ms(fn, reps: int = 20) -> float:
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        torch.cuda._sleep(SLEEP_CYCLES)
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    torch.cuda.synchronize()
+    return statistics.median(times)
+
+
+def _kernels(fn) -> tuple[list[tuple[str, float]], float]:
+    """The kernels of one call on an idle GPU: ``(name, ms)`` in launch order, and the GPU's idle ms among them."""
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    events = sorted(
+        (e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.elapsed_us() > 0),
+        key=lambda e: e.time_range.start,
+    )
+    kernels = [(e.name[:60], e.time_range.elapsed_us() / 1e3) for e in events]
+    busy = sum(ms for _, ms in kernels)
+    span = (events[-1].time_range.end - events[0].time_range.start) / 1e3 if events else 0.0
+    return kernels, span - busy
+
+
+def _report(label: str, fwd, bwd, timer: Timer) -> list[tuple]:
+    rows = []
+    for name, fn in (("fwd", fwd), ("bwd", bwd)):
+        t, busy, host = timer(fn), _busy_ms(fn), _host_ms(fn)
+        kernels, idle = _kernels(fn)
+        print(f"{label} {name}: timer {t:.3f} ms, busy {busy:.3f} ms, host {host:.3f} ms, idle between kernels "
+              f"{idle:.3f} ms")  # fmt: skip
+        for kname, ms in kernels:
+            print(f"    {ms:8.3f} ms  {kname}")
+        rows.append((label, name, t, busy, t - busy, host, idle))
+    return rows
+
+
+def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
+    """Host microseconds per step (median of 100 calls, the GPU kept busy so that no launch waits)."""
+    from flashmask import kernels as K
+    from flashmask.kernels import tiles
+
+    idx, causal = mask.startend_row_indices, mask.causal
+    q0, k0, v0, o0 = (x.detach() for x in (q, k, v, out))
+    scale = q.shape[-1] ** -0.5
+    sq, sk = q.shape[1], k.shape[1]
+    _, lse = K.attention_forward(q0, k0, v0, idx, causal, scale)
+    cfgs = K._pick(128, q.device, idx, causal, q.shape[1], k.shape[1])
+    margs = K._MaskArgs(idx, causal, q.shape[2], lse)
+    form = margs.form
+    bounds = tiles.block_bounds(idx, form, q.shape[1], k.shape[1], 128, q.device)
+    lists = K._forward_lists(idx, margs, causal, q.shape[1], k.shape[1], cfgs.forward, q.device)
+    counts = lists.full_count + lists.part_count
+    element = K.gl.bfloat16
+    small = torch.empty(16, device=q.device)
+    steps = [
+        ("torch.empty (16 floats)", lambda: torch.empty(16, device=q.device)),
+        ("torch.zeros (16 floats)", lambda: torch.zeros(16, device=q.device)),
+        ("tensor.zero_ (16 floats)", lambda: small.zero_()),
+        ("argsort + .to(int32) of the counts", lambda: torch.argsort(counts, dim=1, descending=True).to(torch.int32)),
+        ("block_bounds", lambda: tiles.block_bounds(idx, form, q.shape[1], k.shape[1], 128, q.device)),
+        ("tile_lists (forward)", lambda: tiles.tile_lists(bounds, causal, q.shape[1], k.shape[1], 128, 128, False)),
+        ("_forward_lists", lambda: K._forward_lists(idx, margs, causal, sq, sk, cfgs.forward, q.device)),
+        ("one Gluon descriptor", lambda: K._gluon_descriptor(q0, 64, element)),
+        ("_MaskArgs", lambda: K._MaskArgs(idx, causal, q.shape[2], lse)),
+        ("_pick", lambda: K._pick(128, q.device, idx, causal, q.shape[1], k.shape[1])),
+        ("_warp_specialized_ok", lambda: K._warp_specialized_ok(q0, k0, v0, margs, cfgs.forward, None)),
+        ("_launch_forward_ws (3 descriptors + launch)", lambda: K._launch_forward_ws(
+            q0, k0, v0, o0, lse, scale, margs, lists, cfgs.forward, lse, lse, lse, 0, 0, False, False, False)),
+        ("attention_forward", lambda: K.attention_forward(q0, k0, v0, idx, causal, scale)),
+        ("flashmask_attention (grad enabled)", fwd),
+        ("attention_backward", lambda: K.attention_backward(do, q0, k0, v0, o0, lse, idx, causal, scale)),
+        ("torch.autograd.grad (whole backward)", bwd),
+    ]  # fmt: skip
+    print("| step | host us |\n| --- | --- |")
+    for label, fn in steps:
+        print(f"| {label} | {_host_ms(fn, reps=100) * 1e3:.1f} |", flush=True)
+
+
+def _cprofile(fwd, bwd, calls: int) -> None:
+    for name, fn in (("fwd", fwd), ("bwd", bwd)):
+        fn()
+        torch.cuda.synchronize()
+        profiler = cProfile.Profile()
+        for _ in range(calls):
+            torch.cuda._sleep(SLEEP_CYCLES // 4)  # keeps the GPU ahead, so no launch waits on it
+            profiler.enable()
+            fn()
+            profiler.disable()
+            torch.cuda.synchronize()
+        print(f"== {name}: {calls} calls")
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(40)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seqlen", type=int, default=8192)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--heads", type=int, default=32)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--masks", default="sliding_window,global_sliding_window")
+    ap.add_argument("--flex", action="store_true", help="also FlexAttention on the first mask")
+    ap.add_argument("--cprofile", type=int, default=0, help="profile this many calls of each pass (host side)")
+    ap.add_argument("--ops", action="store_true", help="host time of each step of our call path")
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
+    shape = (args.batch, args.seqlen, args.heads, args.head_dim)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(shape, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    do = torch.randn(shape, device=dev, dtype=torch.bfloat16)
+    timer = Timer(dev)
+    rows = []
+    for i, name in enumerate(args.masks.split(",")):
+        w = workloads.make(name, args.seqlen, args.batch, dev)
+
+        def fwd(mask=w.mask):
+            return flashmask_attention(q, k, v, mask)
+
+        out = fwd()
+
+        def bwd(out=out):
+            return torch.autograd.grad(out, (q, k, v), do, retain_graph=True)
+
+        if args.ops:
+            _ops(q, k, v, do, w.mask, fwd, bwd, out)
+            return
+        if args.cprofile:
+            _cprofile(fwd, bwd, args.cprofile)
+            return
+        rows += _report(f"ours {name}", fwd, bwd, timer)
+        if args.flex and i == 0:
+            from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+            block_mask = torch.compile(create_block_mask)(w.mask_mod, args.batch, None, args.seqlen, args.seqlen)
+            flex = torch.compile(flex_attention, dynamic=False)
+            qt, kt, vt = (x.detach().transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
+            dot = do.transpose(1, 2).contiguous()
+
+            def flex_fwd():
+                return flex(qt, kt, vt, block_mask=block_mask)
+
+            flex_out = flex_fwd()
+
+            def flex_bwd():
+                return torch.autograd.grad(flex_out, (qt, kt, vt), dot, retain_graph=True)
+
+            rows += _report(f"flex {name}", flex_fwd, flex_bwd, timer)
+    print("\n| call | pass | timer ms | busy ms | timer - busy | host ms | GPU idle between kernels |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, name, t, busy, gap, host, idle in rows:
+        print(f"| {label} | {name} | {t:.3f} | {busy:.3f} | {gap:.3f} | {host:.3f} | {idle:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
