@@ -869,8 +869,70 @@ s11e)
     run k128 240 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
         --masks sliding_window,causal_document,global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
     ;;
+s11f)
+    # A persistent Gluon forward (one program per SM; the producer claims work items in grid order from a counter
+    # and hands them to the consumers through shared memory, so one item's loads overlap the previous one's tail):
+    # the D=128 gpu_check cases on it, then its forward against one program per item, alternating twice, at 8K
+    # (B=16) and 32K (B=4).
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    M=full,causal,sliding_window,causal_document,document,global_sliding_window,causal_blockwise,qk_sparse
+    T=(python3 benchmarks/tune.py --head-dim 128 --no-bwd --fwd default --plain --masks $M)
+    for r in 1 2; do
+        for p in 0 1; do
+            run "fwd_8k_p${p}_$r" 60 ws_fwd_persistent.txt env FLASHMASK_FWD_PERSISTENT=$p "${T[@]}" --seqlen 8192 \
+                --batch 16
+        done
+    done
+    for p in 0 1; do
+        run "fwd_32k_p$p" 60 ws_fwd_persistent.txt env FLASHMASK_FWD_PERSISTENT=$p "${T[@]}" --seqlen 32768 --batch 4
+    done
+    ;;
+s11g)
+    # The Gluon forward with every form's row limits packed (no spills left with the persistent grid): every
+    # gpu_check case, memcheck on one forward + backward per mask form at D=128, its forward on the masks of s11f
+    # (compare with s11f's persistent rows), then the five masks short of 1.3x at 8K and 32K against Flex.
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    for c in 2:3 6:7 10:11 14:15 18:19 22:23; do
+        run "memcheck_$c" 60 memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases $c
+    done
+    M=full,causal,sliding_window,causal_document,document,global_sliding_window,causal_blockwise,qk_sparse
+    T=(python3 benchmarks/tune.py --head-dim 128 --no-bwd --fwd default --plain --masks $M)
+    run fwd_8k 40 ws_fwd_packed.txt "${T[@]}" --seqlen 8192 --batch 16
+    run fwd_32k 40 ws_fwd_packed.txt "${T[@]}" --seqlen 32768 --batch 4
+    run k128 240 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --masks sliding_window,causal_document,global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
+    ;;
+s11h)
+    # The session's final forward (packed row limits except for the one-vector form, which keeps its two limits per
+    # column: faster in s11g): the D=128 gpu_check cases, memcheck on one forward + backward per mask form at D=128,
+    # then the five masks short of 1.3x at 8K and 32K against Flex.
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    for c in 2:3 6:7 10:11 14:15 18:19 22:23; do
+        run "memcheck_$c" 60 memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases $c
+    done
+    run k128 240 k128.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K --head-dims 128 \
+        --masks sliding_window,causal_document,global_sliding_window,causal_blockwise,qk_sparse --out "$OUT/k128"
+    ;;
+s11i)
+    # The session's final kernels on the other five column masks at 8K and 32K, and qk_sparse at 32K (s11h ran
+    # out of its time limit there), against Flex.
+    run k128_other 330 k128_other.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K,32K \
+        --head-dims 128 --masks document,share_question,prefix_lm_document,prefix_lm_causal,random_eviction \
+        --out "$OUT/k128_other"
+    run k128_qk 150 k128_qk.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 128 \
+        --masks qk_sparse --out "$OUT/k128_qk"
+    ;;
+s11j)
+    # global_sliding_window at 128K on the session's final kernels (its forward is now the Gluon one), against Flex.
+    run k128_128k_gsw 300 k128_128k_gsw.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
+        --head-dims 128 --masks global_sliding_window,sliding_window --out "$OUT/k128_128k_gsw"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s11e)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s11j)" >&2
     exit 2
     ;;
 esac

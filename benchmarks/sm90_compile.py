@@ -6,7 +6,7 @@ target; the kernels are compiled through their JIT ``warmup`` with CPU tensors o
 (so the divisibility specialisations match a real launch), and ``cuobjdump`` reads the cubin.
 
     python benchmarks/sm90_compile.py dkdv --block 64 64 --warps 4 --stages 2 [--atomic-dq] [--sass out.sass]
-    python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep]   # Gluon forward
+    python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep --persistent]  # Gluon fwd
     python benchmarks/sm90_compile.py bwd-ws --stages 2 [--causal --vectors N]                 # Gluon backward
 
 Prints one line per kernel: registers, spill stores/loads, shared memory, and ptxas' wgmma warnings
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--no-tma", action="store_true")
     parser.add_argument("--gate", type=int, default=0, help="forward: gated grid (1 or 2, see fwd_kernel)")
     parser.add_argument("--sweep", action="store_true", help="forward: a middle sweep (state carried in and out)")
+    parser.add_argument("--persistent", action="store_true", help="Gluon forward: the persistent grid")
     parser.add_argument("--sass", help="write SASS (and .ttgir, .ptx next to it) to this path")
     a = parser.parse_args()
     triton.runtime.driver.set_active(_Sm90Driver())
@@ -147,10 +148,12 @@ def main() -> None:
 
     if a.kernel == "fwd-ws":
         bm = forward_hopper.WS_BLOCK_M
-        args = [gluon_desc(q, bm // 2), gluon_desc(k, bn), gluon_desc(v, bn), o, lse, mask, *ints, lse, lse, lse,
-                0, 0, *o.stride()[:3], 0, 0, mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
+        counter = torch.zeros(1, dtype=torch.int32)
+        args = [gluon_desc(q, bm // 2), gluon_desc(k, bn), gluon_desc(v, bn), o, lse, mask, *ints, counter, lse, lse,
+                lse, 0, 0, *o.stride()[:3], 0, 0, mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn,
+                B * H * (S // bm), 0.1]  # fmt: skip
         sweep = dict(SWEEP=True, CARRY_IN=True, CARRY_OUT=True) if a.sweep else {}
-        flags = dict(**mc, NUM_STAGES=a.stages, **sweep)
+        flags = dict(**mc, NUM_STAGES=a.stages, PERSISTENT=a.persistent, **sweep)
         _compile(forward_hopper.fwd_ws_kernel, args, flags, 4, a.stages, a.sass, forward_hopper.WS_MAX_REGISTERS)
     elif a.kernel == "bwd-ws":
         bm, bn = backward_hopper.WS_BWD_BLOCK_M, backward_hopper.WS_BWD_BLOCK_N

@@ -232,7 +232,9 @@ def test_order_is_the_heaviest_first_permutation_across_chunks():
     full = torch.randint(0, 6, (rows, num_outer), generator=gen, dtype=torch.int32)
     part = torch.randint(0, 3, (rows, num_outer), generator=gen, dtype=torch.int32)
     order = torch.full((rows, num_outer), -7, dtype=torch.int32)
-    _order_kernel[(3, rows)](full, part, order, num_outer, CHUNK=128)
+    counter = torch.full((1,), -7, dtype=torch.int32)
+    _order_kernel[(3, rows)](full, part, order, counter, num_outer, CHUNK=128)
+    assert counter.item() == 0
     live = (full + part).tolist()
     for row in range(rows):
         expect = sorted(range(num_outer), key=lambda o: (-live[row][o], o))

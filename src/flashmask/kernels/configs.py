@@ -102,6 +102,16 @@ def major_version(device: torch.device) -> int:
     return _major_by_index(torch.cuda.current_device() if device.index is None else device.index)
 
 
+@functools.cache
+def _sm_count_by_index(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA ``device`` (a persistent grid's size), looked up once per device."""
+    return _sm_count_by_index(torch.cuda.current_device() if device.index is None else device.index)
+
+
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 

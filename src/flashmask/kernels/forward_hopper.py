@@ -51,47 +51,150 @@ def _key_block(lists, t):
 
 
 @gluon.jit
-def _producer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
+def _work_item(item, params, SWEEP: gl.constexpr):
+    """Tile lists and coordinates of work item ``item``: query-block slot ``item % num_m_blocks`` (the query block
+    itself comes from ``Order``: heaviest first, as in ``fwd_kernel``) of batch x query head
+    ``item // num_m_blocks``. Returns ``(lists, coords)`` as the partitions take them."""
+    (Mask, FullCount, FullIndex, PartCount, PartIndex, Order, sweep_lo, sweep_hi, stride_mb, stride_mh,
+     list_stride_b, num_q_heads, q_per_kv, q_per_mask, num_m_blocks, num_n_blocks) = params  # fmt: skip
+    pid_bh = item // num_m_blocks
+    b = pid_bh // num_q_heads
+    h = pid_bh % num_q_heads
+    kv_h = h // q_per_kv
+    mask_h = h // q_per_mask
+    list_base = (b * list_stride_b + mask_h).to(gl.int64) * num_m_blocks
+    pid_m = gl.load(Order + list_base + item % num_m_blocks)
+    start_m = pid_m * (2 * WG_ROWS)
+    list_row = list_base + pid_m
+    full_list = FullIndex + list_row * num_n_blocks
+    part_list = PartIndex + list_row * num_n_blocks
+    num_full = gl.load(FullCount + list_row)
+    num_part = gl.load(PartCount + list_row)
+    full_lo = num_full * 0
+    part_lo = num_part * 0
+    if SWEEP:
+        full_lo = _first_at_least(full_list, num_full, sweep_lo)
+        num_full = _first_at_least(full_list, num_full, sweep_hi)
+        part_lo = _first_at_least(part_list, num_part, sweep_lo)
+        num_part = _first_at_least(part_list, num_part, sweep_hi)
+    num_full_here = num_full - full_lo
+    num_tiles = num_full_here + (num_part - part_lo)
+    lists = (full_list, part_list, full_lo, part_lo, num_full_here, num_tiles)
+    mask_base = Mask + b.to(gl.int64) * stride_mb + mask_h * stride_mh
+    coords = (b, h, kv_h, start_m, pid_bh, mask_base)
+    return lists, coords
+
+
+@gluon.jit
+def _own_item(n, num_items):
+    """Without a persistent grid: the program's own item first (grid ``(query blocks, batch x heads)``), then
+    none."""
+    item = num_items
+    if n == 0:
+        item = gl.program_id(0) + gl.program_id(1) * gl.num_programs(0)
+    return item
+
+
+@gluon.jit
+def _claim_and_publish(sched, n, PERSISTENT: gl.constexpr):
+    """The producer's ``n``-th work item. On the persistent grid it is claimed from the launch's counter (so the
+    programs take items in grid order, whatever each costs) and handed to both consumers through a two-slot ring
+    in shared memory; past the last item every partition sees ``num_items`` and stops."""
+    item_ids, item_ready, item_empty, counter, num_items = sched
+    if PERSISTENT:
+        item = gl.minimum(gl.atomic_add(counter, 1, sem="relaxed"), num_items)
+        slot = n % 2
+        mbarrier.wait(item_empty.index(slot), ((n // 2) & 1) ^ 1)
+        one_warp: gl.constexpr = gl.BlockedLayout([1], [32], [1], [0])
+        item_ids.index(slot).store(gl.full([1], item, gl.int32, one_warp))
+        mbarrier.arrive(item_ready.index(slot))
+    else:
+        item = _own_item(n, num_items)
+    return item
+
+
+@gluon.jit
+def _receive(sched, n, PERSISTENT: gl.constexpr):
+    """A consumer's ``n``-th work item (see ``_claim_and_publish``)."""
+    item_ids, item_ready, item_empty, _counter, num_items = sched
+    if PERSISTENT:
+        slot = n % 2
+        mbarrier.wait(item_ready.index(slot), (n // 2) & 1)
+        one_warpgroup: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+        item = gl.max(item_ids.index(slot).load(one_warpgroup), 0)
+        mbarrier.arrive(item_empty.index(slot))
+    else:
+        item = _own_item(n, num_items)
+    return item
+
+
+@gluon.jit
+def _producer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-              CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr):  # fmt: skip
-    """One warp: the Q rows of both warpgroups, then K and V of every visited tile into the stage ring.
+              CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr, SWEEP: gl.constexpr,
+              PERSISTENT: gl.constexpr):  # fmt: skip
+    """One warp: per work item, the Q rows of both warpgroups, then K and V of every visited tile into the stage
+    ring (one ring position per tile, carried across items).
 
     It takes the consumers' arguments because Gluon's worker partitions share one signature.
     """
     q_desc, k_desc, v_desc = descs
     q_bufs, k_bufs, v_bufs = bufs
-    q_bars, k_ready, v_ready, k_empty, v_empty = bars
-    b, h, kv_h, start_m, _pid_bh, _mask_base = coords
+    q_bars, q_empty, k_ready, v_ready, k_empty, v_empty = bars
+    num_items = sched[4]
     num_stages: gl.constexpr = k_bufs.type.shape[0]
     block_n: gl.constexpr = k_bufs.type.shape[2]
-    for g in gl.static_range(2):
-        mbarrier.expect(q_bars.index(g), q_desc.block_type.nbytes)
-        tma.async_copy_global_to_shared(q_desc, [b, start_m + g * WG_ROWS, h, 0], q_bars.index(g), q_bufs.index(g))
-    num_tiles = lists[5]
-    for t in range(num_tiles):
-        stage = t % num_stages
-        phase = (t // num_stages) & 1
-        start_n = _key_block(lists, t) * block_n
-        # Barriers start with the phase before the first complete: the first round of waits passes at once.
-        mbarrier.wait(k_empty.index(stage), phase ^ 1)
-        mbarrier.expect(k_ready.index(stage), k_desc.block_type.nbytes)
-        tma.async_copy_global_to_shared(k_desc, [b, start_n, kv_h, 0], k_ready.index(stage), k_bufs.index(stage))
-        mbarrier.wait(v_empty.index(stage), phase ^ 1)
-        mbarrier.expect(v_ready.index(stage), v_desc.block_type.nbytes)
-        tma.async_copy_global_to_shared(v_desc, [b, start_n, kv_h, 0], v_ready.index(stage), v_bufs.index(stage))
+    n = 0
+    ring = 0
+    item = _claim_and_publish(sched, n, PERSISTENT)
+    while item < num_items:
+        lists, coords = _work_item(item, params, SWEEP)
+        b, h, kv_h, start_m, _pid_bh, _mask_base = coords
+        for g in gl.static_range(2):
+            # Barriers start with the phase before the first complete: the first round of waits passes at once.
+            mbarrier.wait(q_empty.index(g), (n & 1) ^ 1)
+            mbarrier.expect(q_bars.index(g), q_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(q_desc, [b, start_m + g * WG_ROWS, h, 0], q_bars.index(g),
+                                            q_bufs.index(g))  # fmt: skip
+        num_tiles = lists[5]
+        for t in range(num_tiles):
+            stage = (ring + t) % num_stages
+            phase = ((ring + t) // num_stages) & 1
+            start_n = _key_block(lists, t) * block_n
+            mbarrier.wait(k_empty.index(stage), phase ^ 1)
+            mbarrier.expect(k_ready.index(stage), k_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(k_desc, [b, start_n, kv_h, 0], k_ready.index(stage),
+                                            k_bufs.index(stage))  # fmt: skip
+            mbarrier.wait(v_empty.index(stage), phase ^ 1)
+            mbarrier.expect(v_ready.index(stage), v_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(v_desc, [b, start_n, kv_h, 0], v_ready.index(stage),
+                                            v_bufs.index(stage))  # fmt: skip
+        ring += num_tiles
+        n += 1
+        item = _claim_and_publish(sched, n, PERSISTENT)
 
 
 @gluon.jit
-def _packed_four_vector_limits(mask_base, stride_ms, start_n, first_row, offs_n, dims, LTE_COL: gl.constexpr,
-                               UTS_COL: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
-    """The hidden rows of key columns ``start_n + offs_n`` within one warpgroup's 64 query rows, for the
-    four-vector form: int32, shaped and laid out as ``offs_n`` (the score tile's column slice), one byte each for
-    the lower interval's first row and length and the upper interval's, relative to ``first_row`` and clipped
-    to the 64.
+def _rows_from(x, first_row):
+    """Row limit ``x`` relative to a warpgroup's first row, clipped to its 64 rows (no overflow for any int32)."""
+    return gl.minimum(gl.maximum(gl.minimum(gl.maximum(x, 0), ALL_ROWS) - first_row, 0), WG_ROWS)
 
-    Why packed: in the score tile's layout a thread holds 32 of its 128 columns, and their five row limits
-    (``_common._column_limits``) took 160 registers and spilled. Here the limits are worked out with one column
-    per thread, packed, and moved to that layout (through shared memory): 32 registers.
+
+@gluon.jit
+def _packed_limits(mask_base, stride_ms, start_n, first_row, offs_n, dims, CAUSAL: gl.constexpr,
+                   LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
+    """The hidden rows of key columns ``start_n + offs_n`` within one warpgroup's 64 query rows, as two intervals
+    per column: int32, shaped and laid out as ``offs_n`` (the score tile's column slice), one byte each for the
+    first row and length of each, relative to ``first_row`` and clipped to the 64.
+
+    Every form fits two intervals: the lower ``[LTS, LTE)`` (to the last row when LTE is not stored) and the
+    upper ``[UTS, UTE)`` with four vectors, else ``[0, below)`` (``_common._column_limits``: the causal diagonal,
+    the non-causal two-vector form's UTE, or every row of a column past ``Sk``).
+
+    Why packed: in the score tile's layout a thread holds 32 of its 128 columns, and their row limits took 64-160
+    registers (the four-vector form spilled 540 B; with the persistent grid's extra state the others spilled too).
+    Here the limits are worked out with one column per thread, packed, and moved to that layout (through shared
+    memory): 32 registers.
     """
     seqlen_q, seqlen_k, _qk_scale = dims
     block_n: gl.constexpr = offs_n.type.shape[0]
@@ -99,16 +202,23 @@ def _packed_four_vector_limits(mask_base, stride_ms, start_n, first_row, offs_n,
     cols = start_n + gl.arange(0, block_n, layout=column_layout)
     # 32-bit column offsets: the launcher keeps Sk * stride below 2**31.
     below, lower_start, lower_span, upper_start, upper_span = _column_limits(
-        mask_base + cols * stride_ms, cols, seqlen_q, seqlen_k, False, LTE_COL, UTS_COL, UTE_COL
+        mask_base + cols * stride_ms, cols, seqlen_q, seqlen_k, CAUSAL, LTE_COL, UTS_COL, UTE_COL
     )
-    # start + span = max(end, start): no overflow. ``below`` is 0, or every row for a column past Sk.
-    lower_first = gl.minimum(gl.maximum(lower_start - first_row, 0), WG_ROWS)
-    lower_end = gl.minimum(gl.maximum(lower_start + lower_span - first_row, 0), WG_ROWS)
-    lower_first = gl.where(below > 0, 0, lower_first)
-    lower_end = gl.where(below > 0, WG_ROWS, lower_end)
-    upper_first = gl.minimum(gl.maximum(upper_start - first_row, 0), WG_ROWS)
-    upper_end = gl.minimum(gl.maximum(upper_start + upper_span - first_row, 0), WG_ROWS)
-    packed = lower_first | ((lower_end - lower_first) << 8) | (upper_first << 16) | ((upper_end - upper_first) << 24)
+    # Two-sided: start + span = max(LTE, start), no overflow; one-sided: to the last row.
+    lower_end = lower_start + lower_span if LTE_COL >= 0 else below * 0 + ALL_ROWS
+    if UTS_COL >= 0:
+        upper_end = upper_start + upper_span
+        # ``below`` is 0 here, or every row of a column past Sk: that goes into the lower interval.
+        lower_start = gl.where(below > 0, 0, lower_start)
+        lower_end = gl.where(below > 0, ALL_ROWS, lower_end)
+    else:
+        upper_start = below * 0
+        upper_end = below
+    lower_first = _rows_from(lower_start, first_row)
+    upper_first = _rows_from(upper_start, first_row)
+    lower_len = gl.maximum(_rows_from(lower_end, first_row) - lower_first, 0)
+    upper_len = gl.maximum(_rows_from(upper_end, first_row) - upper_first, 0)
+    packed = lower_first | (lower_len << 8) | (upper_first << 16) | (upper_len << 24)
     return gl.convert_layout(packed, offs_n.type.layout)
 
 
@@ -118,42 +228,30 @@ def _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_
                    UTE_COL: gl.constexpr):  # fmt: skip
     """``-inf`` where a query row (``rows``, from ``first_row``) may not see a key column of this partial tile.
 
-    Per column (as ``_common._column_limits`` in the Triton kernels), the hidden rows are ``[0, below)``, below
-    being the causal diagonal (aligned bottom-right), the non-causal two-vector form's UTE, or every row past
-    ``Sk``, and the lower interval ``[LTS, LTE)`` (``LTE = Sq`` when not stored). The four-vector form's two
-    intervals come packed (``_packed_four_vector_limits``).
+    With a column mask of two or four vectors, the two intervals of ``_packed_limits`` per column (one unsigned
+    compare each). With one (causal: hidden below the diagonal and from LTS on) the two limits per column are used
+    as they are: that was 2-5% faster than packed at 8K and 32K (s11g against s11f), for 4 B of spilled scalars.
+    Without a column mask, the causal triangle (aligned bottom-right) and the columns past ``Sk``.
     """
     seqlen_q, seqlen_k, _qk_scale = dims
-    cols = start_n + offs_n
     rows_2d = gl.expand_dims(rows, 1)
-    if UTS_COL >= 0:
-        gl.static_assert(not CAUSAL, "four vectors come without the causal triangle")
-        packed = _packed_four_vector_limits(
-            mask_base, stride_ms, start_n, first_row, offs_n, dims, LTE_COL, UTS_COL, UTE_COL
-        )
-        packed_2d = gl.expand_dims(packed, 0)
-        rel_rows = rows_2d - first_row
-        hidden = _in_span(rel_rows, packed_2d & 255, (packed_2d >> 8) & 255)
-        hidden = hidden | _in_span(rel_rows, (packed_2d >> 16) & 255, packed_2d >> 24)
-    elif HAS_MASK:
+    if HAS_MASK and LTE_COL < 0 and UTE_COL < 0:
+        cols = start_n + offs_n
         in_range = cols < seqlen_k
-        below = cols - (seqlen_k - seqlen_q) if CAUSAL else cols * 0
         # 32-bit column offsets: the launcher keeps Sk * stride below 2**31.
-        mask_cols = mask_base + cols * stride_ms
-        lts = gl.load(mask_cols, mask=in_range, other=0)
-        if UTE_COL >= 0:
-            below = gl.load(mask_cols + UTE_COL, mask=in_range, other=0)
-        below = gl.where(in_range, below, ALL_ROWS)
-        hidden = rows_2d < gl.expand_dims(below, 0)
-        if LTE_COL >= 0:
-            lte = gl.load(mask_cols + LTE_COL, mask=in_range, other=ALL_ROWS)
-            lower_start = gl.maximum(lts, 0)
-            lower_span = gl.maximum(lte - lower_start, 0)
-            hidden = hidden | _in_span(rows_2d, gl.expand_dims(lower_start, 0), gl.expand_dims(lower_span, 0))
-        else:
-            hidden = hidden | (rows_2d >= gl.expand_dims(lts, 0))
+        lts = gl.load(mask_base + cols * stride_ms, mask=in_range, other=0)
+        below = gl.where(in_range, cols - (seqlen_k - seqlen_q), ALL_ROWS)
+        hidden = (rows_2d < gl.expand_dims(below, 0)) | (rows_2d >= gl.expand_dims(lts, 0))
+    elif HAS_MASK:
+        packed = gl.expand_dims(
+            _packed_limits(mask_base, stride_ms, start_n, first_row, offs_n, dims, CAUSAL, LTE_COL, UTS_COL, UTE_COL),
+            0,
+        )
+        rel_rows = rows_2d - first_row
+        hidden = _in_span(rel_rows, packed & 255, (packed >> 8) & 255)
+        hidden = hidden | _in_span(rel_rows, (packed >> 16) & 255, packed >> 24)
     else:
-        cols_2d = gl.expand_dims(cols, 0)
+        cols_2d = gl.expand_dims(start_n + offs_n, 0)
         hidden = cols_2d >= seqlen_k
         if CAUSAL:
             hidden = hidden | (cols_2d > rows_2d + (seqlen_k - seqlen_q))
@@ -172,15 +270,14 @@ def _softmax_step(s, m_i, l_i, qk_scale):
 
 
 @gluon.jit
-def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
+def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-              CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr):  # fmt: skip
-    """One warpgroup: its 64 query rows over every visited key tile, then their output and LSE."""
+              CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr, SWEEP: gl.constexpr,
+              PERSISTENT: gl.constexpr):  # fmt: skip
+    """One warpgroup: per work item, its 64 query rows over every visited key tile, then their output and LSE."""
     q_bufs, k_bufs, v_bufs = bufs
-    q_bars, k_ready, v_ready, k_empty, v_empty = bars
-    num_full_here = lists[4]
-    num_tiles = lists[5]
-    b, h, _kv_h, start_m, pid_bh, mask_base = coords
+    q_bars, q_empty, k_ready, v_ready, k_empty, v_empty = bars
+    num_items = sched[4]
     out_ptr, lse_ptr, state_acc, state_m, state_l, stride_ob, stride_os, stride_oh, stride_ms = outs
     seqlen_q, _seqlen_k, qk_scale = dims
     num_stages: gl.constexpr = k_bufs.type.shape[0]
@@ -194,81 +291,97 @@ def _consumer(descs, bufs, bars, lists, coords, outs, dims, WG: gl.constexpr, CA
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     row_layout: gl.constexpr = gl.SliceLayout(1, s_layout)
     o_row_layout: gl.constexpr = gl.SliceLayout(1, o_layout)
-
-    first_row = start_m + WG * WG_ROWS
-    rows = first_row + gl.arange(0, WG_ROWS, layout=row_layout)
     offs_n = gl.arange(0, block_n, layout=gl.SliceLayout(0, s_layout))
-    o_rows = first_row + gl.arange(0, WG_ROWS, layout=o_row_layout)
     offs_d = gl.arange(0, head_dim, layout=gl.SliceLayout(0, o_layout))
-    row_ok = rows < seqlen_q
-    o_row_ok = gl.expand_dims(o_rows < seqlen_q, 1)
-    state_rows = pid_bh.to(gl.int64) * seqlen_q + rows
-    state_ptrs = state_acc + gl.expand_dims((pid_bh.to(gl.int64) * seqlen_q + o_rows) * head_dim, 1)
-    state_ptrs = state_ptrs + gl.expand_dims(offs_d, 0)
-    if CARRY_IN:
-        # The online-softmax state the previous sweep left: same arithmetic as one long sweep.
-        m_i = gl.load(state_m + state_rows, mask=row_ok, other=float("-inf"))
-        l_i = gl.load(state_l + state_rows, mask=row_ok, other=0.0)
-        acc = gl.load(state_ptrs, mask=o_row_ok, other=0.0)
-    else:
-        m_i = gl.full([WG_ROWS], float("-inf"), gl.float32, row_layout)
-        l_i = gl.zeros([WG_ROWS], gl.float32, row_layout)
-        acc = gl.zeros([WG_ROWS, head_dim], gl.float32, o_layout)
     s_zero = gl.zeros([WG_ROWS, block_n], gl.float32, s_layout)
-
     q_smem = q_bufs.index(WG).reshape([WG_ROWS, head_dim])
-    mbarrier.wait(q_bars.index(WG), 0)
-    if num_tiles > 0:
-        mbarrier.wait(k_ready.index(0), 0)
-        s = warpgroup_mma(q_smem, k_bufs.index(0).reshape([block_n, head_dim]).permute((1, 0)), s_zero,
-                          use_acc=False)  # fmt: skip
-        mbarrier.arrive(k_empty.index(0))
-        if num_full_here == 0:
-            start_n = _key_block(lists, 0) * block_n
-            s = _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK,
-                               LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
-        p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
-        acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
-        p_op = gl.convert_layout(p.to(dtype), p_layout)
-        for t in range(1, num_tiles):
-            stage = t % num_stages
-            prev = (t - 1) % num_stages
-            mbarrier.wait(k_ready.index(stage), (t // num_stages) & 1)
-            k_t = k_bufs.index(stage).reshape([block_n, head_dim]).permute((1, 0))
-            s_token = warpgroup_mma(q_smem, k_t, s_zero, use_acc=False, is_async=True)
-            mbarrier.wait(v_ready.index(prev), ((t - 1) // num_stages) & 1)
-            v_prev = v_bufs.index(prev).reshape([block_n, head_dim])
-            acc_token = warpgroup_mma(p_op, v_prev, acc, is_async=True)
-            # wgmma groups retire in order: this waits for the scores and leaves P V running under the softmax.
-            s = warpgroup_mma_wait(1, deps=(s_token,))
+
+    n = 0
+    ring = 0
+    item = _receive(sched, n, PERSISTENT)
+    while item < num_items:
+        lists, coords = _work_item(item, params, SWEEP)
+        num_full_here = lists[4]
+        num_tiles = lists[5]
+        b, h, _kv_h, start_m, pid_bh, mask_base = coords
+        first_row = start_m + WG * WG_ROWS
+        rows = first_row + gl.arange(0, WG_ROWS, layout=row_layout)
+        o_rows = first_row + gl.arange(0, WG_ROWS, layout=o_row_layout)
+        row_ok = rows < seqlen_q
+        o_row_ok = gl.expand_dims(o_rows < seqlen_q, 1)
+        state_rows = pid_bh.to(gl.int64) * seqlen_q + rows
+        state_ptrs = state_acc + gl.expand_dims((pid_bh.to(gl.int64) * seqlen_q + o_rows) * head_dim, 1)
+        state_ptrs = state_ptrs + gl.expand_dims(offs_d, 0)
+        if CARRY_IN:
+            # The online-softmax state the previous sweep left: same arithmetic as one long sweep.
+            m_i = gl.load(state_m + state_rows, mask=row_ok, other=float("-inf"))
+            l_i = gl.load(state_l + state_rows, mask=row_ok, other=0.0)
+            acc = gl.load(state_ptrs, mask=o_row_ok, other=0.0)
+        else:
+            m_i = gl.full([WG_ROWS], float("-inf"), gl.float32, row_layout)
+            l_i = gl.zeros([WG_ROWS], gl.float32, row_layout)
+            acc = gl.zeros([WG_ROWS, head_dim], gl.float32, o_layout)
+
+        mbarrier.wait(q_bars.index(WG), n & 1)
+        if num_tiles > 0:
+            stage = ring % num_stages
+            mbarrier.wait(k_ready.index(stage), (ring // num_stages) & 1)
+            s = warpgroup_mma(q_smem, k_bufs.index(stage).reshape([block_n, head_dim]).permute((1, 0)), s_zero,
+                              use_acc=False)  # fmt: skip
             mbarrier.arrive(k_empty.index(stage))
-            if t >= num_full_here:
-                start_n = _key_block(lists, t) * block_n
+            if num_full_here == 0:
+                start_n = _key_block(lists, 0) * block_n
                 s = _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK,
                                    LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
             p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
-            acc, p_op = warpgroup_mma_wait(0, deps=(acc_token, p_op))
-            mbarrier.arrive(v_empty.index(prev))
             acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
             p_op = gl.convert_layout(p.to(dtype), p_layout)
-        last = (num_tiles - 1) % num_stages
-        mbarrier.wait(v_ready.index(last), ((num_tiles - 1) // num_stages) & 1)
-        acc = warpgroup_mma(p_op, v_bufs.index(last).reshape([block_n, head_dim]), acc)
-        mbarrier.arrive(v_empty.index(last))
+            for t in range(1, num_tiles):
+                stage = (ring + t) % num_stages
+                prev = (ring + t - 1) % num_stages
+                mbarrier.wait(k_ready.index(stage), ((ring + t) // num_stages) & 1)
+                k_t = k_bufs.index(stage).reshape([block_n, head_dim]).permute((1, 0))
+                s_token = warpgroup_mma(q_smem, k_t, s_zero, use_acc=False, is_async=True)
+                mbarrier.wait(v_ready.index(prev), ((ring + t - 1) // num_stages) & 1)
+                v_prev = v_bufs.index(prev).reshape([block_n, head_dim])
+                acc_token = warpgroup_mma(p_op, v_prev, acc, is_async=True)
+                # wgmma groups retire in order: this waits for the scores and leaves P V running under the softmax.
+                s = warpgroup_mma_wait(1, deps=(s_token,))
+                mbarrier.arrive(k_empty.index(stage))
+                if t >= num_full_here:
+                    start_n = _key_block(lists, t) * block_n
+                    s = _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL,
+                                       HAS_MASK, LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
+                p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
+                acc, p_op = warpgroup_mma_wait(0, deps=(acc_token, p_op))
+                mbarrier.arrive(v_empty.index(prev))
+                acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
+                p_op = gl.convert_layout(p.to(dtype), p_layout)
+            # Every score tile is done: the producer may load the next item's Q rows while the last P V runs.
+            mbarrier.arrive(q_empty.index(WG))
+            last = (ring + num_tiles - 1) % num_stages
+            mbarrier.wait(v_ready.index(last), ((ring + num_tiles - 1) // num_stages) & 1)
+            acc = warpgroup_mma(p_op, v_bufs.index(last).reshape([block_n, head_dim]), acc)
+            mbarrier.arrive(v_empty.index(last))
+        else:
+            mbarrier.arrive(q_empty.index(WG))
+        ring += num_tiles
 
-    if CARRY_OUT:
-        gl.store(state_m + state_rows, m_i, mask=row_ok)
-        gl.store(state_l + state_rows, l_i, mask=row_ok)
-        gl.store(state_ptrs, acc, mask=o_row_ok)
-    else:
-        seen = l_i > 0.0
-        l_safe = gl.where(seen, l_i, 1.0)
-        out = acc / gl.expand_dims(gl.convert_layout(l_safe, o_row_layout), 1)
-        o_ptrs = out_ptr + b.to(gl.int64) * stride_ob + h * stride_oh
-        o_ptrs = o_ptrs + gl.expand_dims(o_rows.to(gl.int64) * stride_os, 1) + gl.expand_dims(offs_d, 0)
-        gl.store(o_ptrs, out.to(dtype), mask=o_row_ok)
-        lse = gl.where(seen, (m_i + gl.log2(l_safe)) * LN2, float("-inf"))
-        gl.store(lse_ptr + state_rows, lse, mask=row_ok)
+        if CARRY_OUT:
+            gl.store(state_m + state_rows, m_i, mask=row_ok)
+            gl.store(state_l + state_rows, l_i, mask=row_ok)
+            gl.store(state_ptrs, acc, mask=o_row_ok)
+        else:
+            seen = l_i > 0.0
+            l_safe = gl.where(seen, l_i, 1.0)
+            out = acc / gl.expand_dims(gl.convert_layout(l_safe, o_row_layout), 1)
+            o_ptrs = out_ptr + b.to(gl.int64) * stride_ob + h * stride_oh
+            o_ptrs = o_ptrs + gl.expand_dims(o_rows.to(gl.int64) * stride_os, 1) + gl.expand_dims(offs_d, 0)
+            gl.store(o_ptrs, out.to(dtype), mask=o_row_ok)
+            lse = gl.where(seen, (m_i + gl.log2(l_safe)) * LN2, float("-inf"))
+            gl.store(lse_ptr + state_rows, lse, mask=row_ok)
+        n += 1
+        item = _receive(sched, n, PERSISTENT)
 
 
 @gluon.jit
@@ -284,6 +397,7 @@ def fwd_ws_kernel(
     PartCount,
     PartIndex,
     Order,
+    Counter,
     StateAcc,
     StateM,
     StateL,
@@ -303,6 +417,7 @@ def fwd_ws_kernel(
     q_per_mask,
     num_m_blocks,
     num_n_blocks,
+    num_items,
     qk_scale,
     CAUSAL: gl.constexpr,
     HAS_MASK: gl.constexpr,
@@ -313,49 +428,36 @@ def fwd_ws_kernel(
     SWEEP: gl.constexpr = False,
     CARRY_IN: gl.constexpr = False,
     CARRY_OUT: gl.constexpr = False,
+    PERSISTENT: gl.constexpr = False,
 ):
-    """Grid ``(query blocks of 128, batch x query heads)``; 4 warps here plus a 4-warp and a 1-warp worker.
+    """4 warps here plus a 4-warp and a 1-warp worker; ``num_items`` = query blocks of 128 x batch x query heads.
 
+    Grid ``(query blocks, batch x query heads)``, one item per program; or, with ``PERSISTENT``, ``(programs,)``
+    (one per SM) that claim items in grid order from ``Counter`` (int32, zero at launch) until none is left, so
+    that one item's loads start while the previous one's last tiles and output are still in flight.
     ``q_desc`` / ``k_desc`` / ``v_desc``: Gluon tensor descriptors over ``[B, S, H, 128]`` with boxes
     ``[1, 64, 1, 128]`` (Q) and ``[1, BLOCK_N, 1, 128]`` (K, V). The list arguments are ``tile_lists``' for
     ``BLOCK_M = 128`` and the K/V box's ``BLOCK_N``.
     """
-    pid_bh = gl.program_id(1)
-    b = pid_bh // num_q_heads
-    h = pid_bh % num_q_heads
-    kv_h = h // q_per_kv
-    mask_h = h // q_per_mask
-    list_base = (b * list_stride_b + mask_h).to(gl.int64) * num_m_blocks
-    # Heaviest query blocks first (Order sorts them by live tiles), as in fwd_kernel.
-    pid_m = gl.load(Order + list_base + gl.program_id(0))
-    start_m = pid_m * (2 * WG_ROWS)
-    list_row = list_base + pid_m
-    full_list = FullIndex + list_row * num_n_blocks
-    part_list = PartIndex + list_row * num_n_blocks
-    num_full = gl.load(FullCount + list_row)
-    num_part = gl.load(PartCount + list_row)
-    full_lo = num_full * 0
-    part_lo = num_part * 0
-    if SWEEP:
-        full_lo = _first_at_least(full_list, num_full, sweep_lo)
-        num_full = _first_at_least(full_list, num_full, sweep_hi)
-        part_lo = _first_at_least(part_list, num_part, sweep_lo)
-        num_part = _first_at_least(part_list, num_part, sweep_hi)
-    num_full_here = num_full - full_lo
-    num_tiles = num_full_here + (num_part - part_lo)
-
     dtype: gl.constexpr = k_desc.dtype
     # (Gluon's frontend takes no starred expressions: lists are concatenated.)
     q_bufs = gl.allocate_shared_memory(dtype, [2] + q_desc.block_type.shape, q_desc.layout)  # noqa: RUF005
     k_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + k_desc.block_type.shape, k_desc.layout)  # noqa: RUF005
     v_bufs = gl.allocate_shared_memory(dtype, [NUM_STAGES] + v_desc.block_type.shape, v_desc.layout)  # noqa: RUF005
     q_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    q_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     k_ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
     v_ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
     k_empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
     v_empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
+    item_ids = gl.allocate_shared_memory(gl.int32, [2, 1], gl.SwizzledSharedLayout(1, 1, 1, [0]))
+    item_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    item_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     for g in gl.static_range(2):
         mbarrier.init(q_bars.index(g), count=1)
+        mbarrier.init(q_empty.index(g), count=1)  # released by the warpgroup that reads Q rows g
+        mbarrier.init(item_ready.index(g), count=1)
+        mbarrier.init(item_empty.index(g), count=2)
     for i in gl.static_range(NUM_STAGES):
         mbarrier.init(k_ready.index(i), count=1)
         mbarrier.init(v_ready.index(i), count=1)
@@ -365,21 +467,21 @@ def fwd_ws_kernel(
 
     descs = (q_desc, k_desc, v_desc)
     bufs = (q_bufs, k_bufs, v_bufs)
-    bars = (q_bars, k_ready, v_ready, k_empty, v_empty)
-    lists = (full_list, part_list, full_lo, part_lo, num_full_here, num_tiles)
-    mask_base = Mask + b.to(gl.int64) * stride_mb + mask_h * stride_mh
-    coords = (b, h, kv_h, start_m, pid_bh, mask_base)
+    bars = (q_bars, q_empty, k_ready, v_ready, k_empty, v_empty)
+    sched = (item_ids, item_ready, item_empty, Counter, num_items)
+    params = (Mask, FullCount, FullIndex, PartCount, PartIndex, Order, sweep_lo, sweep_hi, stride_mb, stride_mh,
+              list_stride_b, num_q_heads, q_per_kv, q_per_mask, num_m_blocks, num_n_blocks)  # fmt: skip
     outs = (Out, Lse, StateAcc, StateM, StateL, stride_ob, stride_os, stride_oh, stride_ms)
     dims = (seqlen_q, seqlen_k, qk_scale)
     # fmt: off
     gl.warp_specialize(
         [
-            (_consumer, (descs, bufs, bars, lists, coords, outs, dims, 0,
-                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT)),
-            (_consumer, (descs, bufs, bars, lists, coords, outs, dims, 1,
-                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT)),
-            (_producer, (descs, bufs, bars, lists, coords, outs, dims, 0,
-                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT)),
+            (_consumer, (descs, bufs, bars, sched, params, outs, dims, 0,
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT)),
+            (_consumer, (descs, bufs, bars, sched, params, outs, dims, 1,
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT)),
+            (_producer, (descs, bufs, bars, sched, params, outs, dims, 0,
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT)),
         ],
         [4, 1],
         [240, 24],

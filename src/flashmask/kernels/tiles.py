@@ -168,12 +168,15 @@ _ORDER_CHUNK = 128
 
 
 @triton.jit
-def _order_kernel(FullCount, PartCount, Order, num_outer, CHUNK: tl.constexpr):
+def _order_kernel(FullCount, PartCount, Order, Counter, num_outer, CHUNK: tl.constexpr):
     """``Order``: each (batch, mask head) row's outer blocks by decreasing number of live tiles, ties by index.
 
     One program per ``CHUNK`` outer blocks and row: each block's position is the number of blocks that go before
-    it (a rank by counting, O(num_outer) per block), so the order is a permutation with no sort pass.
+    it (a rank by counting, O(num_outer) per block), so the order is a permutation with no sort pass. The first
+    program also zeroes ``Counter`` (one int32), the work-item counter of a persistent main kernel.
     """
+    if (tl.program_id(0) == 0) & (tl.program_id(1) == 0):
+        tl.store(Counter, 0)
     row = tl.program_id(1).to(tl.int64) * num_outer
     i = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
     i_ok = i < num_outer
@@ -195,7 +198,8 @@ class TileLists(NamedTuple):
 
     Only the first ``count`` entries of each index row are written. ``order`` ``[Bm * Hm, num_outer]`` lists
     the outer blocks by decreasing number of live tiles: kernels launch the heaviest first, so the last
-    wave of programs is short (longest-processing-time-first scheduling).
+    wave of programs is short (longest-processing-time-first scheduling). ``counter`` (int32 ``[1]``, zero) is
+    for a persistent kernel to hand out its work items.
     """
 
     full_count: torch.Tensor
@@ -203,6 +207,11 @@ class TileLists(NamedTuple):
     part_count: torch.Tensor
     part_index: torch.Tensor
     order: torch.Tensor
+    counter: torch.Tensor
+
+    def per_block(self) -> tuple[torch.Tensor, ...]:
+        """The five tensors every main kernel takes: counts and indices of both lists, and the order."""
+        return self.full_count, self.full_index, self.part_count, self.part_index, self.order
 
 
 def block_bounds(
@@ -263,12 +272,13 @@ def tile_lists(
     num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
     num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
     counts = rows * num_outer
-    storage = torch.empty(counts * (3 + 2 * num_inner), dtype=torch.int32, device=bounds.device)
+    storage = torch.empty(counts * (3 + 2 * num_inner) + 1, dtype=torch.int32, device=bounds.device)
     full_count, part_count, order = (storage[i * counts : (i + 1) * counts].view(rows, num_outer) for i in range(3))
     full_index, part_index = (
         storage[(3 + i * num_inner) * counts : (3 + (i + 1) * num_inner) * counts].view(rows, num_outer, num_inner)
         for i in range(2)
     )
+    counter = storage[-1:]
     if rows and num_outer and num_inner:
         chunk = min(1024, max(16, triton.next_power_of_2(num_inner)))
         _tile_lists_kernel[(num_outer, rows)](
@@ -289,9 +299,9 @@ def tile_lists(
         )
         order_chunk = min(_ORDER_CHUNK, max(16, triton.next_power_of_2(num_outer)))
         _order_kernel[(triton.cdiv(num_outer, order_chunk), rows)](
-            full_count, part_count, order, num_outer, CHUNK=order_chunk
+            full_count, part_count, order, counter, num_outer, CHUNK=order_chunk
         )
     elif counts:  # no inner blocks: nothing is live
         storage.zero_()
         order.copy_(torch.arange(num_outer, dtype=torch.int32, device=bounds.device).expand(rows, -1))
-    return TileLists(full_count, full_index, part_count, part_index, order)
+    return TileLists(full_count, full_index, part_count, part_index, order, counter)
