@@ -931,8 +931,24 @@ s11j)
     run k128_128k_gsw 300 k128_128k_gsw.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
         --head-dims 128 --masks global_sliding_window,sliding_window --out "$OUT/k128_128k_gsw"
     ;;
+s11k)
+    # Experiment (its tree is not kept): a persistent Gluon backward (one program per SM; the producer claims key blocks in grid order from the lists'
+    # counter and loads the next one's K/V as soon as both consumers' last dQ has read the current K, under the
+    # dK/dV stores): the D=128 gpu_check cases on it, then its backward against one program per key block,
+    # alternating twice, at 8K (B=16) on the masks short of 1.3x and full.
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    M=full,sliding_window,causal_document,document,global_sliding_window,causal_blockwise,prefix_lm_causal
+    T=(python3 benchmarks/tune.py --head-dim 128 --no-fwd --no-dq-configs --dkdv 64,128,4,2,1,1 --seqlen 8192
+       --batch 16 --plain --masks $M)
+    for r in 1 2; do
+        for p in 0 1; do
+            run "bwd_8k_p${p}_$r" 75 ws_bwd_persistent.txt env FLASHMASK_BWD_PERSISTENT=$p "${T[@]}"
+        done
+    done
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s11j)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s11k)" >&2
     exit 2
     ;;
 esac

@@ -25,6 +25,7 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 
 # A scalar Triton helper: Gluon compiles it as it is (same SASS as a Gluon copy).
 from ._common import _column_limits, _in_span
+from ._work_items import _claim_and_publish, _item_ring, _receive
 from .forward import _first_at_least
 
 LN2: gl.constexpr = gl.constexpr(0.6931471805599453)
@@ -83,49 +84,6 @@ def _work_item(item, params, SWEEP: gl.constexpr):
     mask_base = Mask + b.to(gl.int64) * stride_mb + mask_h * stride_mh
     coords = (b, h, kv_h, start_m, pid_bh, mask_base)
     return lists, coords
-
-
-@gluon.jit
-def _own_item(n, num_items):
-    """Without a persistent grid: the program's own item first (grid ``(query blocks, batch x heads)``), then
-    none."""
-    item = num_items
-    if n == 0:
-        item = gl.program_id(0) + gl.program_id(1) * gl.num_programs(0)
-    return item
-
-
-@gluon.jit
-def _claim_and_publish(sched, n, PERSISTENT: gl.constexpr):
-    """The producer's ``n``-th work item. On the persistent grid it is claimed from the launch's counter (so the
-    programs take items in grid order, whatever each costs) and handed to both consumers through a two-slot ring
-    in shared memory; past the last item every partition sees ``num_items`` and stops."""
-    item_ids, item_ready, item_empty, counter, num_items = sched
-    if PERSISTENT:
-        item = gl.minimum(gl.atomic_add(counter, 1, sem="relaxed"), num_items)
-        slot = n % 2
-        mbarrier.wait(item_empty.index(slot), ((n // 2) & 1) ^ 1)
-        one_warp: gl.constexpr = gl.BlockedLayout([1], [32], [1], [0])
-        item_ids.index(slot).store(gl.full([1], item, gl.int32, one_warp))
-        mbarrier.arrive(item_ready.index(slot))
-    else:
-        item = _own_item(n, num_items)
-    return item
-
-
-@gluon.jit
-def _receive(sched, n, PERSISTENT: gl.constexpr):
-    """A consumer's ``n``-th work item (see ``_claim_and_publish``)."""
-    item_ids, item_ready, item_empty, _counter, num_items = sched
-    if PERSISTENT:
-        slot = n % 2
-        mbarrier.wait(item_ready.index(slot), (n // 2) & 1)
-        one_warpgroup: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
-        item = gl.max(item_ids.index(slot).load(one_warpgroup), 0)
-        mbarrier.arrive(item_empty.index(slot))
-    else:
-        item = _own_item(n, num_items)
-    return item
 
 
 @gluon.jit
@@ -450,14 +408,9 @@ def fwd_ws_kernel(
     v_ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
     k_empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
     v_empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
-    item_ids = gl.allocate_shared_memory(gl.int32, [2, 1], gl.SwizzledSharedLayout(1, 1, 1, [0]))
-    item_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    item_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     for g in gl.static_range(2):
         mbarrier.init(q_bars.index(g), count=1)
         mbarrier.init(q_empty.index(g), count=1)  # released by the warpgroup that reads Q rows g
-        mbarrier.init(item_ready.index(g), count=1)
-        mbarrier.init(item_empty.index(g), count=2)
     for i in gl.static_range(NUM_STAGES):
         mbarrier.init(k_ready.index(i), count=1)
         mbarrier.init(v_ready.index(i), count=1)
@@ -468,6 +421,7 @@ def fwd_ws_kernel(
     descs = (q_desc, k_desc, v_desc)
     bufs = (q_bufs, k_bufs, v_bufs)
     bars = (q_bars, q_empty, k_ready, v_ready, k_empty, v_empty)
+    item_ids, item_ready, item_empty = _item_ring()
     sched = (item_ids, item_ready, item_empty, Counter, num_items)
     params = (Mask, FullCount, FullIndex, PartCount, PartIndex, Order, sweep_lo, sweep_hi, stride_mb, stride_mh,
               list_stride_b, num_q_heads, q_per_kv, q_per_mask, num_m_blocks, num_n_blocks)  # fmt: skip
