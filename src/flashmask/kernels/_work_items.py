@@ -1,8 +1,8 @@
-"""Work items of the persistent Gluon kernels: how a grid of one program per SM shares them out.
+"""Work items of a persistent Gluon kernel (the forward): how a grid of one program per SM shares them out.
 
 The producer warp claims the next item from a counter in global memory (int32, zero at launch: the tile lists'
 ``counter``), so the programs take items in grid order whatever each costs, as the hardware would launch them,
-and the K/V or Q/dO that neighbouring items share stays in L2. It hands each item to both consumer warpgroups
+and the K/V that neighbouring items share stays in L2. It hands each item to both consumer warpgroups
 through a two-slot ring in shared memory (``item_ids`` with ``item_ready`` / ``item_empty`` barriers, counts 1
 and 2). Past the last item every partition sees ``num_items`` and stops. Without ``PERSISTENT`` each program
 has one item, its own place in a grid ``(blocks, batch x heads)``, and no ring is used.

@@ -1,4 +1,4 @@
-"""Warp-specialized FlashMask forward for Hopper (Gluon): D=128, no column mask or one of 1-2 vectors.
+"""Warp-specialized, persistent FlashMask forward for Hopper (Gluon): D=128, every mask form.
 
 The Triton forward (``forward.py``) runs its two warpgroups in lock-step and waits on each wgmma as soon as it
 is issued, so the exponentials and the tensor cores take turns. Here each warpgroup owns 64 query rows and its
@@ -6,11 +6,12 @@ own instruction stream (``gl.warp_specialize``), and issues the next tile's ``Q 
 ``P V`` before the softmax that lies between them (FlashAttention-3's schedule): the softmax of tile ``j`` runs
 while the tensor cores compute ``P_{j-1} V_{j-1}``. A one-warp producer streams Q, K and V by TMA through a
 ring of shared-memory stages; K and V have their own ready / empty barriers, so a stage's K is refilled as soon
-as both warpgroups have their scores.
+as both warpgroups have their scores. The grid is one program per SM, taking query blocks in grid order
+(``_work_items``), so one block's Q and K/V loads overlap the previous block's last tiles and output stores.
 
 Same contract as ``fwd_kernel``: the tile lists of ``tiles.tile_lists`` (unmasked key blocks, then partial ones,
-which get the element mask: causal / key range, and the column mask of every form; the four-vector form's limits
-come packed, see ``_packed_four_vector_limits``), heaviest query blocks first,
+which get the element mask: causal / key range, and the column mask of every form, its row limits packed where
+that saves registers, see ``_packed_limits``), heaviest query blocks first,
 the key sweeps (``SWEEP``, ``CARRY_IN``, ``CARRY_OUT``) and the outputs (``out`` in the input dtype, ``lse``
 fp32; 0 and ``-inf`` for rows that see nothing).
 
