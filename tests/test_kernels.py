@@ -222,6 +222,18 @@ def test_tile_lists_match_the_torch_classification():
                     assert lists.order[row].tolist() == expect_order
 
 
+def test_tile_lists_without_inner_blocks_are_empty():
+    """No query rows: every key block's lists are empty, the order is still a permutation and the counter zero."""
+    from flashmask.kernels.tiles import block_bounds, mask_form, tile_lists
+
+    idx = torch.zeros(1, 2, 40, 1, dtype=torch.int32)
+    bounds = block_bounds(idx, mask_form(idx, True), 0, 40, 16, idx.device)
+    lists = tile_lists(bounds, True, 0, 40, 16, 16, transposed=True)
+    assert lists.full_count.shape == (2, 3) and not lists.full_count.any() and not lists.part_count.any()
+    assert lists.order.tolist() == [[0, 1, 2], [0, 1, 2]]
+    assert lists.counter.tolist() == [0]
+
+
 def test_order_is_the_heaviest_first_permutation_across_chunks():
     """The order kernel ranks each outer block against every other, in chunks of 128: rows of several chunks,
     many ties, and a row past the last full chunk."""
