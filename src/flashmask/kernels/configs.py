@@ -92,24 +92,24 @@ def gluon_release() -> bool:
 
 
 @functools.cache
-def _major_by_index(index: int) -> int:
-    return torch.cuda.get_device_capability(index)[0]
+def _properties(index: int):
+    return torch.cuda.get_device_properties(index)
+
+
+def _device_properties(device: torch.device):
+    """A CUDA ``device``'s properties, looked up once per device: the query costs as much host time as launching a
+    kernel, on every call otherwise."""
+    return _properties(torch.cuda.current_device() if device.index is None else device.index)
 
 
 def major_version(device: torch.device) -> int:
-    """The compute capability's major version of a CUDA ``device``, looked up once per device: the query costs as
-    much host time as launching a kernel, on every call otherwise."""
-    return _major_by_index(torch.cuda.current_device() if device.index is None else device.index)
-
-
-@functools.cache
-def _sm_count_by_index(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
+    """The compute capability's major version of a CUDA ``device``."""
+    return _device_properties(device).major
 
 
 def sm_count(device: torch.device) -> int:
-    """Streaming multiprocessors of a CUDA ``device`` (a persistent grid's size), looked up once per device."""
-    return _sm_count_by_index(torch.cuda.current_device() if device.index is None else device.index)
+    """Streaming multiprocessors of a CUDA ``device`` (a persistent grid's size)."""
+    return _device_properties(device).multi_processor_count
 
 
 def interpreting() -> bool:
