@@ -202,13 +202,17 @@ def run_case(case: dict) -> dict:
         nan = float("nan")
         out = torch.full_like(q, nan)
         lse = torch.full((b, hq, sq), nan, device=device)
-        out, lse = attention_forward(
-            q, k, v, indices, causal, scale, out=out, lse=lse, use_tma=use_tma, sweep_keys=case.get("sweep_keys")
-        )
+        out, lse, bounds = attention_forward(
+            q, k, v, indices, causal, scale, out=out, lse=lse, use_tma=use_tma, sweep_keys=case.get("sweep_keys"),
+            keep_bounds=True,
+        )  # fmt: skip
         grads = (torch.full_like(q, nan), torch.full_like(k, nan), torch.full_like(v, nan))
+        # The non-deterministic modes take the forward's block bounds where their key blocks match (as eager
+        # autograd calls do); the deterministic one builds its own.
         dq, dk, dv = attention_backward(
             do, q, k, v, out, lse, indices, causal, scale, deterministic=deterministic, grads=grads,
             configs=defaults if deterministic else atomic_cfgs, use_tma=use_tma,
+            bounds=None if deterministic else bounds,
         )  # fmt: skip
         errs = dict(
             out=_max_err(out, out_ref), dq=_max_err(dq, dq_ref), dk=_max_err(dk, dk_ref), dv=_max_err(dv, dv_ref)

@@ -947,8 +947,25 @@ s11k)
         done
     done
     ;;
+s12a)
+    # Less host time per call: eager calls take an autograd.Function instead of the custom ops' dispatch, unused
+    # output gradients are no longer materialised as zeros, and the backward reuses the forward's block bounds.
+    # The D=128 gpu_check cases (the default modes now pass the forward's bounds), the host's time per step, and
+    # timer against GPU time on three sparse masks at 8K.
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    run ops 90 host_ops.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 --masks sliding_window --ops
+    run host_8k 120 host_overhead.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,global_sliding_window
+    ;;
+s12b)
+    # The masks short of 1.3x at 8K (and causal_document at 32K) against Flex on s12a's host path.
+    run k128_short 300 k128_short.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K \
+        --head-dims 128 --masks sliding_window,causal_document,document,global_sliding_window,causal_blockwise,prefix_lm_causal \
+        --out "$OUT/k128_short"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s11k)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s12b)" >&2
     exit 2
     ;;
 esac

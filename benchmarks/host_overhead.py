@@ -98,6 +98,9 @@ def _report(label: str, fwd, bwd, timer: Timer) -> list[tuple]:
 def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
     """Host microseconds per step (median of 100 calls, the GPU kept busy so that no launch waits)."""
     from flashmask import kernels as K
+    from flashmask._ops import attention as eager
+    from flashmask._ops import attention_fwd as custom_op
+    from flashmask._validation import check_qkv, resolve_mask
     from flashmask.kernels import tiles
 
     idx, causal = mask.startend_row_indices, mask.causal
@@ -109,8 +112,18 @@ def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
     margs = K._MaskArgs(idx, causal, q.shape[2], lse)
     form = margs.form
     bounds = tiles.block_bounds(idx, form, q.shape[1], k.shape[1], 128, q.device)
-    lists = K._forward_lists(idx, margs, causal, q.shape[1], k.shape[1], cfgs.forward, q.device)
+    fcfg = cfgs.forward
+    lists = K._lists(idx, margs, causal, sq, sk, fcfg.block_m, fcfg.block_n, q.device, transposed=False)
     counts = lists.full_count + lists.part_count
+    storage = torch.empty(64 * (3 + 2 * 64) + 1, dtype=torch.int32, device=q.device)
+
+    def _views(st, num_outer, num_inner):  # as tiles.tile_lists slices its one allocation
+        c = num_outer
+        parts = [st[i * c : (i + 1) * c].view(1, num_outer) for i in range(3)]
+        parts += [st[(3 + i * num_inner) * c : (3 + (i + 1) * num_inner) * c].view(1, num_outer, num_inner)
+                  for i in range(2)]  # fmt: skip
+        return parts, st[-1:]
+
     element = K.gl.bfloat16
     small = torch.empty(16, device=q.device)
     steps = [
@@ -120,9 +133,14 @@ def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
         ("argsort + .to(int32) of the counts", lambda: torch.argsort(counts, dim=1, descending=True).to(torch.int32)),
         ("block_bounds", lambda: tiles.block_bounds(idx, form, q.shape[1], k.shape[1], 128, q.device)),
         ("tile_lists (forward)", lambda: tiles.tile_lists(bounds, causal, q.shape[1], k.shape[1], 128, 128, False)),
-        ("_forward_lists", lambda: K._forward_lists(idx, margs, causal, sq, sk, cfgs.forward, q.device)),
+        ("_lists (forward)", lambda: K._lists(idx, margs, causal, sq, sk, fcfg.block_m, fcfg.block_n, q.device, False)),
         ("one Gluon descriptor", lambda: K._gluon_descriptor(q0, 64, element)),
         ("_MaskArgs", lambda: K._MaskArgs(idx, causal, q.shape[2], lse)),
+        ("check_qkv + resolve_mask", lambda: (check_qkv(q, k, v), resolve_mask(mask, False, None, q, k))),
+        ("_tma_ok(q, k, v)", lambda: K._tma_ok(q0, k0, v0)),
+        ("the tile lists' six views of one storage", lambda: _views(storage, 64, 64)),
+        ("flashmask::fwd custom op (grad enabled)", lambda: custom_op(q, k, v, idx, causal, scale, "triton", False)),
+        ("_ops.attention (autograd.Function)", lambda: eager(q, k, v, idx, causal, scale, "triton", False)),
         ("_pick", lambda: K._pick(128, q.device, idx, causal, q.shape[1], k.shape[1])),
         ("_warp_specialized_ok", lambda: K._warp_specialized_ok(q0, k0, v0, margs, cfgs.forward, None)),
         ("_launch_forward_ws (3 descriptors + launch)", lambda: K._launch_forward_ws(

@@ -53,15 +53,16 @@ def _check(q, k, v, indices, causal, *, deterministic, use_tma, atol, sweep_keys
     nan = float("nan")
     out = torch.full_like(q, nan)
     lse = torch.full((b, hq, sq), nan)
-    out, lse = kern.attention_forward(
-        q, k, v, indices, causal, scale, out=out, lse=lse, use_tma=use_tma, sweep_keys=sweep_keys
+    out, lse, bounds = kern.attention_forward(
+        q, k, v, indices, causal, scale, out=out, lse=lse, use_tma=use_tma, sweep_keys=sweep_keys, keep_bounds=True
     )
     dlse = torch.where(torch.isinf(lse), torch.zeros_like(dlse), dlse)
     grads = (torch.full_like(q, nan), torch.full_like(k, nan), torch.full_like(v, nan))
     configs = kern.configs.pick(16, q.device)._replace(atomic_dq=not deterministic)
+    # The forward's bounds, as eager autograd passes them (here the dQ pass's key blocks match the forward's).
     dq, dk, dv = kern.attention_backward(
         do, q, k, v, out, lse, indices, causal, scale, dlse=dlse, deterministic=deterministic,
-        configs=configs, grads=grads, use_tma=use_tma,
+        configs=configs, grads=grads, use_tma=use_tma, bounds=bounds,
     )  # fmt: skip
 
     qr, kr, vr = (t.detach().double().requires_grad_() for t in (q, k, v))
@@ -176,6 +177,29 @@ def test_deterministic_backward_is_bit_identical():
     a = kern.attention_backward(do, q, k, v, out, lse, mask.startend_row_indices, True, 0.25, deterministic=True)
     b = kern.attention_backward(do, q, k, v, out, lse, mask.startend_row_indices, True, 0.25, deterministic=True)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=False))
+
+
+def test_backward_reuses_only_bounds_of_its_own_key_blocks():
+    """The forward's bounds give the gradients the backward's own give; bounds of other key blocks are ignored."""
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 70, 2, 16, generator=gen) for _ in range(3))
+    idx = _random_indices(gen, 1, 1, 70, 70, False, 4)
+    kern = _kernels()
+    out, lse, bounds = kern.attention_forward(q, k, v, idx, False, 0.25, keep_bounds=True)
+    assert bounds.block_n == kern.configs.pick(16, q.device).dq.block_n
+    do = torch.randn(q.shape, generator=gen)
+    own = kern.attention_backward(do, q, k, v, out, lse, idx, False, 0.25, deterministic=True)
+    reused = kern.attention_backward(do, q, k, v, out, lse, idx, False, 0.25, deterministic=True, bounds=bounds)
+    # Bounds that hide every tile, for blocks of another size: used, they would zero the gradients.
+    hide_all = torch.zeros_like(bounds.tensor)
+    hide_all[:, 2] = 2**30  # every block: LTS at most 0 and LTE past every row, so every tile is dead
+    wrong = kern.KeyBlockBounds(bounds.block_n + 1, hide_all)
+    assert kern.attention_backward(do, q, k, v, out, lse, idx, False, 0.25, deterministic=True,
+                                   bounds=wrong._replace(block_n=bounds.block_n))[0].abs().max() == 0  # fmt: skip
+    other = kern.attention_backward(do, q, k, v, out, lse, idx, False, 0.25, deterministic=True, bounds=wrong)
+    assert own[0].abs().max() > 0
+    for a, b, c in zip(own, reused, other, strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
 
 
 def test_public_entry_point_runs_the_kernels():
@@ -299,7 +323,7 @@ def test_gated_forward_grid_runs_only_when_named(decision, gate_mode):
     cfg = kern.KernelConfig(16, 16, 4, 1)
     out, lse = torch.full_like(q, float("nan")), torch.full((1, 2, 40), float("nan"))
     mask = kern._MaskArgs(idx, True, 2, lse)
-    lists = kern._forward_lists(idx, mask, True, 40, 40, cfg, q.device)
+    lists = kern._lists(idx, mask, True, 40, 40, cfg.block_m, cfg.block_n, q.device, transposed=False)
     gate = torch.tensor([decision], dtype=torch.int32)
     kern._launch_forward(q, k, v, out, lse, 0.25, mask, lists, cfg, False, gate=gate, gate_mode=gate_mode)
     runs = (decision != 0) == (gate_mode == 1)

@@ -1,10 +1,14 @@
-"""The attention as ``torch.library`` custom ops (``flashmask::fwd``, ``flashmask::bwd``), with autograd.
+"""The attention's autograd: ``torch.library`` custom ops (``flashmask::fwd``, ``flashmask::bwd``) for
+``torch.compile``, and an ``autograd.Function`` for eager calls.
 
 ``torch.compile`` sees each op as one opaque node with a fake (shape-only) implementation, so a model
 compiled with ``fullgraph=True`` has no graph break here, and a new mask of the same shape is just new data:
-no recompilation. Masks reach the ops as plain tensors (``ColumnMask`` is lowered before).
+no recompilation. Eager calls skip the ops' dispatch (about 10 us of host time per call on a fast host, several
+times that on a slow one, while the GPU waits for the first kernel) and hand the forward's block bounds to the
+backward. Both routes run the same ``_forward`` / ``_backward_impl``. Masks reach them as plain tensors
+(``ColumnMask`` is lowered before).
 
-The ops dispatch to a backend: ``"triton"`` (``flashmask.kernels``) or ``"torch"`` (``_torch_path``).
+The work is dispatched to a backend: ``"triton"`` (``flashmask.kernels``) or ``"torch"`` (``_torch_path``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,34 @@ def _lse_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _forward(q, k, v, indices, causal: bool, softmax_scale: float, backend: str, keep_bounds: bool = False):
+    """``(out, lse, bounds)``: ``bounds`` is the kernels' ``KeyBlockBounds`` when asked for (else ``None``)."""
+    if backend == "torch":
+        iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
+        # The path upcasts and accumulates in float32 itself; autocast must not push its matmuls back down.
+        with torch.autocast(q.device.type, enabled=False):
+            out, lse = _torch_path.forward(q, k, v, iv, softmax_scale)
+        return out, lse, None
+    from .kernels import attention_forward
+
+    if keep_bounds:
+        return attention_forward(q, k, v, indices, causal, softmax_scale, keep_bounds=True)
+    out, lse = attention_forward(q, k, v, indices, causal, softmax_scale)
+    return out, lse, None
+
+
+def _backward_impl(dout, dlse, q, k, v, out, lse, indices, causal, softmax_scale, backend, deterministic,
+                   bounds=None):  # fmt: skip
+    if backend == "torch":
+        iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
+        with torch.autocast(q.device.type, enabled=False):
+            return _torch_path.backward(dout, q, k, v, out, lse, iv, softmax_scale, grad_lse=dlse)
+    from .kernels import attention_backward
+
+    return attention_backward(dout, q, k, v, out, lse, indices, causal, softmax_scale, dlse, deterministic,
+                              bounds=bounds)  # fmt: skip
+
+
 @torch.library.custom_op("flashmask::fwd", mutates_args=())
 def attention_fwd(
     q: torch.Tensor,
@@ -40,14 +72,8 @@ def attention_fwd(
 
     ``deterministic`` does not change the forward; it is recorded for the backward.
     """
-    if backend == "torch":
-        iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
-        # The path upcasts and accumulates in float32 itself; autocast must not push its matmuls back down.
-        with torch.autocast(q.device.type, enabled=False):
-            return _torch_path.forward(q, k, v, iv, softmax_scale)
-    from .kernels import attention_forward
-
-    return attention_forward(q, k, v, indices, causal, softmax_scale)
+    out, lse, _ = _forward(q, k, v, indices, causal, softmax_scale, backend)
+    return out, lse
 
 
 @attention_fwd.register_fake
@@ -72,13 +98,7 @@ def attention_bwd(
     deterministic: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(dq, dk, dv)`` from the gradients of ``out`` and (optionally) ``lse``."""
-    if backend == "torch":
-        iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
-        with torch.autocast(q.device.type, enabled=False):
-            return _torch_path.backward(dout, q, k, v, out, lse, iv, softmax_scale, grad_lse=dlse)
-    from .kernels import attention_backward
-
-    return attention_backward(dout, q, k, v, out, lse, indices, causal, softmax_scale, dlse, deterministic)
+    return _backward_impl(dout, dlse, q, k, v, out, lse, indices, causal, softmax_scale, backend, deterministic)
 
 
 @attention_bwd.register_fake
@@ -89,19 +109,47 @@ def _(dout, dlse, q, k, v, out, lse, indices, causal, softmax_scale, backend, de
 def _setup_context(ctx, inputs, output) -> None:
     q, k, v, indices, causal, softmax_scale, backend, deterministic = inputs
     out, lse = output
+    # An unused output's gradient stays None rather than a zero tensor the backward would allocate and read.
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(q, k, v, out, lse, indices)
     ctx.causal, ctx.softmax_scale, ctx.backend, ctx.deterministic = causal, softmax_scale, backend, deterministic
 
 
 def _backward(ctx, dout, dlse):
     q, k, v, out, lse, indices = ctx.saved_tensors
-    if dout is None:
-        dout = torch.zeros_like(out)
+    dout = torch.zeros_like(out) if dout is None else dout.contiguous()
     dq, dk, dv = attention_bwd(
-        dout.contiguous(), dlse, q, k, v, out, lse, indices, ctx.causal, ctx.softmax_scale, ctx.backend,
-        ctx.deterministic,
-    )  # fmt: skip
+        dout, dlse, q, k, v, out, lse, indices, ctx.causal, ctx.softmax_scale, ctx.backend, ctx.deterministic
+    )
     return dq, dk, dv, None, None, None, None, None
 
 
 attention_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _EagerAttention(torch.autograd.Function):
+    """The ops' forward and backward without their dispatch; the forward's block bounds go to the backward."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, indices, causal, softmax_scale, backend, deterministic):
+        keep_bounds = backend == "triton" and any(ctx.needs_input_grad[:3])
+        out, lse, ctx.bounds = _forward(q, k, v, indices, causal, softmax_scale, backend, keep_bounds)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(q, k, v, out, lse, indices)
+        ctx.causal, ctx.softmax_scale, ctx.backend, ctx.deterministic = causal, softmax_scale, backend, deterministic
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        q, k, v, out, lse, indices = ctx.saved_tensors
+        dout = torch.zeros_like(out) if dout is None else dout.contiguous()
+        dq, dk, dv = _backward_impl(dout, dlse, q, k, v, out, lse, indices, ctx.causal, ctx.softmax_scale,
+                                    ctx.backend, ctx.deterministic, bounds=ctx.bounds)  # fmt: skip
+        return dq, dk, dv, None, None, None, None, None
+
+
+def attention(q, k, v, indices, causal: bool, softmax_scale: float, backend: str, deterministic: bool):
+    """``(out, lse)`` with autograd: the custom op under ``torch.compile``, the ``autograd.Function`` eagerly."""
+    if torch.compiler.is_compiling():
+        return attention_fwd(q, k, v, indices, causal, softmax_scale, backend, deterministic)
+    return _EagerAttention.apply(q, k, v, indices, causal, softmax_scale, backend, deterministic)

@@ -1,6 +1,6 @@
 """``flashmask_attention``: the public entry point (validation, mask lowering, backend choice).
 
-The work happens in the custom ops of ``_ops`` (autograd and ``torch.compile`` support live there).
+The work happens in ``_ops`` (autograd and ``torch.compile`` support live there).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from ._column_mask import ColumnMask
-from ._ops import attention_fwd
+from ._ops import attention
 from ._validation import check_qkv, resolve_mask
 
 Backend = Literal["torch", "triton"]
@@ -112,5 +112,5 @@ def flashmask_attention(
     elif not softmax_scale > 0:
         # The kernels fold the scale into the running max, which assumes it is positive.
         raise ValueError(f"softmax_scale must be positive, got {softmax_scale}")
-    out, lse = attention_fwd(query, key, value, indices, causal, float(softmax_scale), backend, bool(deterministic))
+    out, lse = attention(query, key, value, indices, causal, float(softmax_scale), backend, bool(deterministic))
     return (out, lse) if return_lse else out

@@ -23,7 +23,7 @@ from . import configs as _configs
 from .backward import bwd_dkdv_kernel, bwd_dq_kernel, bwd_preprocess_kernel
 from .configs import Configs, KernelConfig
 from .forward import fwd_kernel
-from .tiles import MaskForm, block_bounds, mask_form, tile_lists
+from .tiles import KeyBlockBounds, MaskForm, block_bounds, mask_form, tile_lists
 
 try:
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -37,7 +37,7 @@ if _configs.gluon_release():
     from .backward_hopper import WS_BWD_BLOCK_M, WS_BWD_BLOCK_N, WS_BWD_HEAD_DIM, WS_BWD_MAX_REGISTERS, bwd_ws_kernel
     from .forward_hopper import WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIM, WS_MAX_REGISTERS, fwd_ws_kernel
 
-__all__ = ["Configs", "KernelConfig", "attention_backward", "attention_forward"]
+__all__ = ["Configs", "KernelConfig", "KeyBlockBounds", "attention_backward", "attention_forward"]
 
 _MAX_GRID_Y = 65535
 _LOG2E = math.log2(math.e)
@@ -157,8 +157,12 @@ def attention_forward(
     partial_config: KernelConfig | None = None,
     partial_share: float = _configs.PARTIAL_SHARE,
     sweep_keys: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    keep_bounds: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, KeyBlockBounds | None]:
     """Returns ``out [B, Sq, Hq, D]`` (dtype of ``q``) and ``lse`` float32 ``[B, Hq, Sq]``.
+
+    With ``keep_bounds`` a third item, the block bounds the call computed (``None`` if it computed none), for
+    ``attention_backward(bounds=...)``: at D=128 on Hopper both passes use the same 128-key blocks.
 
     ``out`` and ``lse`` may be given as preallocated buffers (contiguous); tests pass poisoned ones.
     ``config`` replaces the default tiles; ``partial_config`` (default: the config's ``forward_partial`` when
@@ -169,6 +173,13 @@ def attention_forward(
     carried between them is a transient fp32 buffer of ``B * Hq * Sq * (D_pad + 2) * 4`` bytes (2.1 GB for 128K
     tokens, 32 heads, D=128: twice the output).
     """
+    out, lse, bounds = _forward(q, k, v, indices, causal, softmax_scale, config, out, lse, use_tma, partial_config,
+                                partial_share, sweep_keys)  # fmt: skip
+    return (out, lse, bounds) if keep_bounds else (out, lse)
+
+
+def _forward(q, k, v, indices, causal, softmax_scale, config, out, lse, use_tma, partial_config, partial_share,
+             sweep_keys) -> tuple[torch.Tensor, torch.Tensor, KeyBlockBounds | None]:  # fmt: skip
     q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k = k.shape[1]
@@ -176,22 +187,23 @@ def attention_forward(
     if lse is None:
         lse = torch.empty(batch, num_q_heads, seqlen_q, dtype=torch.float32, device=q.device)
     if batch * num_q_heads * seqlen_q == 0:
-        return out, lse
+        return out, lse, None
     if seqlen_k == 0:
-        return out.zero_(), lse.fill_(float("-inf"))
+        return out.zero_(), lse.fill_(float("-inf")), None
     d_pad = _head_dim_pad(head_dim)
     if config is None:
         defaults = _pick(d_pad, q.device, indices, causal, seqlen_q, seqlen_k)
         config, partial_config = _forward_configs(defaults, seqlen_k, partial_config)
         sweep_keys = defaults.forward_sweep_keys if sweep_keys is None else sweep_keys
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
-    lists = _forward_lists(indices, mask, causal, seqlen_q, seqlen_k, config, q.device)
+    bounds = _bounds(indices, mask, seqlen_q, seqlen_k, config.block_n, q.device)
+    lists = tile_lists(bounds.tensor, causal, seqlen_q, seqlen_k, config.block_m, config.block_n, transposed=False)
     if partial_config is None:
         num_n = triton.cdiv(seqlen_k, config.block_n)
         per_sweep = max(1, sweep_keys // config.block_n) if sweep_keys else num_n
         if per_sweep >= num_n:
             _launch_forward(q, k, v, out, lse, softmax_scale, mask, lists, config, use_tma, gate=None, gate_mode=0)
-            return out, lse
+            return out, lse, bounds
         # Sweeps: each launch keeps its programs' K/V inside one key range (L2-sized), and hands the online-
         # softmax state to the next in fp32; the tiles are visited in the same order within each sweep.
         rows = batch * num_q_heads * seqlen_q
@@ -203,8 +215,9 @@ def attention_forward(
             _launch_forward(
                 q, k, v, out, lse, softmax_scale, mask, lists, config, use_tma, gate=None, gate_mode=0, sweep=sweep
             )
-        return out, lse
-    partial_lists = _forward_lists(indices, mask, causal, seqlen_q, seqlen_k, partial_config, q.device)
+        return out, lse, bounds
+    partial_lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, partial_config.block_m, partial_config.block_n,
+                           q.device, transposed=False, reuse=bounds)  # fmt: skip
     # Summed on the GPU, read by the kernels: no host sync.
     num_part, num_full = lists.part_count.sum(), lists.full_count.sum()
     gate = (num_part > partial_share * (num_part + num_full)).to(torch.int32)
@@ -212,7 +225,7 @@ def attention_forward(
     _launch_forward(
         q, k, v, out, lse, softmax_scale, mask, partial_lists, partial_config, use_tma, gate=gate, gate_mode=1
     )
-    return out, lse
+    return out, lse, bounds
 
 
 def _forward_configs(
@@ -225,15 +238,19 @@ def _forward_configs(
     return cfgs.forward, partial_config
 
 
+def _bounds(indices, mask: _MaskArgs, seqlen_q: int, seqlen_k: int, block_n: int, device,
+            reuse: KeyBlockBounds | None = None) -> KeyBlockBounds:  # fmt: skip
+    """The bounds of ``block_n``-key blocks: ``reuse`` (computed earlier in this call) if its blocks are those."""
+    if reuse is not None and reuse.block_n == block_n:
+        return reuse
+    return KeyBlockBounds(block_n, block_bounds(indices, mask.form, seqlen_q, seqlen_k, block_n, device))
+
+
 def _lists(indices, mask: _MaskArgs, causal: bool, seqlen_q: int, seqlen_k: int, block_m: int, block_n: int, device,
-           transposed: bool):  # fmt: skip
+           transposed: bool, reuse: KeyBlockBounds | None = None):  # fmt: skip
     """Block bounds, then the tile lists for ``block_m x block_n`` tiles (per key block when ``transposed``)."""
-    bounds = block_bounds(indices, mask.form, seqlen_q, seqlen_k, block_n, device)
-    return tile_lists(bounds, causal, seqlen_q, seqlen_k, block_m, block_n, transposed=transposed)
-
-
-def _forward_lists(indices, mask: _MaskArgs, causal: bool, seqlen_q: int, seqlen_k: int, cfg: KernelConfig, device):
-    return _lists(indices, mask, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, device, transposed=False)
+    bounds = _bounds(indices, mask, seqlen_q, seqlen_k, block_n, device, reuse)
+    return tile_lists(bounds.tensor, causal, seqlen_q, seqlen_k, block_m, block_n, transposed=transposed)
 
 
 def _launch_forward(
@@ -345,6 +362,7 @@ def attention_backward(
     configs: Configs | None = None,
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     use_tma: bool | None = None,
+    bounds: KeyBlockBounds | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns ``(dq, dk, dv)`` shaped and typed like ``q``, ``k``, ``v``.
 
@@ -355,6 +373,7 @@ def attention_backward(
     pass).
     ``use_tma`` forces Hopper's tensor-descriptor paths on or off (``None``: the config's choice).
     ``grads`` may hold preallocated ``(dq, dk, dv)`` buffers (tests pass poisoned ones).
+    ``bounds``: the forward's (``attention_forward(keep_bounds=True)``), reused where the key blocks match.
     """
     q, k, v, out = (_last_dim_contiguous(x) for x in (q, k, v, out))
     dout = torch.zeros_like(out) if dout is None else _last_dim_contiguous(dout)
@@ -387,10 +406,12 @@ def attention_backward(
         HAS_DLSE=dlse is not None, BLOCK_M=pre_block, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
     )  # fmt: skip
     if warp_specialized:
-        _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, indices, causal, cfg)
+        _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, indices, causal, cfg,
+                            bounds)  # fmt: skip
         return (dq_acc.to(q.dtype) if dq_buf is None else dq_buf.copy_(dq_acc)), dk, dv
 
-    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=True)
+    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=True,
+                   reuse=bounds)  # fmt: skip
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     # dQ either by fp32 atomics inside the dK/dV kernel, or by its own pass (no atomics, bit-identical).
     atomic_dq = cfgs.atomic_dq and not deterministic
@@ -433,7 +454,8 @@ def attention_backward(
     cfg = cfgs.dq
     tma = (cfg.tma and _tma_ok(k, v)) if use_tma is None else use_tma
     dq = _empty(q) if dq_buf is None else dq_buf
-    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=False)
+    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=False,
+                   reuse=bounds)  # fmt: skip
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
     _launch(
@@ -475,12 +497,13 @@ def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
 
 
 def _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs, indices,
-                        causal: bool, cfg: KernelConfig) -> None:  # fmt: skip
+                        causal: bool, cfg: KernelConfig, bounds: KeyBlockBounds | None) -> None:  # fmt: skip
     """dK and dV into ``dk`` / ``dv``, dQ added into ``dq_acc`` (fp32, zeroed: the kernel's reduce-add target)."""
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     block_m, block_n = WS_BWD_BLOCK_M, WS_BWD_BLOCK_N
-    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, block_m, block_n, q.device, transposed=True)
+    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, block_m, block_n, q.device, transposed=True,
+                   reuse=bounds)  # fmt: skip
     num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
     element = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
     row_layout = _shared_layout((block_m,), gl.float32)

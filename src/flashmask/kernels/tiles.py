@@ -193,6 +193,13 @@ def _order_kernel(FullCount, PartCount, Order, Counter, num_outer, CHUNK: tl.con
     tl.store(Order + row + rank, i, mask=i_ok)
 
 
+class KeyBlockBounds(NamedTuple):
+    """``block_bounds``' output for blocks of ``block_n`` keys: what a backward may reuse from its forward."""
+
+    block_n: int
+    tensor: torch.Tensor
+
+
 class TileLists(NamedTuple):
     """Compacted block lists, ``[Bm * Hm, num_outer]`` counts and ``[Bm * Hm, num_outer, num_inner]`` indices.
 
