@@ -964,8 +964,45 @@ s12b)
         --head-dims 128 --masks sliding_window,causal_document,document,global_sliding_window,causal_blockwise,prefix_lm_causal \
         --out "$OUT/k128_short"
     ;;
+s12c)
+    # Experiment (its tree is not kept; benchmarks/NOTES.md, session 12): dQ converted inside the Gluon backward.
+    # The consumers report each tile's reduce-adds performed, the producer warp counts them per quarter tile over
+    # all programs, and the program that adds a tile's last contribution converts it, so the fp32 accumulator is no
+    # longer read back by a separate pass (1.05 ms at 128K tokens x 32 heads). The D=128 gpu_check cases, memcheck
+    # on two forms, then the backward's kernels on three sparse masks at 8K (compare with s12a).
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    for c in 2:3 22:23; do
+        run "memcheck_$c" 60 memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases $c
+    done
+    run host_8k 120 host_overhead.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,global_sliding_window
+    ;;
+s12d)
+    # Experiment (its tree is not kept), after s12c, whose kernel was 30% slower: per tile its producer's
+    # acquire-release atomic cost a GPU-wide memory barrier and an L1 invalidation, and the consumers' proxy fence
+    # another invalidation. Now the counters are relaxed atomics and the consumers wait for completion only. The
+    # backward's kernels on three masks at 8K, then the D=128 gpu_check cases.
+    run host_8k 120 host_overhead.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,global_sliding_window
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    ;;
+s12e)
+    # The kernel table at 8K, every mask, against Flex (and cuDNN / FA2 for full and causal), on the session-12 host
+    # path (kernels unchanged since s11h).
+    run k128_8k 560 k128_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
+        --out "$OUT/k128_8k"
+    ;;
+s12f)
+    # The same at 32K, the ten column masks (full and causal: session 10, host-bound parts below 1%).
+    run k128_32k 560 k128_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 128 \
+        --masks sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
+        --out "$OUT/k128_32k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s12b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s12f)" >&2
     exit 2
     ;;
 esac
