@@ -106,22 +106,30 @@ def _(dout, dlse, q, k, v, out, lse, indices, causal, softmax_scale, backend, de
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
-def _setup_context(ctx, inputs, output) -> None:
+def _save(ctx, inputs, out, lse) -> None:
+    """What both routes' backward needs: the inputs, the outputs and the call's flags."""
     q, k, v, indices, causal, softmax_scale, backend, deterministic = inputs
-    out, lse = output
     # An unused output's gradient stays None rather than a zero tensor the backward would allocate and read.
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(q, k, v, out, lse, indices)
     ctx.causal, ctx.softmax_scale, ctx.backend, ctx.deterministic = causal, softmax_scale, backend, deterministic
 
 
-def _backward(ctx, dout, dlse):
+def _gradients(ctx, dout, dlse, backward, **extra) -> tuple:
+    """``(dq, dk, dv, None x 5)`` from ``backward`` (the op or ``_backward_impl``) on what ``_save`` kept."""
     q, k, v, out, lse, indices = ctx.saved_tensors
     dout = torch.zeros_like(out) if dout is None else dout.contiguous()
-    dq, dk, dv = attention_bwd(
-        dout, dlse, q, k, v, out, lse, indices, ctx.causal, ctx.softmax_scale, ctx.backend, ctx.deterministic
-    )
+    dq, dk, dv = backward(dout, dlse, q, k, v, out, lse, indices, ctx.causal, ctx.softmax_scale, ctx.backend,
+                          ctx.deterministic, **extra)  # fmt: skip
     return dq, dk, dv, None, None, None, None, None
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    _save(ctx, inputs, *output)
+
+
+def _backward(ctx, dout, dlse):
+    return _gradients(ctx, dout, dlse, attention_bwd)
 
 
 attention_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -134,18 +142,12 @@ class _EagerAttention(torch.autograd.Function):
     def forward(ctx, q, k, v, indices, causal, softmax_scale, backend, deterministic):
         keep_bounds = backend == "triton" and any(ctx.needs_input_grad[:3])
         out, lse, ctx.bounds = _forward(q, k, v, indices, causal, softmax_scale, backend, keep_bounds)
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(q, k, v, out, lse, indices)
-        ctx.causal, ctx.softmax_scale, ctx.backend, ctx.deterministic = causal, softmax_scale, backend, deterministic
+        _save(ctx, (q, k, v, indices, causal, softmax_scale, backend, deterministic), out, lse)
         return out, lse
 
     @staticmethod
     def backward(ctx, dout, dlse):
-        q, k, v, out, lse, indices = ctx.saved_tensors
-        dout = torch.zeros_like(out) if dout is None else dout.contiguous()
-        dq, dk, dv = _backward_impl(dout, dlse, q, k, v, out, lse, indices, ctx.causal, ctx.softmax_scale,
-                                    ctx.backend, ctx.deterministic, bounds=ctx.bounds)  # fmt: skip
-        return dq, dk, dv, None, None, None, None, None
+        return _gradients(ctx, dout, dlse, _backward_impl, bounds=ctx.bounds)
 
 
 def attention(q, k, v, indices, causal: bool, softmax_scale: float, backend: str, deterministic: bool):
