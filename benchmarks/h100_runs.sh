@@ -1001,8 +1001,26 @@ s12f)
         --masks sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
         --out "$OUT/k128_32k"
     ;;
+s12g)
+    # Experiment, after s12d: the dQ counting and conversion in a fourth, one-warp partition, so that the producer's
+    # loads never wait on it (s12d: the producer did it, 2.2-3.0 ms slower backward at 8K). The backward's kernels
+    # on three masks at 8K, then the D=128 gpu_check cases.
+    run host_8k 120 host_overhead.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,global_sliding_window
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    ;;
+s12h)
+    # Diagnostic (experiment tree): where s12g's backward loses its time. FLASHMASK_DQ_MODE=0: the committed
+    # consumers (no completion waits) with the idle fourth partition and its shared memory, conversion pass;
+    # 1: the consumers wait for each reduce-add's completion one tile later, conversion pass; 2: s12g.
+    for mode in 0 1 2; do
+        run "host_8k_mode$mode" 90 host_overhead.txt env FLASHMASK_DQ_MODE=$mode python3 benchmarks/host_overhead.py \
+            --seqlen 8192 --batch 16 --masks sliding_window,causal_document
+    done
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s12f)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s12h)" >&2
     exit 2
     ;;
 esac
