@@ -1019,8 +1019,25 @@ s12h)
             --seqlen 8192 --batch 16 --masks sliding_window,causal_document
     done
     ;;
+s12i)
+    # Diagnostic (experiment tree), after s12h: mode 3 = s12g without the conversions (counting only), mode 4 =
+    # the consumers' reports and the fourth warp's barrier waits only (no counting).
+    for mode in 3 4; do
+        run "host_8k_mode$mode" 90 host_overhead.txt env FLASHMASK_DQ_MODE=$mode python3 benchmarks/host_overhead.py \
+            --seqlen 8192 --batch 16 --masks sliding_window,causal_document
+    done
+    ;;
+s12j)
+    # Triton's concurrency sanitizer (ConSan: it follows the mbarriers, TMA and wgmma that compute-sanitizer's
+    # racecheck cannot see) on the Gluon kernels: every D=128 sanitize.py case (each form, one forward and three
+    # backwards; 26 and 27 run the forward in key sweeps).
+    for c in 2:3 6:7 10:11 14:15 18:19 22:23 26:28; do
+        run "consan_$c" 120 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+            python3 benchmarks/sanitize.py --consan --cases $c
+    done
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s12h)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s12j)" >&2
     exit 2
     ;;
 esac

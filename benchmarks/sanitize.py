@@ -4,6 +4,14 @@
 
 ``--cases`` runs a slice of the 28 cases, so that a long sanitizer run can be split over several calls.
 
+compute-sanitizer's racecheck does not see the bulk copies (TMA) and wgmma reads of the Gluon kernels (D=128
+on Hopper), which go through the async proxy. For those, Triton's own concurrency sanitizer checks the kernels'
+barrier protocol (every shared-memory access against the mbarriers and waits that should order it):
+
+    TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 python benchmarks/sanitize.py --consan --cases 2:3
+
+``--consan`` gives it the global scratch memory it needs; a race stops the run with a device-side assertion.
+
 Odd lengths, GQA, Sq != Sk and ragged head dims, so that every masked edge of every kernel is exercised;
 the backward runs in all three dQ modes (its own pass, per-element atomics, bulk TMA reduce-add). Cases 24-25
 take the configs of a 128K-token call (without a column mask at D=64 they differ: 3-stage dQ pass, 32x256 dK/dV
@@ -98,7 +106,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=None, help="a slice of the cases, START:STOP (a time limit cut a run short)")
     ap.add_argument("--ws-probe", type=int, default=None, help="run only a minimal warp-specialized kernel (0-3)")
+    ap.add_argument("--consan", action="store_true", help="scratch memory for TRITON_INSTRUMENTATION_MODE=consan")
     args = ap.parse_args()
+    if args.consan:
+        if os.environ.get("TRITON_INSTRUMENTATION_MODE") != "consan":
+            sys.exit("--consan: set TRITON_INSTRUMENTATION_MODE=consan in the environment (read at compile time)")
+        triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
     if args.ws_probe is not None:
         _ws_probe(args.ws_probe)
         return
