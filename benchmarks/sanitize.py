@@ -131,6 +131,9 @@ def main() -> None:
         do = torch.randn_like(q)
         idx = torch.randint(0, sq + 1, (b, 1, sk, c), device=dev, dtype=torch.int32) if c else None
         out, lse = attention_forward(q, k, v, idx, causal, 1 / math.sqrt(d), sweep_keys=sweep_keys or None)
+        if args.consan:  # its compiles take minutes: show how far a run got
+            torch.cuda.synchronize()
+            print(f"case {case}: forward ran", flush=True)
         lengths = dict(seqlen_q=as_len or sq, seqlen_k=as_len or sk)
         default = kconfigs.pick(max(16, triton.next_power_of_2(d)), dev, mask_vectors=c, causal=causal, **lengths)
         for atomic, reduce in ((False, False), (True, False), (True, True)):
