@@ -1043,8 +1043,14 @@ s12k)
     run consan_18 560 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
         python3 benchmarks/sanitize.py --consan --cases 18:19
     ;;
+s12l)
+    # ConSan as s12k (no race reported on case 18) on case 14: four vectors, non-causal, D=128 (the forward's
+    # packed row limits pass through shared memory; the backward's partial tiles).
+    run consan_14 560 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+        python3 benchmarks/sanitize.py --consan --cases 14:15
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s12k)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s12l)" >&2
     exit 2
     ;;
 esac
