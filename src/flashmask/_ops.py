@@ -39,10 +39,8 @@ def _forward(q, k, v, indices, causal: bool, softmax_scale: float, backend: str,
         return out, lse, None
     from .kernels import attention_forward
 
-    if keep_bounds:
-        return attention_forward(q, k, v, indices, causal, softmax_scale, keep_bounds=True)
-    out, lse = attention_forward(q, k, v, indices, causal, softmax_scale)
-    return out, lse, None
+    out, lse, bounds = attention_forward(q, k, v, indices, causal, softmax_scale, keep_bounds=True)
+    return out, lse, bounds if keep_bounds else None
 
 
 def _backward_impl(dout, dlse, q, k, v, out, lse, indices, causal, softmax_scale, backend, deterministic,
