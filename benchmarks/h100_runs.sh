@@ -59,7 +59,8 @@
 #   bash benchmarks/h100_runs.sh s8g     # gpu_check and the D=128 full / causal table on the s8f dQ pass
 #   bash benchmarks/h100_runs.sh s8h     # table D=64 at 8K and 32K, the ten column masks (session-6/7 kernels)
 #   bash benchmarks/h100_runs.sh s8i     # D=128 dQ pass 128x64/8/3 on the column masks, alternating
-#   (s9a-s9k: session 9, the Gluon forward; s10a-: session 10, the Gluon backward; see each step's comment)
+#   (s9a-s9k: session 9, the Gluon forward; s10a-: session 10, the Gluon backward; s11-s13: see each step's
+#   comment)
 #
 # Run from the repository root. Everything goes under $OUT (default ./h100_out): one log per command, each
 # bench's results.json (saved after every case, so a timeout keeps what finished), and steps.log with the
@@ -1049,8 +1050,24 @@ s12l)
     run consan_14 560 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
         python3 benchmarks/sanitize.py --consan --cases 14:15
     ;;
+s13a)
+    # Block bounds, tile lists and their order in one launch (one program per (batch, mask head) row) where rows
+    # have at most 2^16 tiles, instead of three; the backward queues its first GPU work before allocating its
+    # gradients. The D=128 gpu_check cases, then the host's time per step and timer against GPU time at 8K.
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    run ops 90 host_ops.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 --masks sliding_window --ops
+    run host_8k 120 host_overhead.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,global_sliding_window
+    ;;
+s13b)
+    # The masks short of 1.3x at 8K against Flex on s13a's host path.
+    run k128_short 560 k128_short.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K \
+        --head-dims 128 --masks sliding_window,causal_document,global_sliding_window,qk_sparse,causal_blockwise \
+        --out "$OUT/k128_short"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s12l)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13b)" >&2
     exit 2
     ;;
 esac

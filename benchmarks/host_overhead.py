@@ -113,7 +113,7 @@ def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
     form = margs.form
     bounds = tiles.block_bounds(idx, form, q.shape[1], k.shape[1], 128, q.device)
     fcfg = cfgs.forward
-    lists = K._lists(idx, margs, causal, sq, sk, fcfg.block_m, fcfg.block_n, q.device, transposed=False)
+    _, lists = K._lists(margs, sq, sk, fcfg.block_m, fcfg.block_n, q.device, transposed=False)
     counts = lists.full_count + lists.part_count
     storage = torch.empty(64 * (3 + 2 * 64) + 1, dtype=torch.int32, device=q.device)
 
@@ -133,7 +133,9 @@ def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
         ("argsort + .to(int32) of the counts", lambda: torch.argsort(counts, dim=1, descending=True).to(torch.int32)),
         ("block_bounds", lambda: tiles.block_bounds(idx, form, q.shape[1], k.shape[1], 128, q.device)),
         ("tile_lists (forward)", lambda: tiles.tile_lists(bounds, causal, q.shape[1], k.shape[1], 128, 128, False)),
-        ("_lists (forward)", lambda: K._lists(idx, margs, causal, sq, sk, fcfg.block_m, fcfg.block_n, q.device, False)),
+        ("tiles.plan (forward: bounds, lists, order in one launch)", lambda: tiles.plan(
+            idx, form, sq, sk, fcfg.block_m, fcfg.block_n, False, q.device)),
+        ("_lists (forward)", lambda: K._lists(margs, sq, sk, fcfg.block_m, fcfg.block_n, q.device, False)),
         ("one Gluon descriptor", lambda: K._gluon_descriptor(q0, 64, element)),
         ("_MaskArgs", lambda: K._MaskArgs(idx, causal, q.shape[2], lse)),
         ("check_qkv + resolve_mask", lambda: (check_qkv(q, k, v), resolve_mask(mask, False, None, q, k))),

@@ -8,6 +8,7 @@ target; the kernels are compiled through their JIT ``warmup`` with CPU tensors o
     python benchmarks/sm90_compile.py dkdv --block 64 64 --warps 4 --stages 2 [--atomic-dq] [--sass out.sass]
     python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep --persistent]  # Gluon fwd
     python benchmarks/sm90_compile.py bwd-ws --stages 2 [--causal --vectors N]                 # Gluon backward
+    python benchmarks/sm90_compile.py plan --block 64 128 [--transposed --bounds-given --vectors N]  # tiles.plan
 
 Prints one line per kernel: registers, spill stores/loads, shared memory, and ptxas' wgmma warnings
 (``tests/test_configs.py`` runs the ``fwd-ws`` line in CI: the Gluon kernel has no interpreter).
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from flashmask.kernels import backward, backward_hopper, forward, forward_hopper
+from flashmask.kernels import backward, backward_hopper, forward, forward_hopper, tiles
 from flashmask.kernels.tiles import mask_form
 
 _BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -101,7 +102,7 @@ def _mask_constexprs(vectors: int, causal: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kernel", choices=["fwd", "fwd-ws", "bwd-ws", "dkdv", "dq"])
+    parser.add_argument("kernel", choices=["fwd", "fwd-ws", "bwd-ws", "dkdv", "dq", "plan"])
     parser.add_argument("--block", type=int, nargs=2, default=[64, 64], metavar=("M", "N"))
     parser.add_argument("--warps", type=int, default=4)
     parser.add_argument("--stages", type=int, default=2)
@@ -114,6 +115,8 @@ def main() -> None:
     parser.add_argument("--gate", type=int, default=0, help="forward: gated grid (1 or 2, see fwd_kernel)")
     parser.add_argument("--sweep", action="store_true", help="forward: a middle sweep (state carried in and out)")
     parser.add_argument("--persistent", action="store_true", help="Gluon forward: the persistent grid")
+    parser.add_argument("--transposed", action="store_true", help="plan: the backward's lists (per key block)")
+    parser.add_argument("--bounds-given", action="store_true", help="plan: the forward's bounds handed in")
     parser.add_argument("--sass", help="write SASS (and .ttgir, .ptx next to it) to this path")
     a = parser.parse_args()
     triton.runtime.driver.set_active(_Sm90Driver())
@@ -172,6 +175,12 @@ def main() -> None:
                 S // bm, S // bn, 0.1, 0.1]  # fmt: skip
         flags = dict(**mc, NUM_STAGES=a.stages)
         _compile(backward_hopper.bwd_ws_kernel, args, flags, 4, a.stages, a.sass, backward_hopper.WS_BWD_MAX_REGISTERS)
+    elif a.kernel == "plan":
+        num_m, num_n = S // bm, S // bn
+        args = [mask, *ints, *ints[:2], *mask.stride()[:3], 1, *scalars, num_m, num_n]
+        _compile(tiles._row_plan_kernel, args, tiles.row_plan_constexprs(
+            tiles.MaskForm(a.causal, a.vectors > 0, mc["LTE_COL"], mc["UTS_COL"], mc["UTE_COL"]), a.bounds_given,
+            a.transposed, bm, bn, num_m, num_n), tiles.ROW_PLAN_WARPS, 1, a.sass)  # fmt: skip
     elif a.kernel == "fwd":
         args = [q, desc(k, bn), desc(v, bn), o, lse, mask, *ints, ints[0], lse, lse, lse, 0, 0, *strides * 4, 0, 0,
                 mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip

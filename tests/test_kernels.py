@@ -246,6 +246,63 @@ def test_tile_lists_match_the_torch_classification():
                     assert lists.order[row].tolist() == expect_order
 
 
+def _assert_same_lists(a, b) -> None:
+    """Two ``TileLists`` with the same counts, order, counter and the same entries below each count."""
+    assert torch.equal(a.full_count, b.full_count) and torch.equal(a.part_count, b.part_count)
+    assert torch.equal(a.order, b.order) and a.counter.tolist() == b.counter.tolist() == [0]
+    for mine, theirs, count in ((a.full_index, b.full_index, a.full_count), (a.part_index, b.part_index, a.part_count)):
+        written = torch.arange(mine.shape[-1]) < count[..., None]
+        assert torch.equal(mine[written], theirs[written])
+
+
+@pytest.mark.parametrize(
+    ("sq", "sk", "bm", "bn", "forms", "rows"),
+    [
+        (100, 100, 16, 32, [*FORMS, (True, 0), (False, 0)], (2, 3)),
+        (37, 90, 16, 32, FORMS, (2, 1)),
+        (90, 37, 32, 16, FORMS, (1, 2)),
+        (1100, 1100, 4, 32, [(False, 4)], (1, 1)),
+        (1000, 4200, 16, 256, [(True, 2)], (1, 1)),
+    ],
+)
+def test_one_launch_plan_matches_the_three_launches(sq, sk, bm, bn, forms, rows):
+    """``tiles.plan``'s one program per row (bounds, lists, order) gives what the three grids give, with the
+    bounds computed or handed in, with no mask, and over several chunks of each of its loops (the last two shapes:
+    275 x 35 tiles, then 17 key blocks of 256 columns in two chunks)."""
+    from flashmask.kernels.tiles import block_bounds, mask_form, plan, tile_lists
+
+    gen = torch.Generator().manual_seed(6)
+    for causal, c in forms:
+        idx = _random_indices(gen, *rows, sq, sk, causal, c) if c else None
+        form = mask_form(idx, causal)
+        bounds = block_bounds(idx, form, sq, sk, bn, torch.device("cpu"))
+        for transposed in (False, True):
+            three = tile_lists(bounds, causal, sq, sk, bm, bn, transposed)
+            own_bounds, one = plan(idx, form, sq, sk, bm, bn, transposed, torch.device("cpu"))
+            _assert_same_lists(one, three)
+            if idx is not None:  # without a mask the three-launch path writes other (equivalent) constants
+                assert torch.equal(own_bounds, bounds)
+            given_bounds, given = plan(idx, form, sq, sk, bm, bn, transposed, torch.device("cpu"), bounds=own_bounds)
+            assert given_bounds is own_bounds
+            _assert_same_lists(given, three)
+
+
+def test_plan_takes_the_grids_above_its_row_limit(monkeypatch):
+    """Rows of more tiles than ``ROW_PLAN_MAX_TILES`` take the three grids (one program per row would be slow)."""
+    from flashmask.kernels import tiles
+
+    gen = torch.Generator().manual_seed(8)
+    idx = _random_indices(gen, 1, 2, 64, 64, True, 2)
+    form = tiles.mask_form(idx, True)
+    one_bounds, one = tiles.plan(idx, form, 64, 64, 16, 16, False, torch.device("cpu"))
+    monkeypatch.setattr(tiles, "ROW_PLAN_MAX_TILES", 15)
+    launched = []
+    monkeypatch.setattr(tiles, "_row_plan_kernel", launched)  # subscripting a list fails if it is launched
+    grid_bounds, grids = tiles.plan(idx, form, 64, 64, 16, 16, False, torch.device("cpu"))
+    assert torch.equal(one_bounds, grid_bounds)
+    _assert_same_lists(one, grids)
+
+
 def test_tile_lists_without_inner_blocks_are_empty():
     """No query rows: every key block's lists are empty, the order is still a permutation and the counter zero."""
     from flashmask.kernels.tiles import block_bounds, mask_form, tile_lists
@@ -323,7 +380,7 @@ def test_gated_forward_grid_runs_only_when_named(decision, gate_mode):
     cfg = kern.KernelConfig(16, 16, 4, 1)
     out, lse = torch.full_like(q, float("nan")), torch.full((1, 2, 40), float("nan"))
     mask = kern._MaskArgs(idx, True, 2, lse)
-    lists = kern._lists(idx, mask, True, 40, 40, cfg.block_m, cfg.block_n, q.device, transposed=False)
+    _, lists = kern._lists(mask, 40, 40, cfg.block_m, cfg.block_n, q.device, transposed=False)
     gate = torch.tensor([decision], dtype=torch.int32)
     kern._launch_forward(q, k, v, out, lse, 0.25, mask, lists, cfg, False, gate=gate, gate_mode=gate_mode)
     runs = (decision != 0) == (gate_mode == 1)

@@ -342,7 +342,7 @@ def run_mask_cost_part(opts: BenchOptions, device, timer: Timer, data: dict, sav
                 ours.update(prep_ms=None, prep_note=short_error(exc))
         else:
             ours["prep_ms"] = None
-            ours["prep_note"] = "block_bounds and tile_lists are Triton kernels: CUDA only"
+            ours["prep_note"] = "block bounds and tile lists are Triton kernels: CUDA only"
         row = dict(
             mask="causal_document",
             seqlen=s,
@@ -386,17 +386,16 @@ def run_mask_cost_part(opts: BenchOptions, device, timer: Timer, data: dict, sav
 
 
 def _ours_prep(mask, s: int, device, timer: Timer) -> dict:
-    """Time of the per-call preparation our forward runs (block bounds, then tile lists), and the
+    """Time of the per-call preparation our forward runs (block bounds, tile lists and their order), and the
     transient bytes of the backward's tile lists with the kernels' own tile sizes for D=128."""
     from ..kernels import configs as kconfigs
-    from ..kernels.tiles import block_bounds, mask_form, tile_lists
+    from ..kernels.tiles import mask_form, plan
 
     idx, causal = mask.startend_row_indices, mask.causal
     form = mask_form(idx, causal)
 
     def prep():
-        bounds = block_bounds(idx, form, s, s, 128, device)
-        return tile_lists(bounds, causal, s, s, 128, 128, transposed=False)
+        return plan(idx, form, s, s, 128, 128, False, device)
 
     cfgs = kconfigs.pick(128, device)
     rows = mask.batch * mask.num_heads

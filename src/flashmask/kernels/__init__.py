@@ -23,7 +23,7 @@ from . import configs as _configs
 from .backward import bwd_dkdv_kernel, bwd_dq_kernel, bwd_preprocess_kernel
 from .configs import Configs, KernelConfig
 from .forward import fwd_kernel
-from .tiles import KeyBlockBounds, MaskForm, block_bounds, mask_form, tile_lists
+from .tiles import KeyBlockBounds, MaskForm, TileLists, mask_form, plan
 
 try:
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -196,8 +196,7 @@ def _forward(q, k, v, indices, causal, softmax_scale, config, out, lse, use_tma,
         config, partial_config = _forward_configs(defaults, seqlen_k, partial_config)
         sweep_keys = defaults.forward_sweep_keys if sweep_keys is None else sweep_keys
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
-    bounds = _bounds(indices, mask, seqlen_q, seqlen_k, config.block_n, q.device)
-    lists = tile_lists(bounds.tensor, causal, seqlen_q, seqlen_k, config.block_m, config.block_n, transposed=False)
+    bounds, lists = _lists(mask, seqlen_q, seqlen_k, config.block_m, config.block_n, q.device, transposed=False)
     if partial_config is None:
         num_n = triton.cdiv(seqlen_k, config.block_n)
         per_sweep = max(1, sweep_keys // config.block_n) if sweep_keys else num_n
@@ -216,8 +215,8 @@ def _forward(q, k, v, indices, causal, softmax_scale, config, out, lse, use_tma,
                 q, k, v, out, lse, softmax_scale, mask, lists, config, use_tma, gate=None, gate_mode=0, sweep=sweep
             )
         return out, lse, bounds
-    partial_lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, partial_config.block_m, partial_config.block_n,
-                           q.device, transposed=False, reuse=bounds)  # fmt: skip
+    _, partial_lists = _lists(mask, seqlen_q, seqlen_k, partial_config.block_m, partial_config.block_n, q.device,
+                              transposed=False, reuse=bounds)  # fmt: skip
     # Summed on the GPU, read by the kernels: no host sync.
     num_part, num_full = lists.part_count.sum(), lists.full_count.sum()
     gate = (num_part > partial_share * (num_part + num_full)).to(torch.int32)
@@ -238,19 +237,13 @@ def _forward_configs(
     return cfgs.forward, partial_config
 
 
-def _bounds(indices, mask: _MaskArgs, seqlen_q: int, seqlen_k: int, block_n: int, device,
-            reuse: KeyBlockBounds | None = None) -> KeyBlockBounds:  # fmt: skip
-    """The bounds of ``block_n``-key blocks: ``reuse`` (computed earlier in this call) if its blocks are those."""
-    if reuse is not None and reuse.block_n == block_n:
-        return reuse
-    return KeyBlockBounds(block_n, block_bounds(indices, mask.form, seqlen_q, seqlen_k, block_n, device))
-
-
-def _lists(indices, mask: _MaskArgs, causal: bool, seqlen_q: int, seqlen_k: int, block_m: int, block_n: int, device,
-           transposed: bool, reuse: KeyBlockBounds | None = None):  # fmt: skip
-    """Block bounds, then the tile lists for ``block_m x block_n`` tiles (per key block when ``transposed``)."""
-    bounds = _bounds(indices, mask, seqlen_q, seqlen_k, block_n, device, reuse)
-    return tile_lists(bounds.tensor, causal, seqlen_q, seqlen_k, block_m, block_n, transposed=transposed)
+def _lists(mask: _MaskArgs, seqlen_q: int, seqlen_k: int, block_m: int, block_n: int, device, transposed: bool,
+           reuse: KeyBlockBounds | None = None) -> tuple[KeyBlockBounds, TileLists]:  # fmt: skip
+    """Block bounds and the tile lists for ``block_m x block_n`` tiles (per key block when ``transposed``); the
+    bounds are ``reuse``'s (computed earlier for this mask) if its key blocks are these."""
+    given = reuse.tensor if reuse is not None and reuse.block_n == block_n else None
+    bounds, lists = plan(mask.indices, mask.form, seqlen_q, seqlen_k, block_m, block_n, transposed, device, given)
+    return KeyBlockBounds(block_n, bounds), lists
 
 
 def _launch_forward(
@@ -379,24 +372,21 @@ def attention_backward(
     dout = torch.zeros_like(out) if dout is None else _last_dim_contiguous(dout)
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
-    dq_buf, dk, dv = grads if grads is not None else (None, _empty(k), _empty(v))
     if batch * num_q_heads * seqlen_q == 0 or seqlen_k == 0:
-        return _empty(q).zero_(), dk.zero_(), dv.zero_()
+        grads = grads if grads is not None else (_empty(q), _empty(k), _empty(v))
+        return tuple(g.zero_() for g in grads)
     d_pad = _head_dim_pad(head_dim)
     cfgs = configs or _pick(d_pad, q.device, indices, causal, seqlen_q, seqlen_k)
-    mask = _MaskArgs(indices, causal, num_q_heads, lse)
-    q_per_kv = num_q_heads // num_kv_heads
-
     cfg = cfgs.dkdv
     warp_specialized = cfg.warp_specialized and not deterministic and _backward_ws_ok(q, k, v, dout, use_tma)
     if not warp_specialized:
         cfg = _configs.triton_dkdv(cfg)
+    # Queued first, with the preprocess: ~1.4 ms of GPU work at 128K tokens x 32 heads, under which the host
+    # allocates the gradients and builds the tile lists and descriptors instead of the GPU waiting for them.
+    dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if warp_specialized else None
     # The Gluon backward reads LSE and delta by whole query tiles: their rows are padded to a multiple of its tile.
     row_stride = triton.cdiv(seqlen_q, WS_BWD_BLOCK_M) * WS_BWD_BLOCK_M if warp_specialized else seqlen_q
     delta, lse2 = torch.empty(2, batch, num_q_heads, row_stride, dtype=torch.float32, device=q.device)
-    # Queued first, with the preprocess: ~1.4 ms of GPU work at 128K tokens x 32 heads, under which the host
-    # builds the tile lists and descriptors instead of the GPU waiting for them.
-    dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if warp_specialized else None
     pre_block = 64
     bwd_preprocess_kernel[_grid(batch * num_q_heads, triton.cdiv(row_stride, pre_block))](
         out, dout, lse, lse if dlse is None else dlse.contiguous(), delta, lse2,
@@ -405,13 +395,14 @@ def attention_backward(
         seqlen_q, row_stride, num_q_heads,
         HAS_DLSE=dlse is not None, BLOCK_M=pre_block, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
     )  # fmt: skip
+    dq_buf, dk, dv = grads if grads is not None else (None, _empty(k), _empty(v))
+    mask = _MaskArgs(indices, causal, num_q_heads, lse)
+    q_per_kv = num_q_heads // num_kv_heads
     if warp_specialized:
-        _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, indices, causal, cfg,
-                            bounds)  # fmt: skip
+        _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)
         return (dq_acc.to(q.dtype) if dq_buf is None else dq_buf.copy_(dq_acc)), dk, dv
 
-    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=True,
-                   reuse=bounds)  # fmt: skip
+    _, lists = _lists(mask, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=True, reuse=bounds)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     # dQ either by fp32 atomics inside the dK/dV kernel, or by its own pass (no atomics, bit-identical).
     atomic_dq = cfgs.atomic_dq and not deterministic
@@ -454,8 +445,7 @@ def attention_backward(
     cfg = cfgs.dq
     tma = (cfg.tma and _tma_ok(k, v)) if use_tma is None else use_tma
     dq = _empty(q) if dq_buf is None else dq_buf
-    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=False,
-                   reuse=bounds)  # fmt: skip
+    _, lists = _lists(mask, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=False, reuse=bounds)
     num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
     k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
     _launch(
@@ -496,14 +486,13 @@ def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
     )
 
 
-def _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs, indices,
-                        causal: bool, cfg: KernelConfig, bounds: KeyBlockBounds | None) -> None:  # fmt: skip
+def _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs,
+                        cfg: KernelConfig, bounds: KeyBlockBounds | None) -> None:  # fmt: skip
     """dK and dV into ``dk`` / ``dv``, dQ added into ``dq_acc`` (fp32, zeroed: the kernel's reduce-add target)."""
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     block_m, block_n = WS_BWD_BLOCK_M, WS_BWD_BLOCK_N
-    lists = _lists(indices, mask, causal, seqlen_q, seqlen_k, block_m, block_n, q.device, transposed=True,
-                   reuse=bounds)  # fmt: skip
+    _, lists = _lists(mask, seqlen_q, seqlen_k, block_m, block_n, q.device, transposed=True, reuse=bounds)
     num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
     element = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
     row_layout = _shared_layout((block_m,), gl.float32)

@@ -52,6 +52,23 @@ def _load_bound(base, stride_s, cols, col_mask, COL: tl.constexpr, default, seql
 
 
 @triton.jit
+def _store_bounds(out, num_blocks, lts, lte, uts, ute, valid, ok, AXIS: tl.constexpr):
+    """The eight bounds of the key blocks whose columns run along ``AXIS`` of the interval vectors."""
+    # The partial test's bounds (min start, max end) skip empty intervals, which hide nothing; the fully-masked
+    # test's (max start, min end) keep them, so that a column hiding nothing keeps its block live.
+    lower = valid & (lts < lte)
+    upper = valid & (uts < ute)
+    tl.store(out + 0 * num_blocks, tl.min(tl.where(lower, lts, _INT_BIG), AXIS), mask=ok)
+    tl.store(out + 1 * num_blocks, tl.max(tl.where(valid, lts, -_INT_BIG), AXIS), mask=ok)
+    tl.store(out + 2 * num_blocks, tl.min(tl.where(valid, lte, _INT_BIG), AXIS), mask=ok)
+    tl.store(out + 3 * num_blocks, tl.max(tl.where(lower, lte, -_INT_BIG), AXIS), mask=ok)
+    tl.store(out + 4 * num_blocks, tl.min(tl.where(upper, uts, _INT_BIG), AXIS), mask=ok)
+    tl.store(out + 5 * num_blocks, tl.max(tl.where(valid, uts, -_INT_BIG), AXIS), mask=ok)
+    tl.store(out + 6 * num_blocks, tl.min(tl.where(valid, ute, _INT_BIG), AXIS), mask=ok)
+    tl.store(out + 7 * num_blocks, tl.max(tl.where(upper, ute, -_INT_BIG), AXIS), mask=ok)
+
+
+@triton.jit
 def _block_bounds_kernel(
     Indices,
     Bounds,
@@ -79,18 +96,28 @@ def _block_bounds_kernel(
     lte = _load_bound(base, stride_is, cols, valid, LTE_COL, seqlen_q, seqlen_q)
     uts = _load_bound(base, stride_is, cols, valid, UTS_COL, 0, seqlen_q)
     ute = _load_bound(base, stride_is, cols, valid, UTE_COL, 0, seqlen_q)
-    # The partial test's bounds (min start, max end) skip empty intervals, which hide nothing; the fully-masked
-    # test's (max start, min end) keep them, so that a column hiding nothing keeps its block live.
-    lower = valid & (lts < lte)
-    upper = valid & (uts < ute)
-    tl.store(out + 0 * num_blocks, tl.min(tl.where(lower, lts, _INT_BIG), 0))
-    tl.store(out + 1 * num_blocks, tl.max(tl.where(valid, lts, -_INT_BIG), 0))
-    tl.store(out + 2 * num_blocks, tl.min(tl.where(valid, lte, _INT_BIG), 0))
-    tl.store(out + 3 * num_blocks, tl.max(tl.where(lower, lte, -_INT_BIG), 0))
-    tl.store(out + 4 * num_blocks, tl.min(tl.where(upper, uts, _INT_BIG), 0))
-    tl.store(out + 5 * num_blocks, tl.max(tl.where(valid, uts, -_INT_BIG), 0))
-    tl.store(out + 6 * num_blocks, tl.min(tl.where(valid, ute, _INT_BIG), 0))
-    tl.store(out + 7 * num_blocks, tl.max(tl.where(upper, ute, -_INT_BIG), 0))
+    _store_bounds(out, num_blocks, lts, lte, uts, ute, valid, None, 0)
+
+
+@triton.jit
+def _classify(bounds, num_n_blocks, n, n_mask, r0, r1, c0, c1, offset, valid, CAUSAL: tl.constexpr,
+              BLOCK_N: tl.constexpr):  # fmt: skip
+    """``(is_full, is_part)`` of the tiles rows ``[r0, r1)`` x key columns ``[c0, c1)`` of key blocks ``n``."""
+    lts_min = tl.load(bounds + 0 * num_n_blocks + n, mask=n_mask, other=0)
+    lts_max = tl.load(bounds + 1 * num_n_blocks + n, mask=n_mask, other=0)
+    lte_min = tl.load(bounds + 2 * num_n_blocks + n, mask=n_mask, other=0)
+    lte_max = tl.load(bounds + 3 * num_n_blocks + n, mask=n_mask, other=0)
+    uts_min = tl.load(bounds + 4 * num_n_blocks + n, mask=n_mask, other=0)
+    uts_max = tl.load(bounds + 5 * num_n_blocks + n, mask=n_mask, other=0)
+    ute_min = tl.load(bounds + 6 * num_n_blocks + n, mask=n_mask, other=0)
+    ute_max = tl.load(bounds + 7 * num_n_blocks + n, mask=n_mask, other=0)
+    # SPEC section 3: fully masked by one interval / partially masked by any / else unmasked.
+    dead = ((r0 >= lts_max) & (r1 <= lte_min)) | ((r0 >= uts_max) & (r1 <= ute_min))
+    part = ((r0 < lte_max) & (r1 > lts_min)) | ((r0 < ute_max) & (r1 > uts_min)) | (c1 - c0 < BLOCK_N)
+    if CAUSAL:
+        dead = dead | (c0 > r1 - 1 + offset)
+        part = part | (c1 - 1 > r0 + offset)
+    return valid & ~dead & ~part, valid & ~dead & part
 
 
 @triton.jit
@@ -137,23 +164,8 @@ def _tile_lists_kernel(
         r1 = tl.minimum(r0 + BLOCK_M, seqlen_q)
         c0 = n * BLOCK_N
         c1 = tl.minimum(c0 + BLOCK_N, seqlen_k)
-        n_mask = valid & (n < num_n_blocks)
-        lts_min = tl.load(bounds + 0 * num_n_blocks + n, mask=n_mask, other=0)
-        lts_max = tl.load(bounds + 1 * num_n_blocks + n, mask=n_mask, other=0)
-        lte_min = tl.load(bounds + 2 * num_n_blocks + n, mask=n_mask, other=0)
-        lte_max = tl.load(bounds + 3 * num_n_blocks + n, mask=n_mask, other=0)
-        uts_min = tl.load(bounds + 4 * num_n_blocks + n, mask=n_mask, other=0)
-        uts_max = tl.load(bounds + 5 * num_n_blocks + n, mask=n_mask, other=0)
-        ute_min = tl.load(bounds + 6 * num_n_blocks + n, mask=n_mask, other=0)
-        ute_max = tl.load(bounds + 7 * num_n_blocks + n, mask=n_mask, other=0)
-        # SPEC section 3: fully masked by one interval / partially masked by any / else unmasked.
-        dead = ((r0 >= lts_max) & (r1 <= lte_min)) | ((r0 >= uts_max) & (r1 <= ute_min))
-        part = ((r0 < lte_max) & (r1 > lts_min)) | ((r0 < ute_max) & (r1 > uts_min)) | (c1 - c0 < BLOCK_N)
-        if CAUSAL:
-            dead = dead | (c0 > r1 - 1 + offset)
-            part = part | (c1 - 1 > r0 + offset)
-        is_full = valid & ~dead & ~part
-        is_part = valid & ~dead & part
+        is_full, is_part = _classify(bounds, num_n_blocks, n, valid & (n < num_n_blocks), r0, r1, c0, c1, offset,
+                                     valid, CAUSAL, BLOCK_N)  # fmt: skip
         full_pos = num_full + tl.cumsum(is_full.to(tl.int32), 0) - 1
         part_pos = num_part + tl.cumsum(is_part.to(tl.int32), 0) - 1
         tl.store(full_out + full_pos, inner, mask=is_full)
@@ -178,19 +190,126 @@ def _order_kernel(FullCount, PartCount, Order, Counter, num_outer, CHUNK: tl.con
     if (tl.program_id(0) == 0) & (tl.program_id(1) == 0):
         tl.store(Counter, 0)
     row = tl.program_id(1).to(tl.int64) * num_outer
-    i = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
+    _order_chunk(FullCount + row, PartCount + row, Order + row, tl.program_id(0) * CHUNK, num_outer, CHUNK)
+
+
+@triton.jit
+def _order_chunk(full_count, part_count, order, first, num_outer, CHUNK: tl.constexpr):
+    """Places outer blocks ``first .. first + CHUNK`` of one row in ``order``, each at its rank by counting."""
+    i = first + tl.arange(0, CHUNK)
     i_ok = i < num_outer
-    live_i = tl.load(FullCount + row + i, mask=i_ok, other=0) + tl.load(PartCount + row + i, mask=i_ok, other=0)
+    live_i = tl.load(full_count + i, mask=i_ok, other=0) + tl.load(part_count + i, mask=i_ok, other=0)
     rank = tl.zeros([CHUNK], dtype=tl.int32)
     for start in range(0, num_outer, CHUNK):
         j = start + tl.arange(0, CHUNK)
         j_ok = j < num_outer
         # -1 for blocks past the end: below every real count, so they never go before one.
-        live_j = tl.load(FullCount + row + j, mask=j_ok, other=-1) + tl.load(PartCount + row + j, mask=j_ok, other=0)
+        live_j = tl.load(full_count + j, mask=j_ok, other=-1) + tl.load(part_count + j, mask=j_ok, other=0)
         heavier = live_j[None, :] > live_i[:, None]
         tie_before = (live_j[None, :] == live_i[:, None]) & (j[None, :] < i[:, None])
         rank += tl.sum((heavier | tie_before).to(tl.int32), 1)
-    tl.store(Order + row + rank, i, mask=i_ok)
+    tl.store(order + rank, i, mask=i_ok)
+
+
+@triton.jit
+def _row_plan_kernel(
+    Indices,
+    Bounds,
+    FullCount,
+    FullIndex,
+    PartCount,
+    PartIndex,
+    Order,
+    Counter,
+    stride_ib,
+    stride_ih,
+    stride_is,
+    num_heads,
+    seqlen_q,
+    seqlen_k,
+    num_m_blocks,
+    num_n_blocks,
+    HAS_MASK: tl.constexpr,
+    BOUNDS_GIVEN: tl.constexpr,
+    LTE_COL: tl.constexpr,
+    UTS_COL: tl.constexpr,
+    UTE_COL: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    TRANSPOSED: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    KEY_CHUNK: tl.constexpr,
+    OUTER_CHUNK: tl.constexpr,
+    INNER_CHUNK: tl.constexpr,
+    ORDER_CHUNK: tl.constexpr,
+):
+    """``_block_bounds_kernel``, ``_tile_lists_kernel`` and ``_order_kernel`` for one whole (batch, mask head) row.
+
+    One program per row, so each step reads what the step before wrote in the same program (a CTA barrier
+    between them) and no program waits on another. The three steps work on 2-D chunks (many blocks at once).
+    """
+    row_id = tl.program_id(0)
+    bounds = Bounds + row_id.to(tl.int64) * 8 * num_n_blocks
+    if not BOUNDS_GIVEN:
+        b = row_id // num_heads
+        h = row_id % num_heads
+        base = Indices + b.to(tl.int64) * stride_ib + h.to(tl.int64) * stride_ih
+        for n0 in range(0, num_n_blocks, KEY_CHUNK):
+            blocks = n0 + tl.arange(0, KEY_CHUNK)
+            cols = blocks[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+            valid = cols < seqlen_k
+            if HAS_MASK:
+                lts = _load_bound(base, stride_is, cols, valid, 0, 0, seqlen_q)
+            else:  # no column mask: empty intervals everywhere (LTS = LTE = Sq, UTS = UTE = 0)
+                lts = tl.zeros_like(cols) + seqlen_q
+            lte = _load_bound(base, stride_is, cols, valid, LTE_COL, seqlen_q, seqlen_q)
+            uts = _load_bound(base, stride_is, cols, valid, UTS_COL, 0, seqlen_q)
+            ute = _load_bound(base, stride_is, cols, valid, UTE_COL, 0, seqlen_q)
+            _store_bounds(bounds + blocks, num_n_blocks, lts, lte, uts, ute, valid, blocks < num_n_blocks, 1)
+        tl.debug_barrier()
+
+    if TRANSPOSED:
+        num_outer, num_inner = num_n_blocks, num_m_blocks
+    else:
+        num_outer, num_inner = num_m_blocks, num_n_blocks
+    counts = row_id.to(tl.int64) * num_outer
+    offset = seqlen_k - seqlen_q
+    for o0 in range(0, num_outer, OUTER_CHUNK):
+        outer = o0 + tl.arange(0, OUTER_CHUNK)
+        outer_ok = outer < num_outer
+        list_rows = (counts + outer) * num_inner
+        num_full = tl.zeros([OUTER_CHUNK], dtype=tl.int32)
+        num_part = tl.zeros([OUTER_CHUNK], dtype=tl.int32)
+        for i0 in range(0, num_inner, INNER_CHUNK):
+            inner = i0 + tl.arange(0, INNER_CHUNK)
+            valid = outer_ok[:, None] & (inner < num_inner)[None, :]
+            if TRANSPOSED:
+                m = inner[None, :] + tl.zeros([OUTER_CHUNK, 1], dtype=tl.int32)
+                n = outer[:, None] + tl.zeros([1, INNER_CHUNK], dtype=tl.int32)
+            else:
+                m = outer[:, None] + tl.zeros([1, INNER_CHUNK], dtype=tl.int32)
+                n = inner[None, :] + tl.zeros([OUTER_CHUNK, 1], dtype=tl.int32)
+            r0 = m * BLOCK_M
+            r1 = tl.minimum(r0 + BLOCK_M, seqlen_q)
+            c0 = n * BLOCK_N
+            c1 = tl.minimum(c0 + BLOCK_N, seqlen_k)
+            is_full, is_part = _classify(bounds, num_n_blocks, n, valid & (n < num_n_blocks), r0, r1, c0, c1, offset,
+                                         valid, CAUSAL, BLOCK_N)  # fmt: skip
+            full_pos = num_full[:, None] + tl.cumsum(is_full.to(tl.int32), 1) - 1
+            part_pos = num_part[:, None] + tl.cumsum(is_part.to(tl.int32), 1) - 1
+            inner_2d = inner[None, :] + tl.zeros([OUTER_CHUNK, 1], dtype=tl.int32)
+            tl.store(FullIndex + list_rows[:, None] + full_pos, inner_2d, mask=is_full)
+            tl.store(PartIndex + list_rows[:, None] + part_pos, inner_2d, mask=is_part)
+            num_full += tl.sum(is_full.to(tl.int32), 1)
+            num_part += tl.sum(is_part.to(tl.int32), 1)
+        tl.store(FullCount + counts + outer, num_full, mask=outer_ok)
+        tl.store(PartCount + counts + outer, num_part, mask=outer_ok)
+    tl.debug_barrier()
+
+    if row_id == 0:
+        tl.store(Counter, 0)
+    for first in range(0, num_outer, ORDER_CHUNK):
+        _order_chunk(FullCount + counts, PartCount + counts, Order + counts, first, num_outer, ORDER_CHUNK)
 
 
 class KeyBlockBounds(NamedTuple):
@@ -279,13 +398,9 @@ def tile_lists(
     num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
     num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
     counts = rows * num_outer
-    storage = torch.empty(counts * (3 + 2 * num_inner) + 1, dtype=torch.int32, device=bounds.device)
-    full_count, part_count, order = (storage[i * counts : (i + 1) * counts].view(rows, num_outer) for i in range(3))
-    full_index, part_index = (
-        storage[(3 + i * num_inner) * counts : (3 + (i + 1) * num_inner) * counts].view(rows, num_outer, num_inner)
-        for i in range(2)
-    )
-    counter = storage[-1:]
+    storage = torch.empty(_list_words(rows, num_outer, num_inner), dtype=torch.int32, device=bounds.device)
+    lists = _list_views(storage, rows, num_outer, num_inner)
+    full_count, full_index, part_count, part_index, order, counter = lists
     if rows and num_outer and num_inner:
         chunk = min(1024, max(16, triton.next_power_of_2(num_inner)))
         _tile_lists_kernel[(num_outer, rows)](
@@ -311,4 +426,83 @@ def tile_lists(
     elif counts:  # no inner blocks: nothing is live
         storage.zero_()
         order.copy_(torch.arange(num_outer, dtype=torch.int32, device=bounds.device).expand(rows, -1))
-    return TileLists(full_count, full_index, part_count, part_index, order, counter)
+    return lists
+
+
+def _list_words(rows: int, num_outer: int, num_inner: int) -> int:
+    """int32 words of one ``TileLists``: three count-sized arrays, two index arrays and the counter."""
+    return rows * num_outer * (3 + 2 * num_inner) + 1
+
+
+def _list_views(storage: torch.Tensor, rows: int, num_outer: int, num_inner: int) -> TileLists:
+    """The ``TileLists`` of one flat int32 allocation of ``_list_words`` words."""
+    counts = rows * num_outer
+    full_count, part_count, order = (storage[i * counts : (i + 1) * counts].view(rows, num_outer) for i in range(3))
+    full_index, part_index = (
+        storage[(3 + i * num_inner) * counts : (3 + (i + 1) * num_inner) * counts].view(rows, num_outer, num_inner)
+        for i in range(2)
+    )
+    return TileLists(full_count, full_index, part_count, part_index, order, storage[counts * (3 + 2 * num_inner) :])
+
+
+# The one-launch path (``_row_plan_kernel``) runs one program per row; above this many tiles per row that program
+# would take longer than the launches it saves, and the lists are built by a grid of programs instead.
+ROW_PLAN_MAX_TILES = 1 << 16
+# Elements of one 2-D chunk in ``_row_plan_kernel`` (8 per thread with its 8 warps: more spilled offline at sm_90).
+_ROW_PLAN_CHUNK = 2048
+ROW_PLAN_WARPS = 8
+
+
+def row_plan_constexprs(form: MaskForm, bounds_given: bool, transposed: bool, block_m: int, block_n: int, num_m: int,
+                        num_n: int) -> dict:  # fmt: skip
+    """``_row_plan_kernel``'s compile-time arguments: the mask form, tile sizes and 2-D chunks for these rows."""
+    num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
+    inner_chunk = min(256, max(16, triton.next_power_of_2(num_inner)))
+    return dict(
+        HAS_MASK=form.has_mask, BOUNDS_GIVEN=bounds_given, LTE_COL=form.lte_col, UTS_COL=form.uts_col,
+        UTE_COL=form.ute_col, CAUSAL=form.causal, TRANSPOSED=transposed, BLOCK_M=block_m, BLOCK_N=block_n,
+        KEY_CHUNK=min(triton.next_power_of_2(num_n), max(1, _ROW_PLAN_CHUNK // block_n)),
+        OUTER_CHUNK=min(max(16, triton.next_power_of_2(num_outer)), max(16, _ROW_PLAN_CHUNK // inner_chunk)),
+        INNER_CHUNK=inner_chunk, ORDER_CHUNK=min(_ORDER_CHUNK, max(16, triton.next_power_of_2(num_outer))),
+    )  # fmt: skip
+
+
+def plan(
+    indices: torch.Tensor | None,
+    form: MaskForm,
+    seqlen_q: int,
+    seqlen_k: int,
+    block_m: int,
+    block_n: int,
+    transposed: bool,
+    device: torch.device,
+    bounds: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, TileLists]:
+    """``block_bounds`` (unless ``bounds`` is given) and ``tile_lists``, in one launch where rows are short.
+
+    Returns the bounds ``[Bm * Hm, 8, ceil(Sk / block_n)]`` and the lists; ``bounds`` must be of ``block_n``-key
+    blocks. Before every main kernel the GPU waits for these launches, and on a slow host each costs more than
+    the GPU work, so rows of at most ``ROW_PLAN_MAX_TILES`` tiles take one program per row for all three steps.
+    """
+    num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
+    num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
+    rows = bounds.shape[0] if bounds is not None else (1 if indices is None else indices.shape[0] * indices.shape[1])
+    if not (rows and num_outer and num_inner) or num_outer * num_inner > ROW_PLAN_MAX_TILES:
+        if bounds is None:
+            bounds = block_bounds(indices, form, seqlen_q, seqlen_k, block_n, device)
+        return bounds, tile_lists(bounds, form.causal, seqlen_q, seqlen_k, block_m, block_n, transposed)
+    list_words = _list_words(rows, num_outer, num_inner)
+    bound_words = 0 if bounds is not None else rows * 8 * num_n
+    storage = torch.empty(list_words + bound_words, dtype=torch.int32, device=device)
+    lists = _list_views(storage[:list_words], rows, num_outer, num_inner)
+    given = bounds is not None
+    if not given:
+        bounds = storage[list_words:].view(rows, 8, num_n)
+    source = indices if indices is not None else bounds
+    strides = (indices.stride(0), indices.stride(1), indices.stride(2)) if indices is not None else (0, 0, 0)
+    _row_plan_kernel[(rows,)](
+        source, bounds, *lists.per_block(), lists.counter, *strides, 1 if indices is None else indices.shape[1],
+        seqlen_q, seqlen_k, num_m, num_n,
+        **row_plan_constexprs(form, given, transposed, block_m, block_n, num_m, num_n), num_warps=ROW_PLAN_WARPS,
+    )  # fmt: skip
+    return bounds, lists
