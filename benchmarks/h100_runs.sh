@@ -1066,8 +1066,17 @@ s13b)
         --head-dims 128 --masks sliding_window,causal_document,global_sliding_window,qk_sparse,causal_blockwise \
         --out "$OUT/k128_short"
     ;;
+s13c)
+    # Where the timer's idle time goes: one timed call of each pass with host activity profiled (runtime calls and
+    # kernels against the start event), ours on two masks and Flex on the first; then the 32K table on the masks
+    # at or near 1.3x.
+    run timeline 150 host_timeline.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document --flex --timeline
+    run k128_32k 400 k128_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 128 \
+        --masks qk_sparse,sliding_window,causal_document,prefix_lm_causal --out "$OUT/k128_32k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13c)" >&2
     exit 2
     ;;
 esac

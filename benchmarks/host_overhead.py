@@ -14,13 +14,16 @@ the custom op's dispatch, the block bounds and tile lists, descriptors, the laun
 
 With ``--flex`` the same for FlexAttention (compiled, a ``BlockMask`` of the same mask) on the first mask; with
 ``--cprofile N`` instead the Python profile (``cProfile``, by own time) of N forward and N backward calls on the
-first mask; with ``--ops`` the host's time of each step of our call path (forward and backward) on the first mask.
+first mask; with ``--ops`` the host's time of each step of our call path (forward and backward) on the first mask;
+with ``--timeline`` one timed call of each pass under ``torch.profiler`` with host activity: when each CUDA
+runtime call and kernel starts and ends, relative to the start event.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import os
 import pstats
 import statistics
@@ -80,6 +83,37 @@ def _kernels(fn) -> tuple[list[tuple[str, float]], float]:
     busy = sum(ms for _, ms in kernels)
     span = (events[-1].time_range.end - events[0].time_range.start) / 1e3 if events else 0.0
     return kernels, span - busy
+
+
+def _timeline(label: str, fwd, bwd) -> list[tuple]:
+    """One timed call of each pass as the benchmark's timer makes it (idle GPU, an event on each side), under
+    ``torch.profiler`` with host activity: when each CUDA runtime call and each kernel starts and ends (us after
+    the start event's record), so a gap shows which host step the GPU waited for, and a sync shows as one."""
+    for name, fn in (("fwd", fwd), ("bwd", bwd)):
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        with torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        ) as prof:
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+        print(f"== timeline {label} {name}: timer {start.elapsed_time(end):.3f} ms")
+        events = [e for e in prof.events() if e.time_range.elapsed_us() >= 0]
+        record = [e for e in events if e.name == "cudaEventRecord"]
+        t0 = min(e.time_range.start for e in record) if record else min(e.time_range.start for e in events)
+        shown = [
+            e for e in events
+            if e.device_type == torch.autograd.DeviceType.CUDA
+            or e.name.startswith(("cuda", "cu", "aten::empty", "aten::zeros", "aten::to", "aten::copy_", "autograd::"))
+        ]  # fmt: skip
+        for e in sorted(shown, key=lambda e: e.time_range.start):
+            side = "GPU" if e.device_type == torch.autograd.DeviceType.CUDA else "cpu"
+            print(f"  {side} {e.time_range.start - t0:9.1f} {e.time_range.end - t0:9.1f}  {e.name[:70]}")
+    return []
 
 
 def _report(label: str, fwd, bwd, timer: Timer) -> list[tuple]:
@@ -184,6 +218,7 @@ def main() -> None:
     ap.add_argument("--flex", action="store_true", help="also FlexAttention on the first mask")
     ap.add_argument("--cprofile", type=int, default=0, help="profile this many calls of each pass (host side)")
     ap.add_argument("--ops", action="store_true", help="host time of each step of our call path")
+    ap.add_argument("--timeline", action="store_true", help="host calls and kernels of one timed call of each pass")
     args = ap.parse_args()
     dev = torch.device("cuda")
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
@@ -210,7 +245,8 @@ def main() -> None:
         if args.cprofile:
             _cprofile(fwd, bwd, args.cprofile)
             return
-        rows += _report(f"ours {name}", fwd, bwd, timer)
+        report = _timeline if args.timeline else functools.partial(_report, timer=timer)
+        rows += report(f"ours {name}", fwd, bwd)
         if args.flex and i == 0:
             from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
@@ -227,7 +263,7 @@ def main() -> None:
             def flex_bwd():
                 return torch.autograd.grad(flex_out, (qt, kt, vt), dot, retain_graph=True)
 
-            rows += _report(f"flex {name}", flex_fwd, flex_bwd, timer)
+            rows += report(f"flex {name}", flex_fwd, flex_bwd)
     print("\n| call | pass | timer ms | busy ms | timer - busy | host ms | GPU idle between kernels |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for label, name, t, busy, gap, host, idle in rows:
