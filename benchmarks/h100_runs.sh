@@ -1075,8 +1075,16 @@ s13c)
     run k128_32k 400 k128_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 128 \
         --masks qk_sparse,sliding_window,causal_document,prefix_lm_causal --out "$OUT/k128_32k"
     ;;
+s13d)
+    # The tile lists as flat tensors cut from their allocation by one split (no per-list views) and the plan
+    # kernel's compile-time arguments cached: the D=128 gpu_check cases, then the kernel table at 8K, every mask.
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    run k128_8k 560 k128_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
+        --out "$OUT/k128_8k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13c)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13d)" >&2
     exit 2
     ;;
 esac

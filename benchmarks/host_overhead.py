@@ -149,14 +149,7 @@ def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
     fcfg = cfgs.forward
     _, lists = K._lists(margs, sq, sk, fcfg.block_m, fcfg.block_n, q.device, transposed=False)
     counts = lists.full_count + lists.part_count
-    storage = torch.empty(64 * (3 + 2 * 64) + 1, dtype=torch.int32, device=q.device)
-
-    def _views(st, num_outer, num_inner):  # as tiles.tile_lists slices its one allocation
-        c = num_outer
-        parts = [st[i * c : (i + 1) * c].view(1, num_outer) for i in range(3)]
-        parts += [st[(3 + i * num_inner) * c : (3 + (i + 1) * num_inner) * c].view(1, num_outer, num_inner)
-                  for i in range(2)]  # fmt: skip
-        return parts, st[-1:]
+    storage = torch.empty(tiles._list_words(1, 64, 64), dtype=torch.int32, device=q.device)
 
     element = K.gl.bfloat16
     small = torch.empty(16, device=q.device)
@@ -174,7 +167,7 @@ def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
         ("_MaskArgs", lambda: K._MaskArgs(idx, causal, q.shape[2], lse)),
         ("check_qkv + resolve_mask", lambda: (check_qkv(q, k, v), resolve_mask(mask, False, None, q, k))),
         ("_tma_ok(q, k, v)", lambda: K._tma_ok(q0, k0, v0)),
-        ("the tile lists' six views of one storage", lambda: _views(storage, 64, 64)),
+        ("the tile lists' six views of one storage (one split)", lambda: tiles._list_views(storage, 1, 64, 64)),
         ("flashmask::fwd custom op (grad enabled)", lambda: custom_op(q, k, v, idx, causal, scale, "triton", False)),
         ("_ops.attention (autograd.Function)", lambda: eager(q, k, v, idx, causal, scale, "triton", False)),
         ("_pick", lambda: K._pick(128, q.device, idx, causal, q.shape[1], k.shape[1])),

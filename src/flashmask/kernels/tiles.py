@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -320,7 +321,8 @@ class KeyBlockBounds(NamedTuple):
 
 
 class TileLists(NamedTuple):
-    """Compacted block lists, ``[Bm * Hm, num_outer]`` counts and ``[Bm * Hm, num_outer, num_inner]`` indices.
+    """Compacted block lists: counts ``[Bm * Hm, num_outer]`` and indices ``[Bm * Hm, num_outer, num_inner]``,
+    stored flat (row-major, 1-D tensors: the kernels take pointers, and each view costs the host a dispatch).
 
     Only the first ``count`` entries of each index row are written. ``order`` ``[Bm * Hm, num_outer]`` lists
     the outer blocks by decreasing number of live tiles: kernels launch the heaviest first, so the last
@@ -338,6 +340,13 @@ class TileLists(NamedTuple):
     def per_block(self) -> tuple[torch.Tensor, ...]:
         """The five tensors every main kernel takes: counts and indices of both lists, and the order."""
         return self.full_count, self.full_index, self.part_count, self.part_index, self.order
+
+    def shaped(self, rows: int) -> TileLists:
+        """The same lists as ``[rows, num_outer]`` counts and order and ``[rows, num_outer, num_inner]`` indices."""
+        num_outer = self.full_count.numel() // rows
+        return TileLists(self.full_count.view(rows, num_outer), self.full_index.view(rows, num_outer, -1),
+                         self.part_count.view(rows, num_outer), self.part_index.view(rows, num_outer, -1),
+                         self.order.view(rows, num_outer), self.counter)  # fmt: skip
 
 
 def block_bounds(
@@ -425,7 +434,7 @@ def tile_lists(
         )
     elif counts:  # no inner blocks: nothing is live
         storage.zero_()
-        order.copy_(torch.arange(num_outer, dtype=torch.int32, device=bounds.device).expand(rows, -1))
+        order.view(rows, num_outer).copy_(torch.arange(num_outer, dtype=torch.int32, device=bounds.device))
     return lists
 
 
@@ -434,15 +443,16 @@ def _list_words(rows: int, num_outer: int, num_inner: int) -> int:
     return rows * num_outer * (3 + 2 * num_inner) + 1
 
 
-def _list_views(storage: torch.Tensor, rows: int, num_outer: int, num_inner: int) -> TileLists:
-    """The ``TileLists`` of one flat int32 allocation of ``_list_words`` words."""
+def _list_views(storage: torch.Tensor, rows: int, num_outer: int, num_inner: int, rest: int = 0):
+    """The ``TileLists`` in the first ``_list_words`` words of one flat int32 allocation, and (with ``rest``)
+    the ``rest`` words after them, in one split."""
     counts = rows * num_outer
-    full_count, part_count, order = (storage[i * counts : (i + 1) * counts].view(rows, num_outer) for i in range(3))
-    full_index, part_index = (
-        storage[(3 + i * num_inner) * counts : (3 + (i + 1) * num_inner) * counts].view(rows, num_outer, num_inner)
-        for i in range(2)
+    sizes = [counts] * 3 + [counts * num_inner] * 2 + [1]
+    full_count, part_count, order, full_index, part_index, counter, *tail = storage.split_with_sizes(
+        [*sizes, rest] if rest else sizes
     )
-    return TileLists(full_count, full_index, part_count, part_index, order, storage[counts * (3 + 2 * num_inner) :])
+    lists = TileLists(full_count, full_index, part_count, part_index, order, counter)
+    return (lists, tail[0]) if rest else lists
 
 
 # The one-launch path (``_row_plan_kernel``) runs one program per row; above this many tiles per row that program
@@ -453,6 +463,7 @@ _ROW_PLAN_CHUNK = 2048
 ROW_PLAN_WARPS = 8
 
 
+@functools.lru_cache(maxsize=256)
 def row_plan_constexprs(form: MaskForm, bounds_given: bool, transposed: bool, block_m: int, block_n: int, num_m: int,
                         num_n: int) -> dict:  # fmt: skip
     """``_row_plan_kernel``'s compile-time arguments: the mask form, tile sizes and 2-D chunks for these rows."""
@@ -491,13 +502,14 @@ def plan(
         if bounds is None:
             bounds = block_bounds(indices, form, seqlen_q, seqlen_k, block_n, device)
         return bounds, tile_lists(bounds, form.causal, seqlen_q, seqlen_k, block_m, block_n, transposed)
-    list_words = _list_words(rows, num_outer, num_inner)
-    bound_words = 0 if bounds is not None else rows * 8 * num_n
-    storage = torch.empty(list_words + bound_words, dtype=torch.int32, device=device)
-    lists = _list_views(storage[:list_words], rows, num_outer, num_inner)
     given = bounds is not None
-    if not given:
-        bounds = storage[list_words:].view(rows, 8, num_n)
+    list_words = _list_words(rows, num_outer, num_inner)
+    storage = torch.empty(list_words + (0 if given else rows * 8 * num_n), dtype=torch.int32, device=device)
+    if given:
+        lists = _list_views(storage, rows, num_outer, num_inner)
+    else:
+        lists, flat_bounds = _list_views(storage, rows, num_outer, num_inner, rows * 8 * num_n)
+        bounds = flat_bounds.view(rows, 8, num_n)
     source = indices if indices is not None else bounds
     strides = (indices.stride(0), indices.stride(1), indices.stride(2)) if indices is not None else (0, 0, 0)
     _row_plan_kernel[(rows,)](
