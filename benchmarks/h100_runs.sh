@@ -1083,8 +1083,28 @@ s13d)
     run k128_8k 560 k128_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
         --out "$OUT/k128_8k"
     ;;
+s13e)
+    # The one-launch plan runs before every kernel at every head dim: every gpu_check case, memcheck on one forward
+    # + backward per mask form at D=128, racecheck on the plan kernel alone (its steps hand data over through
+    # global memory behind a CTA barrier; the reductions and scans through shared memory).
+    run gpu_check 170 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --out "$OUT/gpu_check.json"
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    for c in 2:3 6:7 10:11 14:15 18:19 22:23; do
+        run "memcheck_$c" 60 memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases $c
+    done
+    for c in 0:1 2:3 14:15; do
+        run "racecheck_plan_$c" 60 racecheck_plan.txt "${san[@]}" --tool racecheck --kernel-name regex:_row_plan \
+            python3 benchmarks/sanitize.py --cases $c
+    done
+    ;;
+s13f)
+    # The kernel table at 32K, the ten column masks, on the session's code.
+    run k128_32k 560 k128_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 128 \
+        --masks sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
+        --out "$OUT/k128_32k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13d)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13f)" >&2
     exit 2
     ;;
 esac
