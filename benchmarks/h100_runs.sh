@@ -1093,9 +1093,15 @@ s13e)
         run "memcheck_$c" 60 memcheck.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --cases $c
     done
     for c in 0:1 2:3 14:15; do
-        run "racecheck_plan_$c" 60 racecheck_plan.txt "${san[@]}" --tool racecheck --kernel-name regex:_row_plan \
+        run "racecheck_plan_$c" 60 racecheck_plan.txt "${san[@]}" --tool racecheck --kernel-name kns=_row_plan \
             python3 benchmarks/sanitize.py --cases $c
     done
+    ;;
+s13e3)
+    # (Run as a direct command in session 13, recorded here.) racecheck over every kernel of case 0 (D=64: the
+    # Triton kernels and the plan kernel; no Gluon kernel, whose async-proxy traffic racecheck cannot follow).
+    run racecheck_case0 60 racecheck_case0_all.txt env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer \
+        --tool racecheck --print-level info python3 benchmarks/sanitize.py --cases 0:1
     ;;
 s13f)
     # The kernel table at 32K, the ten column masks, on the session's code.
@@ -1103,8 +1109,44 @@ s13f)
         --masks sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
         --out "$OUT/k128_32k"
     ;;
+s13e2)
+    # s13e's racecheck commands had an ill-formed kernel filter (regex:); kns= is compute-sanitizer's substring key.
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    for c in 0:1 2:3 14:15; do
+        run "racecheck_plan_$c" 60 racecheck_plan.txt "${san[@]}" --tool racecheck --kernel-name kns=_row_plan \
+            python3 benchmarks/sanitize.py --cases $c
+    done
+    ;;
+s13g)
+    # Our backward at 32K on qk_sparse read 153 ms when it ran first in a call (s13c) and 173 ms as the 9th of ten
+    # masks (s13f; s12f: 168 ms, also 9th), while Flex's stayed at 208-210 ms. Is the GPU slowing down under a long
+    # run (power or thermal limits)? The SM clock, power and temperature logged every second (read-only queries)
+    # while two masks run first, then the ten-mask table.
+    q=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active
+    { nvidia-smi --query-gpu=$q --format=csv -lms 1000 2>&1 ||
+        nvidia-smi --query-gpu=${q/clocks_event_reasons/clocks_throttle_reasons} --format=csv -lms 1000; } \
+        >"$OUT/clocks.csv" &
+    smi=$!
+    run k128_32k_first 150 k128_32k_first.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K \
+        --head-dims 128 --masks qk_sparse,prefix_lm_causal --out "$OUT/first"
+    run k128_32k_all 400 k128_32k_all.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K \
+        --head-dims 128 \
+        --masks sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
+        --out "$OUT/all"
+    kill $smi 2>/dev/null
+    ;;
+s13h)
+    # ConSan (as s12k, s12l) on case 6: causal, two vectors, D=128 (the Gluon kernels' partial tiles of that form).
+    run consan_6 560 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+        python3 benchmarks/sanitize.py --consan --cases 6:7
+    ;;
+s13i)
+    # ConSan on case 2: causal, one vector, D=128.
+    run consan_2 560 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+        python3 benchmarks/sanitize.py --consan --cases 2:3
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13f)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13i)" >&2
     exit 2
     ;;
 esac
