@@ -1145,8 +1145,23 @@ s13i)
     run consan_2 560 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
         python3 benchmarks/sanitize.py --consan --cases 2:3
     ;;
+s13j)
+    # s13g: our qk_sparse backward at 32K was ~10% slower as the ninth of ten masks than first in its call. Heat or
+    # process state? A: qk_sparse alone in a fresh process on a cool card; B: after random_eviction and
+    # prefix_lm_causal in the same process (hot card, few allocations before it); a 90 s pause; C: alone again in a
+    # fresh process. Clocks, power and temperature logged every second.
+    q=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_event_reasons.active
+    nvidia-smi --query-gpu=$q --format=csv -lms 1000 >"$OUT/clocks.csv" 2>&1 &
+    smi=$!
+    B32=("${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 128)
+    run qk_a 120 qk_a.log "${B32[@]}" --masks qk_sparse --out "$OUT/a"
+    run qk_b 200 qk_b.log "${B32[@]}" --masks random_eviction,prefix_lm_causal,qk_sparse --out "$OUT/b"
+    sleep 90
+    run qk_c 120 qk_c.log "${B32[@]}" --masks qk_sparse --out "$OUT/c"
+    kill $smi 2>/dev/null
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13i)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13j)" >&2
     exit 2
     ;;
 esac
