@@ -2,12 +2,12 @@
 
 ``attention_forward`` and ``attention_backward`` take already-validated tensors (``q [B, Sq, Hq, D]``,
 ``k``/``v`` ``[B, Sk, Hkv, D]`` with a contiguous last dim, ``indices`` int32 ``[1|B, Hm, Sk, C]`` or
-``None``) and launch: block bounds -> tile lists -> main kernel. The forward's main kernel is the
-warp-specialized Gluon one (``forward_hopper``) where the config asks for it and the call allows it (Hopper,
-D=128, every mask form, Triton 3.6), else the Triton one. The backward's is the warp-specialized
-Gluon one (``backward_hopper``: dK, dV and dQ in one kernel) under the same conditions for every mask form unless
-``deterministic=True``, else the Triton dK/dV kernel and dQ pass. Nothing here syncs with the host. This
-package imports nothing from the rest of flashmask.
+``None``) and launch: block bounds and tile lists (``tiles.plan``: one launch at short lengths) -> main kernel.
+The forward's main kernel is the warp-specialized Gluon one (``forward_hopper``) where the config asks for it
+and the call allows it (Hopper, D=128, every mask form, Triton 3.6), else the Triton one. The backward's is the
+warp-specialized Gluon one (``backward_hopper``: dK, dV and dQ in one kernel) under the same conditions for every
+mask form unless ``deterministic=True``, else the Triton dK/dV kernel and dQ pass. Nothing here syncs with the
+host. This package imports nothing from the rest of flashmask.
 """
 
 from __future__ import annotations

@@ -6,7 +6,11 @@
 2. ``tile_lists``: from the bounds, for every query block (forward) or key block (backward) the compacted,
    ascending lists of the blocks on the other side that are unmasked ("full") and partially masked
    ("partial"); fully masked tiles appear in neither. The kernels' main loops walk these lists, so they
-   carry no per-tile test and never touch a masked tile.
+   carry no per-tile test and never touch a masked tile. Each list comes with the order of its outer blocks,
+   heaviest first.
+3. ``plan``: both, in one launch of one program per (batch, mask head) row where rows are short (the kernels'
+   path), else the grids of 1 and 2. Before every main kernel the GPU waits for these launches, and on a slow
+   host each launch costs more than its GPU work.
 """
 
 from __future__ import annotations
