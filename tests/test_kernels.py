@@ -390,3 +390,23 @@ def test_gated_forward_grid_runs_only_when_named(decision, gate_mode):
         torch.testing.assert_close(out.double(), ref_out, atol=2e-5, rtol=0)
     else:
         assert torch.isnan(out).all() and torch.isnan(lse).all()
+
+
+@pytest.mark.parametrize(("sq", "sk"), [(0, 30), (30, 0)])
+def test_empty_lengths(sq, sk):
+    """No queries or no keys: nothing launches; rows without keys give 0 output and -inf LSE, and every gradient is
+    zero, written into the given buffers when there are some."""
+    kern = _kernels()
+    gen = torch.Generator().manual_seed(21)
+    q = torch.randn(1, sq, 2, 16, generator=gen)
+    k, v = (torch.randn(1, sk, 2, 16, generator=gen) for _ in range(2))
+    idx = _random_indices(gen, 1, 1, sq, sk, True, 1)
+    out = torch.full_like(q, float("nan"))
+    lse = torch.full((1, 2, sq), float("nan"))
+    out, lse = kern.attention_forward(q, k, v, idx, True, 0.25, out=out, lse=lse)
+    assert not out.any() and (lse == float("-inf")).all()
+    grads = tuple(torch.full_like(x, float("nan")) for x in (q, k, v))
+    got = kern.attention_backward(torch.randn(q.shape, generator=gen), q, k, v, out, lse, idx, True, 0.25,
+                                  grads=grads)  # fmt: skip
+    assert all(g is buf and not g.any() for g, buf in zip(got, grads, strict=True))
+    assert all(not g.any() for g in kern.attention_backward(None, q, k, v, out, lse, idx, True, 0.25))
