@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,20 @@ def test_render_speedup_summary(tmp_path):
     row_8k = summary(report.render_markdown(data))[0]
     assert row_8k[4] == "causal"
     assert row_8k[3].startswith("0.50x-") and "9.00x" not in row_8k[3]
+
+
+def test_gpu_state_reads_nvidia_smi(tmp_path, monkeypatch):
+    """The card's state comes from one nvidia-smi query; no card, or output it cannot parse, gives None."""
+    from flashmask.bench.peers import gpu_state, nvidia_smi_state
+
+    assert gpu_state(torch.device("cpu")) is None
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\necho "71, 1755, 655.31"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert nvidia_smi_state("GPU-abc") == {"temperature_c": 71.0, "sm_clock_mhz": 1755.0, "power_w": 655.31}
+    assert (tmp_path / "args").read_text().split()[:2] == ["-i", "GPU-abc"]
+    fake.write_text('#!/bin/sh\necho "No devices were found"\n')
+    assert nvidia_smi_state("0") is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert nvidia_smi_state("0") is None

@@ -11,6 +11,7 @@ import contextlib
 import gc
 import math
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -69,6 +70,32 @@ class Timer:
         result = fn()
         sync(self.device)
         return time.perf_counter() - t0, result
+
+
+def gpu_state(device: torch.device) -> dict | None:
+    """The card's temperature (C), SM clock (MHz) and power draw (W) now, from ``nvidia-smi`` (read-only).
+
+    Our kernels and the peers run one after another in a long call, and the card warms as it goes; under its power
+    cap a warm card runs lower clocks (``benchmarks/NOTES.md``, session 13). Each timing records the state it
+    ended in, so that rows measured on a hot card can be told apart. ``None`` off CUDA or if unreadable.
+    """
+    if device.type != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(device)
+    # nvidia-smi numbers the cards as the driver does, not as CUDA_VISIBLE_DEVICES does: name it by its UUID.
+    uuid = getattr(props, "uuid", None)
+    return nvidia_smi_state(f"GPU-{uuid}" if uuid is not None else str(device.index or 0))
+
+
+def nvidia_smi_state(card: str) -> dict | None:
+    """``gpu_state``'s query for the card ``card`` (an index or ``GPU-<uuid>``)."""
+    query = ["--query-gpu=temperature.gpu,clocks.sm,power.draw", "--format=csv,noheader,nounits"]
+    try:
+        done = subprocess.run(["nvidia-smi", "-i", card, *query], capture_output=True, text=True, timeout=10)
+        temperature, clock, power = (float(x) for x in done.stdout.strip().split(","))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    return {"temperature_c": temperature, "sm_clock_mhz": clock, "power_w": power}
 
 
 def free_memory(device: torch.device) -> None:
@@ -156,6 +183,9 @@ def timed_pass(
 
     bwd_ms = timer(backward)
     record.update(fwd_ms=fwd_ms, bwd_ms=bwd_ms, total_ms=fwd_ms + bwd_ms)
+    state = gpu_state(grad_out.device)
+    if state is not None:
+        record["gpu_after"] = state
     # The autograd graph goes when this frame (and the closure) does; the caller keeps only the values.
     return record, out.detach()
 

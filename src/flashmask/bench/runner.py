@@ -274,9 +274,11 @@ def kernel_case(case, inputs: Inputs, opts: BenchOptions, device, timer: Timer, 
         return row
     row["ours"] = add_rates(_status(ours), row["flops_fwd_exact"], row["flops_fwd_paper"])
     row["ours"]["mask_arg"] = "none" if plain else "column mask"
+    card = ours.get("gpu_after")
     log(
         f"    ours: fwd {ours['fwd_ms']:.2f} ms, bwd {ours['bwd_ms']:.2f} ms, "
         f"{ours['total_tflops_exact']:.0f} TFLOPs/s exact"
+        + (f" (card after: {card['temperature_c']:.0f} C, {card['sm_clock_mhz']:.0f} MHz)" if card else "")
     )
     free_memory(device)
     for peer, skip in case.peers.items():
