@@ -157,7 +157,7 @@ def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
         ("torch.empty (16 floats)", lambda: torch.empty(16, device=q.device)),
         ("torch.zeros (16 floats)", lambda: torch.zeros(16, device=q.device)),
         ("tensor.zero_ (16 floats)", lambda: small.zero_()),
-        ("argsort + .to(int32) of the counts", lambda: torch.argsort(counts, dim=1, descending=True).to(torch.int32)),
+        ("argsort + .to(int32) of the counts", lambda: torch.argsort(counts, dim=-1, descending=True).to(torch.int32)),
         ("block_bounds", lambda: tiles.block_bounds(idx, form, q.shape[1], k.shape[1], 128, q.device)),
         ("tile_lists (forward)", lambda: tiles.tile_lists(bounds, causal, q.shape[1], k.shape[1], 128, 128, False)),
         ("tiles.plan (forward: bounds, lists, order in one launch)", lambda: tiles.plan(
