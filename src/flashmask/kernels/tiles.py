@@ -412,7 +412,7 @@ def tile_lists(
     num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
     counts = rows * num_outer
     storage = torch.empty(_list_words(rows, num_outer, num_inner), dtype=torch.int32, device=bounds.device)
-    lists = _list_views(storage, rows, num_outer, num_inner)
+    lists, _ = _list_views(storage, rows, num_outer, num_inner)
     full_count, full_index, part_count, part_index, order, counter = lists
     if rows and num_outer and num_inner:
         chunk = min(1024, max(16, triton.next_power_of_2(num_inner)))
@@ -447,16 +447,15 @@ def _list_words(rows: int, num_outer: int, num_inner: int) -> int:
     return rows * num_outer * (3 + 2 * num_inner) + 1
 
 
-def _list_views(storage: torch.Tensor, rows: int, num_outer: int, num_inner: int, rest: int = 0):
-    """The ``TileLists`` in the first ``_list_words`` words of one flat int32 allocation, and (with ``rest``)
-    the ``rest`` words after them, in one split."""
+def _list_views(storage: torch.Tensor, rows: int, num_outer: int, num_inner: int) -> tuple[TileLists, torch.Tensor]:
+    """The ``TileLists`` in the first ``_list_words`` words of one flat int32 allocation, and the words after
+    them (empty if there are none), in one split."""
     counts = rows * num_outer
     sizes = [counts] * 3 + [counts * num_inner] * 2 + [1]
-    full_count, part_count, order, full_index, part_index, counter, *tail = storage.split_with_sizes(
-        [*sizes, rest] if rest else sizes
+    full_count, part_count, order, full_index, part_index, counter, rest = storage.split_with_sizes(
+        [*sizes, storage.numel() - sum(sizes)]
     )
-    lists = TileLists(full_count, full_index, part_count, part_index, order, counter)
-    return (lists, tail[0]) if rest else lists
+    return TileLists(full_count, full_index, part_count, part_index, order, counter), rest
 
 
 # The one-launch path (``_row_plan_kernel``) runs one program per row; above this many tiles per row that program
@@ -509,11 +508,9 @@ def plan(
     given = bounds is not None
     list_words = _list_words(rows, num_outer, num_inner)
     storage = torch.empty(list_words + (0 if given else rows * 8 * num_n), dtype=torch.int32, device=device)
-    if given:
-        lists = _list_views(storage, rows, num_outer, num_inner)
-    else:
-        lists, flat_bounds = _list_views(storage, rows, num_outer, num_inner, rows * 8 * num_n)
-        bounds = flat_bounds.view(rows, 8, num_n)
+    lists, rest = _list_views(storage, rows, num_outer, num_inner)
+    if not given:
+        bounds = rest.view(rows, 8, num_n)
     source = indices if indices is not None else bounds
     strides = (indices.stride(0), indices.stride(1), indices.stride(2)) if indices is not None else (0, 0, 0)
     _row_plan_kernel[(rows,)](
