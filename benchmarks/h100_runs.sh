@@ -1160,8 +1160,18 @@ s13j)
     run qk_c 120 qk_c.log "${B32[@]}" --masks qk_sparse --out "$OUT/c"
     kill $smi 2>/dev/null
     ;;
+s14a)
+    # Experiment (its diff is not in the tree; NOTES.md, session 14): the Gluon backward on a persistent grid (one
+    # program per SM taking key blocks from the lists' counter, switch configs.PERSISTENT_BACKWARD): the D=128
+    # gpu_check cases, then its GPU time against one program per key block, call by call in turn, at 8K.
+    run gpu_check_d128 200 gpu_check.log python3 benchmarks/gpu_check.py --workers 4 --only "D=128" \
+        --out "$OUT/gpu_check_d128.json"
+    run ab_8k 330 ab_persistent.txt python3 benchmarks/ab_setting.py PERSISTENT_BACKWARD True,False --pass bwd \
+        --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,causal_blockwise,global_sliding_window,causal,qk_sparse,full
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s13j)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14a)" >&2
     exit 2
     ;;
 esac
