@@ -1170,8 +1170,17 @@ s14a)
         --seqlen 8192 --batch 16 \
         --masks sliding_window,causal_document,causal_blockwise,global_sliding_window,causal,qk_sparse,full
     ;;
+s14b)
+    # Why the timer's idle time per call (timer minus GPU time, ~0.85 ms per forward at 8K) is about twice the host's
+    # time of the call measured with the GPU busy (~0.4 ms): the same calls timed with the host polling the end event
+    # instead of blocking on it, ours and Flex's; then the host's Python profile of our calls.
+    run host_8k 200 host_overhead.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document --flex
+    run cprofile 90 host_cprofile.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --cprofile 30
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14a)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14b)" >&2
     exit 2
     ;;
 esac
