@@ -273,3 +273,44 @@ def test_gpu_state_reads_nvidia_smi(tmp_path, monkeypatch):
     assert nvidia_smi_state("0") is None
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert nvidia_smi_state("0") is None
+
+
+def test_timer_alternating_takes_turns():
+    """On CUDA each function is warmed up, then the calls take turns (a, b, a, b, ...): one median per function."""
+    from flashmask.bench.peers import Timer
+
+    calls: list[str] = []
+
+    class Recording(Timer):
+        def _time_once(self, fn):
+            fn()
+            return {"a": 2.0, "b": 5.0}[calls[-1]]
+
+    timer = Recording(torch.device("cuda"), warmup_ms=0, rep_ms=20)
+    medians = timer.alternating([lambda: calls.append("a"), lambda: calls.append("b")])
+    assert medians == [2.0, 5.0]
+    # Warm-up: one plain call and one estimate each; then max(3, 20 ms // 5 ms) = 4 rounds in turn.
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 4
+
+
+def test_peer_timed_in_turn_is_compared_with_ours_in_turn():
+    """A peer timed in turn with ours records ours' times beside its own; its speedups use them, and the ratios to
+    ours timed alone are kept apart."""
+    from flashmask.bench.peers import Pass, Timer, timed_pass
+    from flashmask.bench.runner import _attach_ratios
+
+    x = torch.randn(4, 8, requires_grad=True)
+    grad = torch.ones(4, 8)
+    ours = Pass(lambda: (x * 2).sin(), (x,), grad)
+    record, out = timed_pass(lambda: x.cos(), (x,), grad, Timer(torch.device("cpu")), None, partner=ours)
+    assert torch.equal(out, x.detach().cos())
+    for key in ("fwd", "bwd", "total"):
+        assert record[f"partner_{key}_ms"] > 0 and record[f"{key}_ms"] > 0
+
+    peer = dict(fwd_ms=3.0, bwd_ms=9.0, total_ms=12.0, partner_fwd_ms=2.0, partner_bwd_ms=6.0, partner_total_ms=8.0)
+    _attach_ratios(peer, dict(fwd_ms=1.5, bwd_ms=4.5, total_ms=6.0))
+    assert (peer["speedup_fwd"], peer["speedup_bwd"], peer["speedup_total"]) == (1.5, 1.5, 1.5)
+    assert (peer["speedup_fwd_alone"], peer["speedup_total_alone"]) == (2.0, 2.0)
+    alone = dict(fwd_ms=3.0, bwd_ms=9.0, total_ms=12.0)
+    _attach_ratios(alone, dict(fwd_ms=1.5, bwd_ms=4.5, total_ms=6.0))
+    assert alone["speedup_total"] == 2.0 and "speedup_total_alone" not in alone
