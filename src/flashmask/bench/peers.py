@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 
@@ -54,28 +53,6 @@ class Timer:
             fn()
             times.append((time.perf_counter() - t0) * 1e3)
         return statistics.median(times)
-
-    def alternating(self, fns: list[Callable[[], object]]) -> list[float]:
-        """Median ms of each of ``fns``, timed call by call in turn (``a, b, a, b, ...``) after each is warmed up.
-
-        Two implementations timed one after the other see a different card: it warms through a long run and, at
-        its power cap, lowers its clocks (``benchmarks/NOTES.md``, session 13). In turn, both see the same.
-        """
-        if self.device.type != "cuda":
-            return [self(fn) for fn in fns]
-        estimates = []
-        for fn in fns:
-            fn()
-            estimates.append(self._time_once(fn))
-        for fn, estimate in zip(fns, estimates, strict=True):
-            for _ in range(min(10, int(self.warmup_ms / max(estimate, 1e-3)))):
-                fn()
-        reps = max(3, min(100, int(self.rep_ms / max(max(estimates), 1e-3))))
-        times: list[list[float]] = [[] for _ in fns]
-        for _ in range(reps):
-            for fn, samples in zip(fns, times, strict=True):
-                samples.append(self._time_once(fn))
-        return [statistics.median(samples) for samples in times]
 
     def _time_once(self, fn: Callable[[], object]) -> float:
         start = torch.cuda.Event(enable_timing=True)
@@ -190,45 +167,27 @@ def compare(ours_bshd: torch.Tensor, peer_bhsd: torch.Tensor, tol: float, chunk:
     }
 
 
-class Pass(NamedTuple):
-    """A forward (returning the output) with the tensors its backward differentiates and the output's gradient."""
-
-    forward: Callable[[], torch.Tensor]
-    inputs: tuple
-    grad_out: torch.Tensor
-
-    def backward_of(self, out: torch.Tensor) -> Callable[[], object]:
-        return lambda: torch.autograd.grad(out, self.inputs, self.grad_out, retain_graph=True)
-
-
 def timed_pass(
-    forward: Callable[[], torch.Tensor],
-    inputs: tuple,
-    grad_out: torch.Tensor,
-    timer: Timer,
-    check,
-    partner: Pass | None = None,
+    forward: Callable[[], torch.Tensor], inputs: tuple, grad_out: torch.Tensor, timer: Timer, check
 ) -> tuple[dict, torch.Tensor | None]:
     """Time ``forward`` and its backward; ``check(out)`` returns the accuracy fields for the record.
 
-    With ``partner`` (ours, when a peer is measured) both are timed in turn, call by call
-    (``Timer.alternating``), and the partner's times go in the record as ``partner_fwd_ms`` / ``partner_bwd_ms`` /
-    ``partner_total_ms``. Returns the record and the output (detached) of one forward call.
+    Returns the record and the output (detached) of one forward call.
     """
-    this = Pass(forward, inputs, grad_out)
-    passes = [this] if partner is None else [this, partner]
-    fwd_ms = timer.alternating([p.forward for p in passes])
-    outs = [p.forward() for p in passes]
-    record = dict(check(outs[0])) if check is not None else {}
-    bwd_ms = timer.alternating([p.backward_of(out) for p, out in zip(passes, outs, strict=True)])
-    record.update(fwd_ms=fwd_ms[0], bwd_ms=bwd_ms[0], total_ms=fwd_ms[0] + bwd_ms[0])
-    if partner is not None:
-        record.update(partner_fwd_ms=fwd_ms[1], partner_bwd_ms=bwd_ms[1], partner_total_ms=fwd_ms[1] + bwd_ms[1])
+    fwd_ms = timer(forward)
+    out = forward()
+    record = dict(check(out)) if check is not None else {}
+
+    def backward():
+        return torch.autograd.grad(out, inputs, grad_out, retain_graph=True)
+
+    bwd_ms = timer(backward)
+    record.update(fwd_ms=fwd_ms, bwd_ms=bwd_ms, total_ms=fwd_ms + bwd_ms)
     state = gpu_state(grad_out.device)
     if state is not None:
         record["gpu_after"] = state
-    # The autograd graphs go when this frame (and the closures) do; the caller keeps only the values.
-    return record, outs[0].detach()
+    # The autograd graph goes when this frame (and the closure) does; the caller keeps only the values.
+    return record, out.detach()
 
 
 # ------------------------------------------------------------------------------------------- flex
@@ -317,11 +276,7 @@ class FlexPeer:
         )
         return block_mask, info
 
-    def measure(
-        self, workload, inputs: Inputs, reference: torch.Tensor, timer: Timer, opts, ours: Pass | None = None
-    ) -> dict:
-        """Build the block mask, compile, check the output against ``reference`` and time; with ``ours`` (our call on
-        the same inputs) the two are timed in turn, call by call, and ours' times are recorded beside Flex's."""
+    def measure(self, workload, inputs: Inputs, reference: torch.Tensor, timer: Timer, opts) -> dict:
         qt, kt, vt, dot = inputs.bhsd()
         block_mask, info = self.block_mask(
             workload.mask_mod, inputs.batch, inputs.seqlen, timer, opts.block_mask_builds
@@ -339,9 +294,7 @@ class FlexPeer:
             )
             del out
             self._compiled_shapes.add(key)
-        record, _ = timed_pass(
-            forward, (qt, kt, vt), dot, timer, lambda o: compare(reference, o, opts.tol), partner=ours
-        )
+        record, _ = timed_pass(forward, (qt, kt, vt), dot, timer, lambda o: compare(reference, o, opts.tol))
         record.update(info)
         return record
 

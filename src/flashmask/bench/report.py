@@ -150,12 +150,6 @@ def _kernel_section(rows: list[dict]) -> list[str]:
         "peers' columns give their total ms and our speedup (their total / ours); (!) marks a peer whose "
         "output disagreed with ours."
     )
-    if any("partner_total_ms" in ((r.get("peers") or {}).get("flex") or {}) for r in rows):
-        lines[-1] += (
-            " Where recorded (`partner_*_ms`), our speedup over Flex compares the two timed call by call in turn "
-            "on the same card, so that a card warming under its power cap slows both alike; our own columns are "
-            "ours timed alone."
-        )
     lines.append("")
     lines += _speedup_summary(rows)
     for d, s in _configs(rows):

@@ -30,7 +30,6 @@ from . import workloads
 from .peers import (
     FlexPeer,
     Inputs,
-    Pass,
     Timer,
     add_rates,
     flex_missing_reason,
@@ -176,8 +175,8 @@ def mask_stats(mask, heads: int, head_dim: int) -> dict:
     )
 
 
-def ours_pass(mask, inputs: Inputs, plain: bool = False) -> Pass:
-    """Our call through the public ``flashmask_attention`` (Triton kernels on CUDA) on ``inputs``.
+def measure_ours(mask, inputs: Inputs, timer: Timer, plain: bool = False) -> tuple[dict, torch.Tensor]:
+    """Our forward and backward through the public ``flashmask_attention`` (Triton kernels on CUDA).
 
     ``plain``: call without the column mask, with its ``causal`` flag only (for masks that hide nothing else).
     """
@@ -190,23 +189,13 @@ def ours_pass(mask, inputs: Inputs, plain: bool = False) -> Pass:
             return flashmask_attention(q, k, v, causal=mask.causal)
         return flashmask_attention(q, k, v, mask)
 
-    return Pass(forward, (q, k, v), do)
-
-
-def measure_ours(mask, inputs: Inputs, timer: Timer, plain: bool = False) -> tuple[dict, torch.Tensor]:
-    """Our forward and backward timed alone (``ours_pass``); the record and one forward's output."""
-    return timed_pass(*ours_pass(mask, inputs, plain), timer, None)
+    return timed_pass(forward, (q, k, v), do, timer, None)
 
 
 def _attach_ratios(peer: dict, ours: dict) -> None:
-    """``speedup_*`` = the peer's time over ours. A peer timed in turn with ours (``partner_*_ms``: Flex) is compared
-    with those times of ours, taken on the same card state; its ratios to ours timed alone are kept as
-    ``speedup_*_alone``."""
     for key in ("fwd", "bwd", "total"):
-        p, alone, paired = peer.get(f"{key}_ms"), ours.get(f"{key}_ms"), peer.get(f"partner_{key}_ms")
-        peer[f"speedup_{key}"] = p / (paired or alone) if p and (paired or alone) else None
-        if paired:
-            peer[f"speedup_{key}_alone"] = p / alone if p and alone else None
+        p, o = peer.get(f"{key}_ms"), ours.get(f"{key}_ms")
+        peer[f"speedup_{key}"] = p / o if p and o else None
 
 
 def _peak_gib(device: torch.device) -> float | None:
@@ -298,8 +287,7 @@ def kernel_case(case, inputs: Inputs, opts: BenchOptions, device, timer: Timer, 
             continue
         try:
             if peer == "flex":
-                ours_call = ours_pass(w.mask, inputs, plain=plain)
-                record = FlexPeer(device).measure(w, inputs, reference, timer, opts, ours=ours_call)
+                record = FlexPeer(device).measure(w, inputs, reference, timer, opts)
             elif peer == "sdpa_dense":
                 record = sdpa_dense_measure(w.mask, inputs, reference, timer, opts)
             else:
@@ -312,15 +300,9 @@ def kernel_case(case, inputs: Inputs, opts: BenchOptions, device, timer: Timer, 
                     f"({record.get('mismatched_elements')} elements beyond tol {opts.tol})"
                 )
             else:
-                turns = (
-                    f" (timed in turn with ours: {record['partner_total_ms']:.2f} ms; against ours alone "
-                    f"{record['speedup_total_alone']:.2f}x)"
-                    if record.get("speedup_total_alone")
-                    else ""
-                )
                 log(
                     f"    {peer}: fwd {record['fwd_ms']:.2f} ms, bwd {record['bwd_ms']:.2f} ms, "
-                    f"ours {record['speedup_total']:.2f}x faster{turns}, max abs err {record['max_abs_err']:.2e}"
+                    f"ours {record['speedup_total']:.2f}x faster, max abs err {record['max_abs_err']:.2e}"
                 )
         except Exception as exc:
             record = _failure(exc)
@@ -468,7 +450,7 @@ def run_sparsity_part(opts: BenchOptions, device, timer: Timer, data: dict, save
                     row["flex"] = {"status": "skipped", "reason": flex_missing}
                 else:
                     try:
-                        rec = flex.measure(w, inputs, reference, timer, opts, ours=ours_pass(w.mask, inputs))
+                        rec = flex.measure(w, inputs, reference, timer, opts)
                         rec = add_rates(_status(rec), row["flops_fwd_exact"], row["flops_fwd_paper"])
                         _attach_ratios(rec, ours)
                         row["flex"] = rec
