@@ -1180,13 +1180,13 @@ s14b)
         --masks sliding_window --cprofile 30
     ;;
 s14c)
-    # The kernel table at 8K, every mask, with Flex and ours timed call by call in turn (the ratio over Flex from
-    # those times; ours alone recorded too), and the card's state after each timed pass.
+    # Experiment (f228934, reverted; NOTES.md, session 14): the kernel table at 8K, every mask, with Flex and ours
+    # timed call by call in turn (the ratio over Flex from those times; ours alone recorded too).
     run k128_8k 570 k128_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
         --out "$OUT/k128_8k"
     ;;
 s14d)
-    # The same at 32K, the ten column masks.
+    # The kernel table at 32K, the ten column masks (each implementation timed alone, as before s14c).
     run k128_32k 570 k128_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 128 \
         --masks sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
         --out "$OUT/k128_32k"
