@@ -1191,8 +1191,15 @@ s14d)
         --masks sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
         --out "$OUT/k128_32k"
     ;;
+s14e)
+    # Lead 1 of session 13: heat or process state? Our qk_sparse backward at 32K, GPU time alone, on a cool card,
+    # right after 60 s of bf16 matmuls at the power cap, and after 60 s of rest; prefix_lm_causal (same density,
+    # no position effect in s13g) beside it.
+    run heat 400 heat_probe.txt python3 benchmarks/heat_probe.py --seqlen 32768 --batch 4 \
+        --masks qk_sparse,prefix_lm_causal --soak-s 60 --rest-s 60
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14d)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14e)" >&2
     exit 2
     ;;
 esac

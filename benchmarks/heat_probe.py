@@ -1,0 +1,120 @@
+"""Is a kernel slower on a hot card? GPU time of our forward and backward cool, after a heat soak, and cool again.
+
+    python benchmarks/heat_probe.py --seqlen 32768 --batch 4 --masks qk_sparse,prefix_lm_causal --soak-s 60
+
+Our qk_sparse backward at 32K read ~155 ms first in a call and ~173 ms as the ninth mask of a long table, while
+FlexAttention's did not move (``benchmarks/NOTES.md``, session 13): either the card's heat under its power cap or
+the process's state late in a run (allocator, caches). Here one process times each mask's passes on the GPU alone
+(queued behind a sleep kernel, so the host's time is hidden), then keeps the card busy with bf16 matmuls for
+``--soak-s`` seconds, times them again at once, lets the card idle for ``--rest-s`` seconds and times them a third
+time; the card's temperature, SM clock and power (``nvidia-smi``, read-only) are logged with every row. Same
+process, same tensors: if the hot row is slower and the rested one is not, heat is the cause.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from flashmask.bench import workloads
+from flashmask.bench.peers import gpu_state
+from flashmask.kernels import attention_backward, attention_forward
+
+SLEEP_CYCLES = 40_000_000  # ~20 ms at the H100's clock: longer than the host's time of one call
+
+
+def _gpu_ms(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        torch.cuda._sleep(SLEEP_CYCLES)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _soak(seconds: float, device) -> None:
+    """bf16 8192^3 matmuls back to back: the card at its power cap for ``seconds``."""
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(20):
+            a @ b
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seqlen", type=int, default=32768)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--masks", default="qk_sparse,prefix_lm_causal")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--soak-s", type=float, default=60.0)
+    ap.add_argument("--rest-s", type=float, default=60.0)
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    d, s, b = args.head_dim, args.seqlen, args.batch
+    h = 4096 // d
+    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; B={b} S={s} H={h} D={d} bf16, "
+          f"{args.reps} calls per row, soak {args.soak_s:.0f} s, rest {args.rest_s:.0f} s")  # fmt: skip
+    gen = torch.Generator(device=dev).manual_seed(0)
+    q, k, v, do = (torch.randn(b, s, h, d, device=dev, dtype=torch.bfloat16, generator=gen) for _ in range(4))
+    scale = 1 / math.sqrt(d)
+    calls = {}
+    for mask in args.masks.split(","):
+        w = workloads.make(mask, s, b, dev)
+        idx, causal = w.mask.startend_row_indices, w.mask.causal
+        out, lse, bounds = attention_forward(q, k, v, idx, causal, scale, keep_bounds=True)
+        calls[mask] = (
+            lambda idx=idx, causal=causal: attention_forward(q, k, v, idx, causal, scale),
+            lambda idx=idx, causal=causal, out=out, lse=lse, bounds=bounds: attention_backward(
+                do, q, k, v, out, lse, idx, causal, scale, bounds=bounds
+            ),
+        )
+        for fn in calls[mask]:  # compile and warm
+            fn()
+    torch.cuda.synchronize()
+    rows = []
+
+    def measure(phase: str) -> None:
+        for mask, (fwd, bwd) in calls.items():
+            before = gpu_state(dev)
+            fwd_ms, bwd_ms = _gpu_ms(fwd, args.reps), _gpu_ms(bwd, args.reps)
+            after = gpu_state(dev)
+            rows.append((phase, mask, fwd_ms, bwd_ms, before, after))
+            print(f"{phase} {mask}: fwd {fwd_ms:.2f} ms, bwd {bwd_ms:.2f} ms; card before {before}, after {after}",
+                  flush=True)  # fmt: skip
+
+    measure("cool")
+    _soak(args.soak_s, dev)
+    measure("hot")
+    time.sleep(args.rest_s)
+    measure("rested")
+
+    def card(state) -> str:
+        if not state:
+            return "—"
+        return f"{state['temperature_c']:.0f} C {state['sm_clock_mhz']:.0f} MHz {state['power_w']:.0f} W"
+
+    print("\n| phase | mask | fwd ms | bwd ms | card before | card after |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for phase, mask, fwd_ms, bwd_ms, before, after in rows:
+        print(f"| {phase} | {mask} | {fwd_ms:.2f} | {bwd_ms:.2f} | {card(before)} | {card(after)} |")
+
+
+if __name__ == "__main__":
+    main()
