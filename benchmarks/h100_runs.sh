@@ -1198,8 +1198,23 @@ s14e)
     run heat 400 heat_probe.txt python3 benchmarks/heat_probe.py --seqlen 32768 --batch 4 \
         --masks qk_sparse,prefix_lm_causal --soak-s 60 --rest-s 60
     ;;
+s14f)
+    # ConSan's positive control (a shared-memory read before / after a bulk copy's barrier: the first must stop with
+    # a device-side assertion, the second run clean), then ConSan on case 10 (non-causal, two vectors, D=128).
+    run consan_control_race 80 consan_control.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+        python3 benchmarks/sanitize.py --consan --consan-control race
+    run consan_control_clean 80 consan_control.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+        python3 benchmarks/sanitize.py --consan --consan-control clean
+    run consan_10 420 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+        python3 benchmarks/sanitize.py --consan --cases 10:11
+    ;;
+s14g)
+    # ConSan on case 22 (non-causal, no column mask, D=128): the last of the six D=128 forms.
+    run consan_22 560 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+        python3 benchmarks/sanitize.py --consan --cases 22:23
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14e)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14g)" >&2
     exit 2
     ;;
 esac

@@ -11,6 +11,8 @@ barrier protocol (every shared-memory access against the mbarriers and waits tha
     TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 python benchmarks/sanitize.py --consan --cases 2:3
 
 ``--consan`` gives it the global scratch memory it needs; a race stops the run with a device-side assertion.
+``--consan --consan-control race`` (and ``clean``) runs only a small kernel with (and without) a deliberate race,
+to show that this build of ConSan reports one.
 
 Odd lengths, GQA, Sq != Sk and ragged head dims, so that every masked edge of every kernel is exercised;
 the backward runs in all three dQ modes (its own pass, per-element atomics, bulk TMA reduce-add). Cases 24-25
@@ -102,16 +104,62 @@ def _ws_probe(variant: int) -> None:
     print(f"ws probe {variant}: ran, first CTA wrote {out[::grid].tolist()}", flush=True)
 
 
+def _consan_control(wait: bool) -> None:
+    """ConSan's positive control: one bulk copy (TMA) into shared memory, read by the threads after waiting on its
+    mbarrier (``wait``) or before (a race: the read may see the copy half done). Run under ConSan, the racy one
+    must stop with a device-side assertion and the other must run clean; otherwise "no report" on the attention
+    kernels means nothing."""
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
+
+    @gluon.jit
+    def control_kernel(desc, out_ptr, WAIT: gl.constexpr):
+        rows: gl.constexpr = desc.block_type.shape[0]
+        cols: gl.constexpr = desc.block_type.shape[1]
+        tile = gl.allocate_shared_memory(gl.float32, [rows, cols], desc.layout)
+        bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        mbarrier.init(bar, count=1)
+        mbarrier.expect(bar, desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc, [0, 0], bar, tile)
+        if WAIT:
+            mbarrier.wait(bar, 0)
+        layout: gl.constexpr = gl.BlockedLayout([1, 1], [1, 32], [4, 1], [1, 0])
+        x = tile.load(layout)
+        if not WAIT:
+            mbarrier.wait(bar, 0)  # the copy must land before the program ends
+        mbarrier.invalidate(bar)
+        offs_r = gl.arange(0, rows, layout=gl.SliceLayout(1, layout))
+        offs_c = gl.arange(0, cols, layout=gl.SliceLayout(0, layout))
+        gl.store(out_ptr + gl.expand_dims(offs_r, 1) * cols + gl.expand_dims(offs_c, 0), x)
+
+    src = torch.arange(32 * 32, dtype=torch.float32, device="cuda").view(32, 32)
+    out = torch.empty_like(src)
+    layout = gl.NVMMASharedLayout.get_default_for([32, 32], gl.float32)
+    desc = GluonDescriptor(src, [32, 32], [32, 1], [32, 32], layout)
+    control_kernel[(1,)](desc, out, WAIT=wait, num_warps=4)
+    torch.cuda.synchronize()
+    print(f"consan control ({'waits on' if wait else 'reads before'} the copy's barrier): ran, "
+          f"{'matches' if torch.equal(out, src) else 'differs from'} the source", flush=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=None, help="a slice of the cases, START:STOP (a time limit cut a run short)")
     ap.add_argument("--ws-probe", type=int, default=None, help="run only a minimal warp-specialized kernel (0-3)")
     ap.add_argument("--consan", action="store_true", help="scratch memory for TRITON_INSTRUMENTATION_MODE=consan")
+    ap.add_argument("--consan-control", choices=["race", "clean"], default=None,
+                    help="run only ConSan's positive control: a shared-memory read before (race) or after (clean) "
+                    "the bulk copy's barrier")  # fmt: skip
     args = ap.parse_args()
     if args.consan:
         if os.environ.get("TRITON_INSTRUMENTATION_MODE") != "consan":
             sys.exit("--consan: set TRITON_INSTRUMENTATION_MODE=consan in the environment (read at compile time)")
         triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
+    if args.consan_control is not None:
+        _consan_control(wait=args.consan_control == "clean")
+        return
     if args.ws_probe is not None:
         _ws_probe(args.ws_probe)
         return
