@@ -1213,8 +1213,35 @@ s14g)
     run consan_22 560 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
         python3 benchmarks/sanitize.py --consan --cases 22:23
     ;;
+s14h)
+    # Experiment (not kept; NOTES.md, session 14): the Gluon backward restructured as in s14a but on its usual grid (one program per key block; the
+    # item's work in a helper, its coordinates computed in each partition): offline 4 / 0 spill instructions on the
+    # two-vector causal / four-vector forms against 8 / 24. GPU time against the committed kernel, in turn.
+    run ab_8k 300 ab_restructured.txt python3 benchmarks/ab_setting.py BACKWARD_ORIGINAL True,False --pass bwd \
+        --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,causal_blockwise,global_sliding_window,document,causal,qk_sparse,full
+    run ab_32k 200 ab_restructured.txt python3 benchmarks/ab_setting.py BACKWARD_ORIGINAL True,False --pass bwd \
+        --seqlen 32768 --batch 4 --reps 7 --masks qk_sparse,global_sliding_window
+    ;;
+s14i)
+    # Experiment (not kept; NOTES.md, session 14): the s14a kernel with its key-block loop kept (one pass of it on the usual grid: with it the consumers keep
+    # the allocation of s14h's 'False' variant, 4 / 0 spill instructions on the two-vector causal / four-vector
+    # forms against 8 / 24) and the persistent grid's barrier released only on that grid (0 on the one-vector
+    # causal form, as the committed kernel; s14h's 4 there cost 3%). GPU time against the committed kernel.
+    run ab_8k 300 ab_restructured.txt python3 benchmarks/ab_setting.py BACKWARD_ORIGINAL True,False --pass bwd \
+        --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,causal_blockwise,global_sliding_window,document,causal,qk_sparse,full
+    run ab_32k 200 ab_restructured.txt python3 benchmarks/ab_setting.py BACKWARD_ORIGINAL True,False --pass bwd \
+        --seqlen 32768 --batch 4 --reps 7 --masks qk_sparse,global_sliding_window,prefix_lm_causal
+    ;;
+s14j)
+    # The kernel table at 8K, every mask, each implementation timed alone (the method since session 1), on the
+    # session's code (kernels as in session 13): a second sample of the masks near 1.3x.
+    run k128_8k 570 k128_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
+        --out "$OUT/k128_8k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14g)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14j)" >&2
     exit 2
     ;;
 esac
