@@ -1240,8 +1240,15 @@ s14j)
     run k128_8k 570 k128_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
         --out "$OUT/k128_8k"
     ;;
+s14k)
+    # The 32K position effect without heat (s14e: heat is 1-2%): qk_sparse's passes fresh, after our passes on the
+    # eight masks the ten-mask table runs before it, and after torch.cuda.empty_cache().
+    run position 400 position_probe.txt python3 benchmarks/heat_probe.py --seqlen 32768 --batch 4 \
+        --masks qk_sparse,prefix_lm_causal \
+        --after-masks sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14j)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14k)" >&2
     exit 2
     ;;
 esac

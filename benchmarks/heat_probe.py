@@ -8,7 +8,9 @@ the process's state late in a run (allocator, caches). Here one process times ea
 (queued behind a sleep kernel, so the host's time is hidden), then keeps the card busy with bf16 matmuls for
 ``--soak-s`` seconds, times them again at once, lets the card idle for ``--rest-s`` seconds and times them a third
 time; the card's temperature, SM clock and power (``nvidia-smi``, read-only) are logged with every row. Same
-process, same tensors: if the hot row is slower and the rested one is not, heat is the cause.
+process, same tensors: if the hot row is slower and the rested one is not, heat is the cause. With
+``--after-masks`` the soak is our passes on other masks instead (the process's state late in a long table), then
+the rows once more after ``torch.cuda.empty_cache()``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--soak-s", type=float, default=60.0)
     ap.add_argument("--rest-s", type=float, default=60.0)
+    ap.add_argument(
+        "--after-masks",
+        default="",
+        help="instead of the matmul soak: our passes on these masks (3 calls each), then the rows again, then the "
+        "same after torch.cuda.empty_cache(): does the process's state late in a long run slow the first masks?",
+    )
     args = ap.parse_args()
     dev = torch.device("cuda")
     d, s, b = args.head_dim, args.seqlen, args.batch
@@ -100,10 +108,23 @@ def main() -> None:
                   flush=True)  # fmt: skip
 
     measure("cool")
-    _soak(args.soak_s, dev)
-    measure("hot")
-    time.sleep(args.rest_s)
-    measure("rested")
+    if args.after_masks:
+        for mask in args.after_masks.split(","):
+            w = workloads.make(mask, s, b, dev)
+            idx, causal = w.mask.startend_row_indices, w.mask.causal
+            for _ in range(3):
+                out, lse, bounds = attention_forward(q, k, v, idx, causal, scale, keep_bounds=True)
+                attention_backward(do, q, k, v, out, lse, idx, causal, scale, bounds=bounds)
+            del out, lse, bounds
+        torch.cuda.synchronize()
+        measure("after other masks")
+        torch.cuda.empty_cache()
+        measure("after empty_cache")
+    else:
+        _soak(args.soak_s, dev)
+        measure("hot")
+        time.sleep(args.rest_s)
+        measure("rested")
 
     def card(state) -> str:
         if not state:
