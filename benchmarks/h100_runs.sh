@@ -1247,8 +1247,14 @@ s14k)
         --masks qk_sparse,prefix_lm_causal \
         --after-masks sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal
     ;;
+s14l)
+    # s14k: our passes on the other masks do not slow qk_sparse at 32K. Now FlexAttention (compiled, measured as the
+    # benchmark does) on prefix_lm_causal and qk_sparse in the same process, then our rows again.
+    run position_flex 400 position_probe.txt python3 benchmarks/heat_probe.py --seqlen 32768 --batch 4 \
+        --masks qk_sparse,prefix_lm_causal --soak-s 0 --rest-s 0 --after-flex prefix_lm_causal,qk_sparse
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14k)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14l)" >&2
     exit 2
     ;;
 esac

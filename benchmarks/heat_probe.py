@@ -10,7 +10,8 @@ the process's state late in a run (allocator, caches). Here one process times ea
 time; the card's temperature, SM clock and power (``nvidia-smi``, read-only) are logged with every row. Same
 process, same tensors: if the hot row is slower and the rested one is not, heat is the cause. With
 ``--after-masks`` the soak is our passes on other masks instead (the process's state late in a long table), then
-the rows once more after ``torch.cuda.empty_cache()``.
+the rows once more after ``torch.cuda.empty_cache()``; with ``--after-flex`` then FlexAttention as the benchmark
+measures it (compiled) on the same tensors, and the rows again.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def main() -> None:
         help="instead of the matmul soak: our passes on these masks (3 calls each), then the rows again, then the "
         "same after torch.cuda.empty_cache(): does the process's state late in a long run slow the first masks?",
     )
+    ap.add_argument(
+        "--after-flex",
+        default="",
+        help="after the other masks: FlexAttention (compiled, the benchmark's peer) measured on these masks on the "
+        "same inputs, then the rows again",
+    )
     args = ap.parse_args()
     dev = torch.device("cuda")
     d, s, b = args.head_dim, args.seqlen, args.batch
@@ -120,6 +127,23 @@ def main() -> None:
         measure("after other masks")
         torch.cuda.empty_cache()
         measure("after empty_cache")
+    if args.after_flex:
+        from flashmask.bench.peers import FlexPeer, Inputs, Timer
+
+        inputs = Inputs(b, s, h, d, torch.bfloat16, dev)
+        inputs.q, inputs.k, inputs.v, inputs.do = (x.requires_grad_(x is not do) for x in (q, k, v, do))
+        timer = Timer(dev)
+        opts = argparse.Namespace(block_mask_builds=1, tol=2e-2)
+        for mask in args.after_flex.split(","):
+            w = workloads.make(mask, s, b, dev)
+            with torch.no_grad():
+                reference = attention_forward(q, k, v, w.mask.startend_row_indices, w.mask.causal, scale)[0]
+            record = FlexPeer(dev).measure(w, inputs, reference, timer, opts)
+            print(f"flex {mask}: fwd {record['fwd_ms']:.2f} ms, bwd {record['bwd_ms']:.2f} ms", flush=True)
+            del reference
+        del inputs
+        torch.cuda.synchronize()
+        measure("after Flex")
     else:
         _soak(args.soak_s, dev)
         measure("hot")
