@@ -71,14 +71,14 @@ def main() -> None:
     ap.add_argument(
         "--after-masks",
         default="",
-        help="instead of the matmul soak: our passes on these masks (3 calls each), then the rows again, then the "
+        help="instead of the matmul soak and rest: our passes on these masks (3 calls each), then the rows again, then the "
         "same after torch.cuda.empty_cache(): does the process's state late in a long run slow the first masks?",
     )
     ap.add_argument(
         "--after-flex",
         default="",
-        help="after the other masks: FlexAttention (compiled, the benchmark's peer) measured on these masks on the "
-        "same inputs, then the rows again",
+        help="instead of the matmul soak and rest (after --after-masks if given): FlexAttention (compiled, the "
+        "benchmark's peer) measured on these masks on the same inputs, then the rows again",
     )
     args = ap.parse_args()
     dev = torch.device("cuda")
@@ -144,7 +144,7 @@ def main() -> None:
         del inputs
         torch.cuda.synchronize()
         measure("after Flex")
-    else:
+    if not (args.after_masks or args.after_flex):
         _soak(args.soak_s, dev)
         measure("hot")
         time.sleep(args.rest_s)
