@@ -71,8 +71,8 @@ def main() -> None:
     ap.add_argument(
         "--after-masks",
         default="",
-        help="instead of the matmul soak and rest: our passes on these masks (3 calls each), then the rows again, then the "
-        "same after torch.cuda.empty_cache(): does the process's state late in a long run slow the first masks?",
+        help="instead of the matmul soak and rest: our passes on these masks (3 calls each), then the rows again, "
+        "then the same after torch.cuda.empty_cache(): does the process's state late in a long run slow them?",
     )
     ap.add_argument(
         "--after-flex",
