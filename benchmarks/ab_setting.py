@@ -25,21 +25,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from flashmask.bench import workloads
+from flashmask.bench.peers import Inputs, gpu_only_ms
 from flashmask.kernels import attention_backward, attention_forward
 from flashmask.kernels import configs as kconfigs
-
-SLEEP_CYCLES = 40_000_000  # ~20 ms at the H100's clock: longer than any host time of one call
-
-
-def _gpu_ms(fn) -> float:
-    torch.cuda.synchronize()
-    torch.cuda._sleep(SLEEP_CYCLES)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end)
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -69,8 +57,8 @@ def main() -> None:
     h = 4096 // d
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; {args.setting} in {values}; "
           f"{args.which}, B={b} S={s} H={h} D={d}, bf16, {args.reps} calls per value")  # fmt: skip
-    gen = torch.Generator(device=dev).manual_seed(0)
-    q, k, v, do = (torch.randn(b, s, h, d, device=dev, dtype=torch.bfloat16, generator=gen) for _ in range(4))
+    inputs = Inputs(b, s, h, d, torch.bfloat16, dev)
+    q, k, v, do = (x.detach() for x in (inputs.q, inputs.k, inputs.v, inputs.do))
     scale = 1 / math.sqrt(d)
     rows = []
     for mask in args.masks.split(","):
@@ -91,7 +79,7 @@ def main() -> None:
         for _ in range(args.reps):
             for i, value in enumerate(values):
                 setattr(kconfigs, args.setting, value)
-                times[i].append(_gpu_ms(call))
+                times[i].append(gpu_only_ms(call, reps=1))
         setattr(kconfigs, args.setting, values[0])
         medians = [statistics.median(t) for t in times]
         diffs = [[_max_diff(a, b) for a, b in zip(results[0], r, strict=True)] for r in results]

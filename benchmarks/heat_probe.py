@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import sys
 import time
 
@@ -28,24 +27,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from flashmask.bench import workloads
-from flashmask.bench.peers import gpu_state
+from flashmask.bench.peers import FlexPeer, Inputs, Timer, gpu_only_ms, gpu_state
 from flashmask.kernels import attention_backward, attention_forward
-
-SLEEP_CYCLES = 40_000_000  # ~20 ms at the H100's clock: longer than the host's time of one call
-
-
-def _gpu_ms(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        torch.cuda._sleep(SLEEP_CYCLES)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def _soak(seconds: float, device) -> None:
@@ -86,8 +69,8 @@ def main() -> None:
     h = 4096 // d
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; B={b} S={s} H={h} D={d} bf16, "
           f"{args.reps} calls per row, soak {args.soak_s:.0f} s, rest {args.rest_s:.0f} s")  # fmt: skip
-    gen = torch.Generator(device=dev).manual_seed(0)
-    q, k, v, do = (torch.randn(b, s, h, d, device=dev, dtype=torch.bfloat16, generator=gen) for _ in range(4))
+    inputs = Inputs(b, s, h, d, torch.bfloat16, dev)
+    q, k, v, do = (x.detach() for x in (inputs.q, inputs.k, inputs.v, inputs.do))
     scale = 1 / math.sqrt(d)
     calls = {}
     for mask in args.masks.split(","):
@@ -108,7 +91,7 @@ def main() -> None:
     def measure(phase: str) -> None:
         for mask, (fwd, bwd) in calls.items():
             before = gpu_state(dev)
-            fwd_ms, bwd_ms = _gpu_ms(fwd, args.reps), _gpu_ms(bwd, args.reps)
+            fwd_ms, bwd_ms = gpu_only_ms(fwd, args.reps), gpu_only_ms(bwd, args.reps)
             after = gpu_state(dev)
             rows.append((phase, mask, fwd_ms, bwd_ms, before, after))
             print(f"{phase} {mask}: fwd {fwd_ms:.2f} ms, bwd {bwd_ms:.2f} ms; card before {before}, after {after}",
@@ -128,10 +111,6 @@ def main() -> None:
         torch.cuda.empty_cache()
         measure("after empty_cache")
     if args.after_flex:
-        from flashmask.bench.peers import FlexPeer, Inputs, Timer
-
-        inputs = Inputs(b, s, h, d, torch.bfloat16, dev)
-        inputs.q, inputs.k, inputs.v, inputs.do = (x.requires_grad_(x is not do) for x in (q, k, v, do))
         timer = Timer(dev)
         opts = argparse.Namespace(block_mask_builds=1, tol=2e-2)
         for mask in args.after_flex.split(","):
@@ -141,7 +120,6 @@ def main() -> None:
             record = FlexPeer(dev).measure(w, inputs, reference, timer, opts)
             print(f"flex {mask}: fwd {record['fwd_ms']:.2f} ms, bwd {record['bwd_ms']:.2f} ms", flush=True)
             del reference
-        del inputs
         torch.cuda.synchronize()
         measure("after Flex")
     if not (args.after_masks or args.after_flex):

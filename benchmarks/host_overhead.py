@@ -38,24 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from flashmask import flashmask_attention
 from flashmask.bench import workloads
-from flashmask.bench.peers import Timer
-
-SLEEP_CYCLES = 40_000_000  # ~20 ms at the H100's clock: longer than any host time measured here
-
-
-def _busy_ms(fn, reps: int = 20) -> float:
-    """GPU time of ``fn`` with the host's time hidden behind a sleep kernel queued first."""
-    times = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        torch.cuda._sleep(SLEEP_CYCLES)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+from flashmask.bench.peers import SLEEP_CYCLES, Timer, gpu_only_ms
 
 
 def _host_ms(fn, reps: int = 20) -> float:
@@ -136,7 +119,7 @@ def _spin_ms(fn, reps: int = 20) -> float:
 def _report(label: str, fwd, bwd, timer: Timer) -> list[tuple]:
     rows = []
     for name, fn in (("fwd", fwd), ("bwd", bwd)):
-        t, busy, host, spin = timer(fn), _busy_ms(fn), _host_ms(fn), _spin_ms(fn)
+        t, busy, host, spin = timer(fn), gpu_only_ms(fn), _host_ms(fn), _spin_ms(fn)
         kernels, idle = _kernels(fn)
         print(f"{label} {name}: timer {t:.3f} ms, busy {busy:.3f} ms, host {host:.3f} ms, timer with the host "
               f"polling {spin:.3f} ms, idle between kernels {idle:.3f} ms")  # fmt: skip

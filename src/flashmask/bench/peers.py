@@ -72,6 +72,27 @@ class Timer:
         return time.perf_counter() - t0, result
 
 
+# ~20 ms at an H100's clock: longer than the host's time of any one call measured here.
+SLEEP_CYCLES = 40_000_000
+
+
+def gpu_only_ms(fn: Callable[[], object], reps: int = 20) -> float:
+    """Median ms of ``fn`` on the GPU alone (CUDA): each call queued behind a sleep kernel, so that the host's time
+    of the call is hidden. The development tools' measure (``benchmarks/``); the benchmark's ``Timer`` counts the
+    host's time, as a caller waiting for the result does."""
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        torch.cuda._sleep(SLEEP_CYCLES)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
 def gpu_state(device: torch.device) -> dict | None:
     """The card's temperature (C), SM clock (MHz) and power draw (W) now, from ``nvidia-smi`` (read-only).
 
