@@ -1253,8 +1253,14 @@ s14l)
     run position_flex 400 position_probe.txt python3 benchmarks/heat_probe.py --seqlen 32768 --batch 4 \
         --masks qk_sparse,prefix_lm_causal --soak-s 0 --rest-s 0 --after-flex prefix_lm_causal,qk_sparse
     ;;
+s14m)
+    # The table's qk_sparse at 32K (171-173 ms) against the probes' (154-155): with other tensors holding 8, 24 and
+    # 48 GiB, as the table's inputs, copies and outputs do.
+    run position_memory 300 position_probe.txt python3 benchmarks/heat_probe.py --seqlen 32768 --batch 4 \
+        --masks qk_sparse,prefix_lm_causal --hold-gb 8,24,48
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14l)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14m)" >&2
     exit 2
     ;;
 esac

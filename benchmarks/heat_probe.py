@@ -11,7 +11,8 @@ time; the card's temperature, SM clock and power (``nvidia-smi``, read-only) are
 process, same tensors: if the hot row is slower and the rested one is not, heat is the cause. With
 ``--after-masks`` the soak is our passes on other masks instead (the process's state late in a long table), then
 the rows once more after ``torch.cuda.empty_cache()``; with ``--after-flex`` then FlexAttention as the benchmark
-measures it (compiled) on the same tensors, and the rows again.
+measures it (compiled) on the same tensors, and the rows again; with ``--hold-gb`` the rows with more and more
+memory held by other tensors.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def main() -> None:
         default="",
         help="instead of the matmul soak and rest (after --after-masks if given): FlexAttention (compiled, the "
         "benchmark's peer) measured on these masks on the same inputs, then the rows again",
+    )
+    ap.add_argument(
+        "--hold-gb",
+        default="",
+        help="instead of the matmul soak and rest: keep this many GiB of other tensors alive (comma-separated, "
+        "cumulative, in 1 GiB pieces allocated before the rows are timed again): does where the call's own "
+        "buffers land matter?",
     )
     args = ap.parse_args()
     dev = torch.device("cuda")
@@ -122,7 +130,12 @@ def main() -> None:
             del reference
         torch.cuda.synchronize()
         measure("after Flex")
-    if not (args.after_masks or args.after_flex):
+    held = []
+    for gib in (int(x) for x in args.hold_gb.split(",") if x):
+        while len(held) < gib:
+            held.append(torch.empty(1 << 30, dtype=torch.uint8, device=dev))
+        measure(f"{gib} GiB held")
+    if not (args.after_masks or args.after_flex or args.hold_gb):
         _soak(args.soak_s, dev)
         measure("hot")
         time.sleep(args.rest_s)
