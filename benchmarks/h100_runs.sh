@@ -126,7 +126,10 @@ correctness() {
 
 setup() {
     {
-        echo "$(now) step $STEP, budget ${BUDGET}s, commit $(git rev-parse HEAD 2>/dev/null || echo '?')"
+        # The device's copy of the tree may carry a stale .git: the hash of the package's sources names what ran
+        # (compare with the same command run here).
+        echo "$(now) step $STEP, budget ${BUDGET}s, commit $(git rev-parse HEAD 2>/dev/null || echo '?') (.git may be" \
+            "stale), src sha256 $(find src -name '*.py' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12)"
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || true
         python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)' 2>&1
     } | tee -a "$STEPS"
