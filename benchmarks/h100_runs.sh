@@ -1262,8 +1262,14 @@ s14m)
     run position_memory 300 position_probe.txt python3 benchmarks/heat_probe.py --seqlen 32768 --batch 4 \
         --masks qk_sparse,prefix_lm_causal --hold-gb 8,24,48
     ;;
+s14n)
+    # Lead 1 of session 14: where the one-vector causal masks' backward goes at 8K. GPU time with every tile, with the
+    # partial tiles dropped and with none (the memory passes, launches and per-key-block work), per mask.
+    run tile_cost 200 tile_cost.txt python3 benchmarks/tile_cost.py --seqlen 8192 --batch 16 \
+        --masks full,causal,sliding_window,causal_document,causal_blockwise,global_sliding_window
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14m)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14n)" >&2
     exit 2
     ;;
 esac
