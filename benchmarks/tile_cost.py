@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
 
 import torch
@@ -32,7 +33,7 @@ def main() -> None:
     ap.add_argument("--seqlen", type=int, default=8192)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--masks", default="full,sliding_window,causal_document")
-    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--reps", type=int, default=15)
     args = ap.parse_args()
     dev = torch.device("cuda")
     s, b, d = args.seqlen, args.batch, 128
@@ -77,14 +78,19 @@ def main() -> None:
         batch_rows = b if (idx is None or idx.shape[0] == 1) else 1
         full = int(full_count.sum()) * heads_per_row * batch_rows
         part = int(part_count.sum()) * heads_per_row * batch_rows
-        times = {}
-        for drop in ("", "partial", "all"):
+        # The three variants take turns call by call, so that the card's drift over the run spreads evenly.
+        samples: dict[str, list[float]] = {mode: [] for mode in ("", "partial", "all")}
+        for mode in samples:
+            drop = mode
             backward()
-            times[drop] = gpu_only_ms(backward, args.reps)
+        for _ in range(args.reps):
+            for mode, times in samples.items():
+                drop = mode
+                times.append(gpu_only_ms(backward, reps=1))
         drop = ""
-        all_ms, full_ms, base_ms = times[""], times["partial"], times["all"]
+        all_ms, full_ms, base_ms = (statistics.median(samples[mode]) for mode in ("", "partial", "all"))
         us_full = (full_ms - base_ms) * 1e3 * sms / max(full, 1)
-        us_part = (all_ms - full_ms) * 1e3 * sms / max(part, 1)
+        us_part = (all_ms - full_ms) * 1e3 * sms / part if part else math.nan
         print(f"{mask}: {full} unmasked + {part} partial tiles ({part / max(full + part, 1):.1%} partial); backward "
               f"{all_ms:.3f} ms, unmasked tiles only {full_ms:.3f}, no tiles (memory passes, launches) {base_ms:.3f}; "
               f"per tile and SM: unmasked {us_full:.2f} us, partial {us_part:.2f} us", flush=True)  # fmt: skip
