@@ -24,9 +24,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from flashmask.bench import workloads
-from flashmask.bench.peers import Inputs, gpu_only_ms
-from flashmask.kernels import attention_backward, attention_forward
+from _kernel_calls import kernel_calls, paper_inputs
+
+from flashmask.bench.peers import gpu_only_ms
 from flashmask.kernels import configs as kconfigs
 
 
@@ -52,24 +52,14 @@ def main() -> None:
     if not hasattr(kconfigs, args.setting):
         raise SystemExit(f"flashmask.kernels.configs has no setting {args.setting}")
     values = [ast.literal_eval(x) for x in args.values.split(",")]
-    dev = torch.device("cuda")
-    d, s, b = args.head_dim, args.seqlen, args.batch
-    h = 4096 // d
+    inputs = paper_inputs(args.batch, args.seqlen, args.head_dim, torch.device("cuda"))
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; {args.setting} in {values}; "
-          f"{args.which}, B={b} S={s} H={h} D={d}, bf16, {args.reps} calls per value")  # fmt: skip
-    inputs = Inputs(b, s, h, d, torch.bfloat16, dev)
-    q, k, v, do = (x.detach() for x in (inputs.q, inputs.k, inputs.v, inputs.do))
-    scale = 1 / math.sqrt(d)
+          f"{args.which}, B={inputs.batch} S={inputs.seqlen} H={inputs.heads} D={inputs.head_dim}, bf16, "
+          f"{args.reps} calls per value")  # fmt: skip
     rows = []
     for mask in args.masks.split(","):
-        w = workloads.make(mask, s, b, dev)
-        idx, causal = w.mask.startend_row_indices, w.mask.causal
-        out, lse, bounds = attention_forward(q, k, v, idx, causal, scale, keep_bounds=True)
-
-        def call():
-            if args.which == "fwd":
-                return attention_forward(q, k, v, idx, causal, scale)
-            return attention_backward(do, q, k, v, out, lse, idx, causal, scale, bounds=bounds)
+        forward, backward = kernel_calls(mask, inputs)
+        call = forward if args.which == "fwd" else backward
 
         times: list[list[float]] = [[] for _ in values]
         results = []

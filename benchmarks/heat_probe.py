@@ -18,7 +18,6 @@ memory held by other tensors.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -27,9 +26,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from _kernel_calls import kernel_calls, paper_inputs
+
 from flashmask.bench import workloads
-from flashmask.bench.peers import FlexPeer, Inputs, Timer, gpu_only_ms, gpu_state
-from flashmask.kernels import attention_backward, attention_forward
+from flashmask.bench.peers import FlexPeer, Timer, gpu_only_ms, gpu_state
 
 
 def _soak(seconds: float, device) -> None:
@@ -73,26 +73,13 @@ def main() -> None:
     )
     args = ap.parse_args()
     dev = torch.device("cuda")
-    d, s, b = args.head_dim, args.seqlen, args.batch
-    h = 4096 // d
-    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; B={b} S={s} H={h} D={d} bf16, "
-          f"{args.reps} calls per row, soak {args.soak_s:.0f} s, rest {args.rest_s:.0f} s")  # fmt: skip
-    inputs = Inputs(b, s, h, d, torch.bfloat16, dev)
-    q, k, v, do = (x.detach() for x in (inputs.q, inputs.k, inputs.v, inputs.do))
-    scale = 1 / math.sqrt(d)
-    calls = {}
-    for mask in args.masks.split(","):
-        w = workloads.make(mask, s, b, dev)
-        idx, causal = w.mask.startend_row_indices, w.mask.causal
-        out, lse, bounds = attention_forward(q, k, v, idx, causal, scale, keep_bounds=True)
-        calls[mask] = (
-            lambda idx=idx, causal=causal: attention_forward(q, k, v, idx, causal, scale),
-            lambda idx=idx, causal=causal, out=out, lse=lse, bounds=bounds: attention_backward(
-                do, q, k, v, out, lse, idx, causal, scale, bounds=bounds
-            ),
-        )
-        for fn in calls[mask]:  # compile and warm
-            fn()
+    inputs = paper_inputs(args.batch, args.seqlen, args.head_dim, dev)
+    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; B={inputs.batch} S={inputs.seqlen} "
+          f"H={inputs.heads} D={inputs.head_dim} bf16, {args.reps} calls per row, soak {args.soak_s:.0f} s, "
+          f"rest {args.rest_s:.0f} s")  # fmt: skip
+    calls = {mask: kernel_calls(mask, inputs) for mask in args.masks.split(",")}
+    for fn in (fn for pair in calls.values() for fn in pair):  # compile and warm
+        fn()
     torch.cuda.synchronize()
     rows = []
 
@@ -108,12 +95,11 @@ def main() -> None:
     measure("cool")
     if args.after_masks:
         for mask in args.after_masks.split(","):
-            w = workloads.make(mask, s, b, dev)
-            idx, causal = w.mask.startend_row_indices, w.mask.causal
+            forward, backward = kernel_calls(mask, inputs)
             for _ in range(3):
-                out, lse, bounds = attention_forward(q, k, v, idx, causal, scale, keep_bounds=True)
-                attention_backward(do, q, k, v, out, lse, idx, causal, scale, bounds=bounds)
-            del out, lse, bounds
+                forward()
+                backward()
+            del forward, backward
         torch.cuda.synchronize()
         measure("after other masks")
         torch.cuda.empty_cache()
@@ -122,9 +108,8 @@ def main() -> None:
         timer = Timer(dev)
         opts = argparse.Namespace(block_mask_builds=1, tol=2e-2)
         for mask in args.after_flex.split(","):
-            w = workloads.make(mask, s, b, dev)
-            with torch.no_grad():
-                reference = attention_forward(q, k, v, w.mask.startend_row_indices, w.mask.causal, scale)[0]
+            w = workloads.make(mask, inputs.seqlen, inputs.batch, dev)
+            reference = kernel_calls(mask, inputs)[0]()[0]
             record = FlexPeer(dev).measure(w, inputs, reference, timer, opts)
             print(f"flex {mask}: fwd {record['fwd_ms']:.2f} ms, bwd {record['bwd_ms']:.2f} ms", flush=True)
             del reference

@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from _kernel_calls import kernel_calls, paper_inputs
+
 import flashmask.kernels as K
-from flashmask.bench import workloads
-from flashmask.bench.peers import Inputs, gpu_only_ms
-from flashmask.kernels import attention_backward, attention_forward
+from flashmask.bench.peers import gpu_only_ms
 
 
 def main() -> None:
@@ -36,14 +36,10 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=15)
     args = ap.parse_args()
     dev = torch.device("cuda")
-    s, b, d = args.seqlen, args.batch, 128
-    h = 4096 // d
-    inputs = Inputs(b, s, h, d, torch.bfloat16, dev)
-    q, k, v, do = (x.detach() for x in (inputs.q, inputs.k, inputs.v, inputs.do))
-    scale = 1 / math.sqrt(d)
+    inputs = paper_inputs(args.batch, args.seqlen, 128, dev)
     sms = torch.cuda.get_device_properties(dev).multi_processor_count
-    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; B={b} S={s} H={h} D={d} bf16; "
-          f"{sms} SMs; the Gluon backward's 64 x 128 tiles")  # fmt: skip
+    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; B={inputs.batch} S={inputs.seqlen} "
+          f"H={inputs.heads} D=128 bf16; {sms} SMs; the Gluon backward's 64 x 128 tiles")  # fmt: skip
     original_lists = K._lists
     seen: dict[str, tuple[int, int]] = {}
     drop = ""  # "", "partial" or "all": which of the backward's tile lists are emptied before its main kernel
@@ -60,24 +56,17 @@ def main() -> None:
 
     K._lists = lists_hook
     rows = []
+    num_key_blocks = -(-inputs.seqlen // 128)
     for mask in args.masks.split(","):
-        w = workloads.make(mask, s, b, dev)
-        idx, causal = w.mask.startend_row_indices, w.mask.causal
-        if mask in ("full", "causal"):
-            idx = None  # as the benchmark calls them
-        out, lse, bounds = attention_forward(q, k, v, idx, causal, scale, keep_bounds=True)
-
-        def backward(idx=idx, causal=causal, out=out, lse=lse, bounds=bounds):
-            return attention_backward(do, q, k, v, out, lse, idx, causal, scale, bounds=bounds)
-
+        # Full and causal without a column mask, as the benchmark calls them.
+        _, backward = kernel_calls(mask, inputs, plain=mask in ("full", "causal"))
         drop = ""
         backward()
         full_count, part_count = seen["counts"]
-        # Per (batch row, mask head) row of lists; every query head of its group visits them.
-        heads_per_row = h if (idx is None or idx.shape[1] == 1) else 1
-        batch_rows = b if (idx is None or idx.shape[0] == 1) else 1
-        full = int(full_count.sum()) * heads_per_row * batch_rows
-        part = int(part_count.sum()) * heads_per_row * batch_rows
+        # One row of lists per (batch row, mask head), each visited by the same number of (batch, query head) pairs.
+        visits = inputs.batch * inputs.heads // (full_count.numel() // num_key_blocks)
+        full = int(full_count.sum()) * visits
+        part = int(part_count.sum()) * visits
         # The three variants take turns call by call, so that the card's drift over the run spreads evenly.
         samples: dict[str, list[float]] = {mode: [] for mode in ("", "partial", "all")}
         for mode in samples:

@@ -1,0 +1,43 @@
+"""The paper's inputs and our kernels' forward / backward on one benchmark mask, for the GPU probes here
+(``ab_setting.py``, ``heat_probe.py``, ``tile_cost.py``): they call the kernels' entry points, not the public API."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from flashmask.bench import workloads
+from flashmask.bench.peers import Inputs
+from flashmask.kernels import attention_backward, attention_forward
+
+HIDDEN = 4096  # the paper's setup: 32 heads at D=128
+
+
+def paper_inputs(batch: int, seqlen: int, head_dim: int, device: torch.device) -> Inputs:
+    """bf16 ``[B, S, HIDDEN / D, D]`` q, k, v, dO (the benchmark's, seed 0)."""
+    return Inputs(batch, seqlen, HIDDEN // head_dim, head_dim, torch.bfloat16, device)
+
+
+def kernel_calls(mask: str, inputs: Inputs, plain: bool = False) -> tuple[Callable, Callable]:
+    """``(forward, backward)`` of our kernels on the benchmark's ``mask``; the backward differentiates one forward
+    made here (with its block bounds handed over, as the public call does). ``plain``: no column mask, its
+    ``causal`` flag only (for full and causal, as the benchmark calls them)."""
+    q, k, v, do = (x.detach() for x in (inputs.q, inputs.k, inputs.v, inputs.do))
+    w = workloads.make(mask, inputs.seqlen, inputs.batch, inputs.device)
+    idx, causal = None if plain else w.mask.startend_row_indices, w.mask.causal
+    scale = 1 / math.sqrt(inputs.head_dim)
+    out, lse, bounds = attention_forward(q, k, v, idx, causal, scale, keep_bounds=True)
+
+    def forward():
+        return attention_forward(q, k, v, idx, causal, scale)
+
+    def backward():
+        return attention_backward(do, q, k, v, out, lse, idx, causal, scale, bounds=bounds)
+
+    return forward, backward
