@@ -1274,8 +1274,27 @@ s14o)
     run tile_cost 200 tile_cost.txt python3 benchmarks/tile_cost.py --seqlen 8192 --batch 16 \
         --masks full,causal,sliding_window,causal_document,causal_blockwise,global_sliding_window
     ;;
+s15a)
+    # Session 15: the forward's host path (timer minus GPU time 0.96 ms against Flex's 0.29 at 8K, s14b). Host time of
+    # each launch of one forward and backward, split into the JIT's binder and cache key and the compiled launcher;
+    # and each step of the call path, as s13a.
+    run launch_parts 200 host_launch.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --launch
+    run host_ops 200 host_launch.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --ops
+    ;;
+s15b)
+    # The launch cache (kernels._host.CachedKernel) and plain-integer grids: every gpu_check case, each reuse of a
+    # compiled kernel checked against Triton's own binding; then the host's share of each pass, this tree against
+    # the committed one (benchmarks/_base, not in git), in turn. Predicted: timer minus GPU time of the forward
+    # at 8K 0.96 -> ~0.6 ms, the backward's down by 0.1-0.3 ms.
+    run gpu_check 240 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --out "$OUT/gpu_check.json"
+    run host_compare 300 host_compare.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document --compare benchmarks/_base
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s14o)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s15b)" >&2
     exit 2
     ;;
 esac

@@ -17,7 +17,9 @@ With ``--flex`` the same for FlexAttention (compiled, a ``BlockMask`` of the sam
 ``--cprofile N`` instead the Python profile (``cProfile``, by own time) of N forward and N backward calls on the
 first mask; with ``--ops`` the host's time of each step of our call path (forward and backward) on the first mask;
 with ``--timeline`` one timed call of each pass under ``torch.profiler`` with host activity: when each CUDA
-runtime call and kernel starts and ends, relative to the start event.
+runtime call and kernel starts and ends, relative to the start event; with ``--launch`` the host time of each
+launch of one call and of its parts (Triton's binder, the compiled kernel's launcher); with ``--compare DIR`` the
+same table for this tree and an earlier copy of the package (``flashmask_base`` in ``DIR``), in turn.
 """
 
 from __future__ import annotations
@@ -184,6 +186,83 @@ def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
         print(f"| {label} | {_host_ms(fn, reps=100) * 1e3:.1f} |", flush=True)
 
 
+def _launch_parts(fwd, bwd) -> None:
+    """Host microseconds of each Triton / Gluon launch of one forward and one backward, replayed with the same
+    arguments: the whole JIT launch, its binder alone (argument specialisation), and the compiled kernel's own
+    launcher called directly (what a launch costs without the JIT's Python); and the forward's Gluon descriptors."""
+    from triton import knobs
+    from triton.runtime.jit import JITFunction, compute_cache_key
+
+    captured = []
+    real_run = JITFunction.run
+
+    def capture(self, *args, grid, warmup, **kwargs):
+        captured.append((self, args, grid, dict(kwargs)))
+        return real_run(self, *args, grid=grid, warmup=warmup, **kwargs)
+
+    JITFunction.run = capture
+    try:
+        fwd()
+        n_fwd = len(captured)
+        bwd()
+    finally:
+        JITFunction.run = real_run
+    torch.cuda.synchronize()
+    print("| launch | whole JIT launch us | binder us | binder + cache key us | compiled launcher alone us |")
+    print("| --- | --- | --- | --- | --- |")
+    for i, (jit, args, grid, kwargs) in enumerate(captured):
+        device = torch.cuda.current_device()
+        stream = torch.cuda.current_stream().cuda_stream
+        kernel_cache, key_cache, _, _, binder = jit.device_caches[device]
+        # As JITFunction.run completes the options before binding.
+        opts = dict(kwargs, debug=kwargs.get("debug", jit.debug) or knobs.runtime.debug,
+                    instrumentation_mode=knobs.compilation.instrumentation_mode)  # fmt: skip
+        bound, spec, options = binder(*args, **opts)
+        kernel = kernel_cache[compute_cache_key(key_cache, spec, options)]
+        g = tuple(grid) + (1,) * (3 - len(grid))
+        values = list(bound.values())
+
+        def whole(jit=jit, args=args, grid=grid, kwargs=kwargs):
+            jit.run(*args, grid=grid, warmup=False, **kwargs)
+
+        def bind(binder=binder, args=args, opts=opts):
+            binder(*args, **opts)
+
+        def bind_key(binder=binder, args=args, opts=opts, key_cache=key_cache):
+            _, s, o = binder(*args, **opts)
+            compute_cache_key(key_cache, s, o)
+
+        def direct(kernel=kernel, g=g, values=values, stream=stream):
+            kernel.run(g[0], g[1], g[2], stream, kernel.function, kernel.packed_metadata, None, None, None, *values)
+
+        times = [_host_ms(f, reps=100) * 1e3 for f in (whole, bind, bind_key, direct)]
+        label = ("fwd " if i < n_fwd else "bwd ") + jit.fn.__name__
+        print(f"| {label} | " + " | ".join(f"{t:.1f}" for t in times) + " |", flush=True)
+    torch.cuda.synchronize()
+
+
+def _compare(base_dir: str, name: str, mask, q, k, v, do, report) -> list[tuple]:
+    """This tree's call path and an earlier copy's (``flashmask_base`` in ``base_dir``) on the same inputs, in turn."""
+    sys.path.insert(0, base_dir)
+    import flashmask_base
+
+    idx, causal = mask.startend_row_indices, mask.causal
+    rows = []
+    for round_ in (1, 2):
+        for label, attention in (("new", flashmask_attention), ("base", flashmask_base.flashmask_attention)):
+
+            def fwd(attention=attention):
+                return attention(q, k, v, idx, causal=causal)
+
+            out = fwd()
+
+            def bwd(out=out):
+                return torch.autograd.grad(out, (q, k, v), do, retain_graph=True)
+
+            rows += report(f"{label} {name} (round {round_})", fwd, bwd)
+    return rows
+
+
 def _cprofile(fwd, bwd, calls: int) -> None:
     for name, fn in (("fwd", fwd), ("bwd", bwd)):
         fn()
@@ -211,7 +290,10 @@ def main() -> None:
     ap.add_argument("--flex", action="store_true", help="also FlexAttention on the first mask")
     ap.add_argument("--cprofile", type=int, default=0, help="profile this many calls of each pass (host side)")
     ap.add_argument("--ops", action="store_true", help="host time of each step of our call path")
+    ap.add_argument("--launch", action="store_true", help="host time of each launch of one call, and of its parts")
     ap.add_argument("--timeline", action="store_true", help="host calls and kernels of one timed call of each pass")
+    ap.add_argument("--compare", metavar="DIR", help="also a copy of the package as `flashmask_base` in DIR, the two "
+                    "taking turns (two rounds each), both given the mask as its tensor")  # fmt: skip
     args = ap.parse_args()
     dev = torch.device("cuda")
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
@@ -235,10 +317,16 @@ def main() -> None:
         if args.ops:
             _ops(q, k, v, do, w.mask, fwd, bwd, out)
             return
+        if args.launch:
+            _launch_parts(fwd, bwd)
+            return
         if args.cprofile:
             _cprofile(fwd, bwd, args.cprofile)
             return
         report = _timeline if args.timeline else functools.partial(_report, timer=timer)
+        if args.compare:
+            rows += _compare(args.compare, name, w.mask, q, k, v, do, report)
+            continue
         rows += report(f"ours {name}", fwd, bwd)
         if args.flex and i == 0:
             from torch.nn.attention.flex_attention import create_block_mask, flex_attention

@@ -16,10 +16,10 @@ import functools
 import math
 
 import torch
-import triton
 from triton.runtime.errors import OutOfResources
 
 from . import configs as _configs
+from ._host import CachedKernel, cdiv, next_power_of_2
 from .backward import bwd_dkdv_kernel, bwd_dq_kernel, bwd_preprocess_kernel
 from .configs import Configs, KernelConfig
 from .forward import fwd_kernel
@@ -30,6 +30,7 @@ try:
 except ImportError:  # older Triton: plain pointer loads only
     TensorDescriptor = None
 fwd_ws_kernel = bwd_ws_kernel = None
+_FWD_WS = _BWD_WS = None
 if _configs.gluon_release():
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
@@ -37,8 +38,11 @@ if _configs.gluon_release():
     from .backward_hopper import WS_BWD_BLOCK_M, WS_BWD_BLOCK_N, WS_BWD_HEAD_DIM, WS_BWD_MAX_REGISTERS, bwd_ws_kernel
     from .forward_hopper import WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIM, WS_MAX_REGISTERS, fwd_ws_kernel
 
+    _FWD_WS, _BWD_WS = CachedKernel(fwd_ws_kernel), CachedKernel(bwd_ws_kernel)
+
 __all__ = ["Configs", "KernelConfig", "KeyBlockBounds", "attention_backward", "attention_forward"]
 
+_BWD_PREPROCESS = CachedKernel(bwd_preprocess_kernel)
 _MAX_GRID_Y = 65535
 _LOG2E = math.log2(math.e)
 
@@ -113,7 +117,7 @@ def _grid(heads: int, blocks: int) -> tuple[int, int]:
 
 
 def _head_dim_pad(head_dim: int) -> int:
-    return max(16, triton.next_power_of_2(head_dim))
+    return max(16, next_power_of_2(head_dim))
 
 
 def _pick(
@@ -198,7 +202,7 @@ def _forward(q, k, v, indices, causal, softmax_scale, config, out, lse, use_tma,
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     bounds, lists = _lists(mask, seqlen_q, seqlen_k, config.block_m, config.block_n, q.device, transposed=False)
     if partial_config is None:
-        num_n = triton.cdiv(seqlen_k, config.block_n)
+        num_n = cdiv(seqlen_k, config.block_n)
         per_sweep = max(1, sweep_keys // config.block_n) if sweep_keys else num_n
         if per_sweep >= num_n:
             _launch_forward(q, k, v, out, lse, softmax_scale, mask, lists, config, use_tma, gate=None, gate_mode=0)
@@ -265,7 +269,7 @@ def _launch_forward(
     seqlen_q, num_q_heads, head_dim = q.shape[1], q.shape[2], q.shape[3]
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     d_pad = _head_dim_pad(head_dim)
-    num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
+    num_m, num_n = cdiv(seqlen_q, cfg.block_m), cdiv(seqlen_k, cfg.block_n)
     tma = (cfg.tma and _tma_ok(k, v)) if use_tma is None else use_tma
     k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
     _launch(
@@ -306,7 +310,7 @@ def _launch_forward_ws(q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs,
                        state_acc, state_m, state_l, sweep_lo, sweep_hi, carry_in, carry_out, sweep: bool):  # fmt: skip
     seqlen_q, num_q_heads = q.shape[1], q.shape[2]
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
-    num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
+    num_m, num_n = cdiv(seqlen_q, cfg.block_m), cdiv(seqlen_k, cfg.block_n)
     element = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
     num_items = num_m * q.shape[0] * num_q_heads
     # One program per SM taking items from the lists' counter (zeroed with them): -1% to -7% forward at 8K and 32K
@@ -314,12 +318,16 @@ def _launch_forward_ws(q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs,
     # counter serves one launch.
     persistent = not sweep
     grid = (min(num_items, _configs.sm_count(q.device)), 1) if persistent else _grid(q.shape[0] * num_q_heads, num_m)
-    fwd_ws_kernel[grid](
+    ints = (sweep_lo, sweep_hi, *out.stride()[:3], *mask.strides, mask.list_stride_b, seqlen_q, seqlen_k,
+            num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n, num_items)  # fmt: skip
+    pointers = (out, lse, mask.tensor, state_acc, state_m, state_l)
+    # The lists sit at offsets of one new allocation that its rows and the ints fix.
+    signature = (q.dtype, ints, lists.full_count.numel(), tuple(t.data_ptr() % 16 for t in pointers))
+    _FWD_WS(
+        grid, signature,
         _gluon_descriptor(q, cfg.block_m // 2, element), _gluon_descriptor(k, cfg.block_n, element),
         _gluon_descriptor(v, cfg.block_n, element),
-        out, lse, mask.tensor, *lists.per_block(), lists.counter, state_acc, state_m, state_l, sweep_lo, sweep_hi,
-        out.stride(0), out.stride(1), out.stride(2), *mask.strides, mask.list_stride_b,
-        seqlen_q, seqlen_k, num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n, num_items,
+        out, lse, mask.tensor, *lists.per_block(), lists.counter, state_acc, state_m, state_l, *ints,
         softmax_scale * _LOG2E,
         **mask.constexprs(), NUM_STAGES=cfg.num_stages, SWEEP=sweep, CARRY_IN=carry_in, CARRY_OUT=carry_out,
         PERSISTENT=persistent, num_warps=cfg.num_warps, maxnreg=WS_MAX_REGISTERS,
@@ -385,14 +393,17 @@ def attention_backward(
     # allocates the gradients and builds the tile lists and descriptors instead of the GPU waiting for them.
     dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if warp_specialized else None
     # The Gluon backward reads LSE and delta by whole query tiles: their rows are padded to a multiple of its tile.
-    row_stride = triton.cdiv(seqlen_q, WS_BWD_BLOCK_M) * WS_BWD_BLOCK_M if warp_specialized else seqlen_q
+    row_stride = cdiv(seqlen_q, WS_BWD_BLOCK_M) * WS_BWD_BLOCK_M if warp_specialized else seqlen_q
     delta, lse2 = torch.empty(2, batch, num_q_heads, row_stride, dtype=torch.float32, device=q.device)
     pre_block = 64
-    bwd_preprocess_kernel[_grid(batch * num_q_heads, triton.cdiv(row_stride, pre_block))](
-        out, dout, lse, lse if dlse is None else dlse.contiguous(), delta, lse2,
-        out.stride(0), out.stride(1), out.stride(2),
-        dout.stride(0), dout.stride(1), dout.stride(2),
-        seqlen_q, row_stride, num_q_heads,
+    dlse_arg = lse if dlse is None else dlse.contiguous()
+    ints = (*out.stride()[:3], *dout.stride()[:3], seqlen_q, row_stride, num_q_heads)
+    # ``lse2`` sits after ``delta`` in one new allocation, at an offset that ``batch`` and the ints fix.
+    signature = (out.dtype, dout.dtype, lse.dtype, dlse_arg.dtype, batch, ints,
+                 tuple(t.data_ptr() % 16 for t in (out, dout, lse, dlse_arg)))  # fmt: skip
+    _BWD_PREPROCESS(
+        _grid(batch * num_q_heads, cdiv(row_stride, pre_block)), signature,
+        out, dout, lse, dlse_arg, delta, lse2, *ints,
         HAS_DLSE=dlse is not None, BLOCK_M=pre_block, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad,
     )  # fmt: skip
     dq_buf, dk, dv = grads if grads is not None else (None, _empty(k), _empty(v))
@@ -403,7 +414,7 @@ def attention_backward(
         return (dq_acc.to(q.dtype) if dq_buf is None else dq_buf.copy_(dq_acc)), dk, dv
 
     _, lists = _lists(mask, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=True, reuse=bounds)
-    num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
+    num_m, num_n = cdiv(seqlen_q, cfg.block_m), cdiv(seqlen_k, cfg.block_n)
     # dQ either by fp32 atomics inside the dK/dV kernel, or by its own pass (no atomics, bit-identical).
     atomic_dq = cfgs.atomic_dq and not deterministic
     dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if atomic_dq else delta
@@ -446,7 +457,7 @@ def attention_backward(
     tma = (cfg.tma and _tma_ok(k, v)) if use_tma is None else use_tma
     dq = _empty(q) if dq_buf is None else dq_buf
     _, lists = _lists(mask, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=False, reuse=bounds)
-    num_m, num_n = triton.cdiv(seqlen_q, cfg.block_m), triton.cdiv(seqlen_k, cfg.block_n)
+    num_m, num_n = cdiv(seqlen_q, cfg.block_m), cdiv(seqlen_k, cfg.block_n)
     k_arg, v_arg = _descriptors(tma, cfg.block_n, d_pad, k, v)
     _launch(
         bwd_dq_kernel,
@@ -476,7 +487,7 @@ def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
     rows (padded to whole query tiles) addressable by the 32-bit coordinates of its 1-D bulk copies."""
     if bwd_ws_kernel is None:  # another Triton release: no Gluon kernels (nor their constants)
         return False
-    padded_rows = q.shape[0] * q.shape[2] * triton.cdiv(q.shape[1], WS_BWD_BLOCK_M) * WS_BWD_BLOCK_M
+    padded_rows = q.shape[0] * q.shape[2] * cdiv(q.shape[1], WS_BWD_BLOCK_M) * WS_BWD_BLOCK_M
     return (
         use_tma is not False
         and padded_rows < 2**31
@@ -493,18 +504,22 @@ def _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scal
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     block_m, block_n = WS_BWD_BLOCK_M, WS_BWD_BLOCK_N
     _, lists = _lists(mask, seqlen_q, seqlen_k, block_m, block_n, q.device, transposed=True, reuse=bounds)
-    num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
+    num_m, num_n = cdiv(seqlen_q, block_m), cdiv(seqlen_k, block_n)
     element = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
     row_layout = _shared_layout((block_m,), gl.float32)
-    lse_desc, delta_desc = (GluonDescriptor(t.view(-1), [t.numel()], [1], [block_m], row_layout) for t in (lse2, delta))
-    bwd_ws_kernel[_grid(batch * num_kv_heads, num_n)](
+    # 1-D over the rows (a descriptor reads only its base's address and dtype: no flattened view needed).
+    rows = [batch * num_q_heads * lse2.shape[2]]
+    lse_desc, delta_desc = (GluonDescriptor(t, rows, [1], [block_m], row_layout) for t in (lse2, delta))
+    ints = (*dk.stride()[:3], *dv.stride()[:3], *mask.strides, mask.list_stride_b, seqlen_q, seqlen_k,
+            lse2.shape[2], num_q_heads, num_kv_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m,
+            num_n)  # fmt: skip
+    # The lists sit at offsets of one new allocation that its rows and the ints fix.
+    signature = (q.dtype, ints, lists.full_count.numel(), tuple(t.data_ptr() % 16 for t in (dk, dv, mask.tensor)))
+    _BWD_WS(
+        _grid(batch * num_kv_heads, num_n), signature,
         _gluon_descriptor(q, block_m, element), _gluon_descriptor(k, block_n // 2, element),
         _gluon_descriptor(v, block_n // 2, element), _gluon_descriptor(dout, block_m, element),
         _gluon_descriptor(dq_acc, block_m, gl.float32, head_dim // 2), lse_desc, delta_desc,
-        dk, dv, mask.tensor, *lists.per_block(),
-        dk.stride(0), dk.stride(1), dk.stride(2), dv.stride(0), dv.stride(1), dv.stride(2),
-        *mask.strides, mask.list_stride_b,
-        seqlen_q, seqlen_k, lse2.shape[2], num_q_heads, num_kv_heads, num_q_heads // num_kv_heads, mask.q_per_mask,
-        num_m, num_n, softmax_scale * _LOG2E, softmax_scale,
+        dk, dv, mask.tensor, *lists.per_block(), *ints, softmax_scale * _LOG2E, softmax_scale,
         **mask.constexprs(), NUM_STAGES=cfg.num_stages, num_warps=cfg.num_warps, maxnreg=WS_BWD_MAX_REGISTERS,
     )  # fmt: skip

@@ -22,6 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._host import CachedKernel, cdiv, next_power_of_2
+
 _INT_BIG = tl.constexpr(2**30)
 
 
@@ -365,7 +367,7 @@ def block_bounds(
 
     ``indices`` is ``[Bm, Hm, Sk, C]`` int32 (any strides); ``None`` means no column mask.
     """
-    num_blocks = triton.cdiv(seqlen_k, block_n)
+    num_blocks = cdiv(seqlen_k, block_n)
     if indices is None:
         # Nothing hidden but the causal triangle: LTS = LTE = Sq, UTS = UTE = 0 in every block. Filled on
         # the device: a tensor built from a Python list would be a blocking host-to-device copy.
@@ -408,14 +410,14 @@ def tile_lists(
     host about as much as the other (tens of microseconds), while the GPU waits for the main kernel.
     """
     rows = bounds.shape[0]
-    num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
+    num_m, num_n = cdiv(seqlen_q, block_m), cdiv(seqlen_k, block_n)
     num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
     counts = rows * num_outer
     storage = torch.empty(_list_words(rows, num_outer, num_inner), dtype=torch.int32, device=bounds.device)
     lists, _ = _list_views(storage, rows, num_outer, num_inner)
     full_count, full_index, part_count, part_index, order, counter = lists
     if rows and num_outer and num_inner:
-        chunk = min(1024, max(16, triton.next_power_of_2(num_inner)))
+        chunk = min(1024, max(16, next_power_of_2(num_inner)))
         _tile_lists_kernel[(num_outer, rows)](
             bounds,
             full_count,
@@ -432,8 +434,8 @@ def tile_lists(
             BLOCK_N=block_n,
             CHUNK=chunk,
         )
-        order_chunk = min(_ORDER_CHUNK, max(16, triton.next_power_of_2(num_outer)))
-        _order_kernel[(triton.cdiv(num_outer, order_chunk), rows)](
+        order_chunk = min(_ORDER_CHUNK, max(16, next_power_of_2(num_outer)))
+        _order_kernel[(cdiv(num_outer, order_chunk), rows)](
             full_count, part_count, order, counter, num_outer, CHUNK=order_chunk
         )
     elif counts:  # no inner blocks: nothing is live
@@ -464,6 +466,7 @@ ROW_PLAN_MAX_TILES = 1 << 16
 # Elements of one 2-D chunk in ``_row_plan_kernel`` (8 per thread with its 8 warps: more spilled offline at sm_90).
 _ROW_PLAN_CHUNK = 2048
 ROW_PLAN_WARPS = 8
+_ROW_PLAN = CachedKernel(_row_plan_kernel)
 
 
 @functools.lru_cache(maxsize=256)
@@ -471,13 +474,13 @@ def row_plan_constexprs(form: MaskForm, bounds_given: bool, transposed: bool, bl
                         num_n: int) -> dict:  # fmt: skip
     """``_row_plan_kernel``'s compile-time arguments: the mask form, tile sizes and 2-D chunks for these rows."""
     num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
-    inner_chunk = min(256, max(16, triton.next_power_of_2(num_inner)))
+    inner_chunk = min(256, max(16, next_power_of_2(num_inner)))
     return dict(
         HAS_MASK=form.has_mask, BOUNDS_GIVEN=bounds_given, LTE_COL=form.lte_col, UTS_COL=form.uts_col,
         UTE_COL=form.ute_col, CAUSAL=form.causal, TRANSPOSED=transposed, BLOCK_M=block_m, BLOCK_N=block_n,
-        KEY_CHUNK=min(triton.next_power_of_2(num_n), max(1, _ROW_PLAN_CHUNK // block_n)),
-        OUTER_CHUNK=min(max(16, triton.next_power_of_2(num_outer)), max(16, _ROW_PLAN_CHUNK // inner_chunk)),
-        INNER_CHUNK=inner_chunk, ORDER_CHUNK=min(_ORDER_CHUNK, max(16, triton.next_power_of_2(num_outer))),
+        KEY_CHUNK=min(next_power_of_2(num_n), max(1, _ROW_PLAN_CHUNK // block_n)),
+        OUTER_CHUNK=min(max(16, next_power_of_2(num_outer)), max(16, _ROW_PLAN_CHUNK // inner_chunk)),
+        INNER_CHUNK=inner_chunk, ORDER_CHUNK=min(_ORDER_CHUNK, max(16, next_power_of_2(num_outer))),
     )  # fmt: skip
 
 
@@ -498,7 +501,7 @@ def plan(
     blocks. Before every main kernel the GPU waits for these launches, and on a slow host each costs more than
     the GPU work, so rows of at most ``ROW_PLAN_MAX_TILES`` tiles take one program per row for all three steps.
     """
-    num_m, num_n = triton.cdiv(seqlen_q, block_m), triton.cdiv(seqlen_k, block_n)
+    num_m, num_n = cdiv(seqlen_q, block_m), cdiv(seqlen_k, block_n)
     num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
     rows = bounds.shape[0] if bounds is not None else (1 if indices is None else indices.shape[0] * indices.shape[1])
     if not (rows and num_outer and num_inner) or num_outer * num_inner > ROW_PLAN_MAX_TILES:
@@ -513,9 +516,12 @@ def plan(
         bounds = rest.view(rows, 8, num_n)
     source = indices if indices is not None else bounds
     strides = (indices.stride(0), indices.stride(1), indices.stride(2)) if indices is not None else (0, 0, 0)
-    _row_plan_kernel[(rows,)](
-        source, bounds, *lists.per_block(), lists.counter, *strides, 1 if indices is None else indices.shape[1],
-        seqlen_q, seqlen_k, num_m, num_n,
+    ints = (*strides, 1 if indices is None else indices.shape[1], seqlen_q, seqlen_k, num_m, num_n)
+    # The lists and fresh bounds sit at offsets of one new allocation that ``rows`` and the ints fix; the mask's
+    # and given bounds' alignment are the caller's.
+    signature = (rows, ints, source.data_ptr() % 16, bounds.data_ptr() % 16 if given else None)
+    _ROW_PLAN(
+        (rows,), signature, source, bounds, *lists.per_block(), lists.counter, *ints,
         **row_plan_constexprs(form, given, transposed, block_m, block_n, num_m, num_n), num_warps=ROW_PLAN_WARPS,
     )  # fmt: skip
     return bounds, lists

@@ -1,0 +1,105 @@
+"""The host side of a launch: grid arithmetic in plain integers, and compiled kernels reused by call signature.
+
+Before every forward's main kernel the GPU waits for the host, and on the H100 host of the benchmarks Triton's
+launch path costs 75-225 us per launch (s15a in ``benchmarks/NOTES.md``): binding and specialising each argument,
+the cache key, then the compiled kernel's own launcher, which alone is a third to a half of it. ``CachedKernel``
+keeps the compiled kernel of each call signature its caller names and calls that launcher directly.
+
+The contract: equal ``signature`` tuples must mean arguments that Triton specialises alike, i.e. the same integer
+values (Triton specialises an int on being 1, on divisibility by 16 and on its width), the same pointer dtypes
+and 16-byte alignment of every pointer, the same tensor-descriptor types. Keyword arguments (compile-time
+constants and launch options) are added to the key here. With ``FLASHMASK_CHECK_LAUNCH=1`` every reuse is
+checked against Triton's own binding (``benchmarks/gpu_check.py`` runs so); the first call of a signature, and
+every call while a launch hook is set (profilers) or under the interpreter, goes through Triton's JIT as usual.
+"""
+
+from __future__ import annotations
+
+import os
+
+from triton import knobs
+from triton.runtime import driver
+from triton.runtime.jit import compute_cache_key
+
+
+def cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` for positive ``b``: ``triton.cdiv`` is a constexpr function, ~100x slower on the host."""
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of two ``>= n`` for ``n >= 1`` (0 for 0, as ``triton.next_power_of_2``)."""
+    return 0 if n <= 0 else 1 << (n - 1).bit_length()
+
+
+def _check_enabled() -> bool:
+    return os.environ.get("FLASHMASK_CHECK_LAUNCH", "0") == "1"
+
+
+def _hooked(*hooks) -> bool:
+    """Whether a launch hook is set: Triton 3.6 keeps them as chains (``HookChain``), empty unless a profiler or
+    the user adds one; a plain function or any other object counts as set."""
+    return any(h is not None and bool(getattr(h, "calls", True)) for h in hooks)
+
+
+class CachedKernel:
+    """A ``triton.jit`` / ``gluon.jit`` kernel launched as ``cached(grid, signature, *args, **kwargs)``.
+
+    ``args`` are the kernel's leading parameters in order; ``kwargs`` its remaining (compile-time) parameters and
+    the launch options (``num_warps``, ``num_stages``, ``maxnreg``). ``signature`` (hashable, or ``None`` to skip
+    the cache) must determine how Triton specialises ``args`` (module docstring).
+    """
+
+    def __init__(self, kernel) -> None:
+        self.kernel = kernel
+        self._compiled: dict = {}
+        self._check = _check_enabled()
+
+    def __call__(self, grid: tuple[int, ...], signature, *args, **kwargs) -> None:
+        # (Under the interpreter the kernel is an ``InterpretedFunction``, with no compiled kernels to keep.)
+        jit = hasattr(self.kernel, "device_caches")
+        if signature is None or not jit or _hooked(knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook):
+            self.kernel[grid](*args, **kwargs)
+            return
+        key = (signature, tuple(kwargs.items()), knobs.runtime.debug, knobs.compilation.instrumentation_mode)
+        hit = self._compiled.get(key)
+        if hit is None:
+            compiled = self.kernel[grid](*args, **kwargs)
+            tail = self._trailing_constants(len(args), kwargs)
+            if compiled is not None and tail is not None:
+                self._compiled[key] = (compiled, tail)
+            return
+        compiled, tail = hit
+        if self._check:
+            self._verify(compiled, args, kwargs)
+        device = driver.active.get_current_device()
+        stream = driver.active.get_current_stream(device)
+        grid_x, grid_y, grid_z = (*grid, 1, 1)[:3]
+        compiled.run(grid_x, grid_y, grid_z, stream, compiled.function, compiled.packed_metadata, None, None, None,
+                     *args, *tail)  # fmt: skip
+
+    def _trailing_constants(self, num_args: int, kwargs: dict) -> tuple | None:
+        """The values of the parameters after the positional ones, in order, if they are all compile-time
+        constants given in ``kwargs`` (the compiled launcher takes every parameter and skips the constants);
+        ``None`` otherwise, and the call is not cached."""
+        params = self.kernel.params
+        if any(p.is_constexpr for p in params[:num_args]):
+            return None
+        tail = []
+        for p in params[num_args:]:
+            if not p.is_constexpr or p.name not in kwargs:
+                return None
+            tail.append(kwargs[p.name])
+        return tuple(tail)
+
+    def _verify(self, compiled, args: tuple, kwargs: dict) -> None:
+        """Raise if Triton's own binding of these arguments would pick another compiled kernel."""
+        kernel_cache, key_cache, _, _, binder = self.kernel.device_caches[driver.active.get_current_device()]
+        options = dict(kwargs, debug=kwargs.get("debug", self.kernel.debug) or knobs.runtime.debug,
+                       instrumentation_mode=knobs.compilation.instrumentation_mode)  # fmt: skip
+        _, specialization, opts = binder(*args, **options)
+        if kernel_cache.get(compute_cache_key(key_cache, specialization, opts)) is not compiled:
+            raise RuntimeError(
+                f"flashmask: the launch cache of {self.kernel.fn.__name__} reused a kernel compiled for other "
+                f"arguments (specialisation now: {specialization})"
+            )
