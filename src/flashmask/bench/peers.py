@@ -74,16 +74,28 @@ class Timer:
 
 # ~20 ms at an H100's clock: longer than the host's time of any one call measured here.
 SLEEP_CYCLES = 40_000_000
+# Calls per GPU-only median in the benchmark's records (each behind a 20 ms sleep).
+GPU_ONLY_REPS = 5
 
 
 def gpu_only_ms(fn: Callable[[], object], reps: int = 20) -> float:
     """Median ms of ``fn`` on the GPU alone (CUDA): each call queued behind a sleep kernel, so that the host's time
     of the call is hidden. The development tools' measure (``benchmarks/``); the benchmark's ``Timer`` counts the
     host's time, as a caller waiting for the result does."""
+    return _queued_ms(fn, lambda: torch.cuda._sleep(SLEEP_CYCLES), reps)
+
+
+def back_to_back_ms(fn: Callable[[], object], reps: int = 3) -> float:
+    """Median ms of ``fn`` on the GPU when queued right behind another call of it (the GPU never idle)."""
+    return _queued_ms(fn, fn, reps)
+
+
+def _queued_ms(fn: Callable[[], object], before: Callable[[], object], reps: int) -> float:
+    """Median GPU ms of ``fn`` queued, from a synchronised start, behind the GPU work of ``before``."""
     times = []
     for _ in range(reps):
         torch.cuda.synchronize()
-        torch.cuda._sleep(SLEEP_CYCLES)
+        before()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
@@ -91,6 +103,16 @@ def gpu_only_ms(fn: Callable[[], object], reps: int = 20) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+_ALLOCATOR_COUNTS = ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_sync_all_streams")
+
+
+def _allocator_counts(device: torch.device) -> dict:
+    if device.type != "cuda":
+        return {}
+    stats = torch.cuda.memory_stats(device)
+    return {k: stats.get(k, 0) for k in _ALLOCATOR_COUNTS}
 
 
 def gpu_state(device: torch.device) -> dict | None:
@@ -202,8 +224,19 @@ def timed_pass(
     def backward():
         return torch.autograd.grad(out, inputs, grad_out, retain_graph=True)
 
+    allocator_before = _allocator_counts(timer.device)
     bwd_ms = timer(backward)
     record.update(fwd_ms=fwd_ms, bwd_ms=bwd_ms, total_ms=fwd_ms + bwd_ms)
+    if timer.device.type == "cuda":
+        # Beside the timer's figures (which count the host's time before the GPU starts, as a caller waiting on
+        # the result sees it): the GPU's time alone after an idle GPU (each call behind a sleep kernel), the same
+        # right behind another call (no idle: the card's steady clocks under its power cap), and how often the
+        # caching allocator went to the driver while the backward was timed (a cudaMalloc / cudaFree inside a
+        # timed call stalls it; a retry frees the cache, with a device-wide sync).
+        record.update(fwd_gpu_ms=gpu_only_ms(forward, GPU_ONLY_REPS), bwd_gpu_ms=gpu_only_ms(backward, GPU_ONLY_REPS),
+                      bwd_busy_ms=back_to_back_ms(backward),
+                      bwd_allocator={k: v - allocator_before.get(k, 0)
+                                     for k, v in _allocator_counts(timer.device).items()})  # fmt: skip
     state = gpu_state(grad_out.device)
     if state is not None:
         record["gpu_after"] = state

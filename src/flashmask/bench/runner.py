@@ -192,6 +192,14 @@ def measure_ours(mask, inputs: Inputs, timer: Timer, plain: bool = False) -> tup
     return timed_pass(forward, (q, k, v), do, timer, None)
 
 
+def _gpu_alone(record: dict) -> str:
+    if "fwd_gpu_ms" not in record:
+        return ""
+    driver = {k: v for k, v in record.get("bwd_allocator", {}).items() if v}
+    return (f" (GPU alone {record['fwd_gpu_ms']:.2f} / {record['bwd_gpu_ms']:.2f}, backward behind another "
+            f"{record['bwd_busy_ms']:.2f}; allocator calls while timed: {driver or 'none'})")  # fmt: skip
+
+
 def _attach_ratios(peer: dict, ours: dict) -> None:
     for key in ("fwd", "bwd", "total"):
         p, o = peer.get(f"{key}_ms"), ours.get(f"{key}_ms")
@@ -276,7 +284,7 @@ def kernel_case(case, inputs: Inputs, opts: BenchOptions, device, timer: Timer, 
     row["ours"]["mask_arg"] = "none" if plain else "column mask"
     card = ours.get("gpu_after")
     log(
-        f"    ours: fwd {ours['fwd_ms']:.2f} ms, bwd {ours['bwd_ms']:.2f} ms, "
+        f"    ours: fwd {ours['fwd_ms']:.2f} ms, bwd {ours['bwd_ms']:.2f} ms{_gpu_alone(ours)}, "
         f"{ours['total_tflops_exact']:.0f} TFLOPs/s exact"
         + (f" (card after: {card['temperature_c']:.0f} C, {card['sm_clock_mhz']:.0f} MHz)" if card else "")
     )
@@ -301,7 +309,7 @@ def kernel_case(case, inputs: Inputs, opts: BenchOptions, device, timer: Timer, 
                 )
             else:
                 log(
-                    f"    {peer}: fwd {record['fwd_ms']:.2f} ms, bwd {record['bwd_ms']:.2f} ms, "
+                    f"    {peer}: fwd {record['fwd_ms']:.2f} ms, bwd {record['bwd_ms']:.2f} ms{_gpu_alone(record)}, "
                     f"ours {record['speedup_total']:.2f}x faster, max abs err {record['max_abs_err']:.2e}"
                 )
         except Exception as exc:
