@@ -24,20 +24,23 @@ def paper_inputs(batch: int, seqlen: int, head_dim: int, device: torch.device) -
     return Inputs(batch, seqlen, HIDDEN // head_dim, head_dim, torch.bfloat16, device)
 
 
-def kernel_calls(mask: str, inputs: Inputs, plain: bool = False) -> tuple[Callable, Callable]:
+def kernel_calls(mask: str, inputs: Inputs, plain: bool = False, kernels=None) -> tuple[Callable, Callable]:
     """``(forward, backward)`` of our kernels on the benchmark's ``mask``; the backward differentiates one forward
     made here (with its block bounds handed over, as the public call does). ``plain``: no column mask, its
-    ``causal`` flag only (for full and causal, as the benchmark calls them)."""
+    ``causal`` flag only (for full and causal, as the benchmark calls them). ``kernels``: another copy of the
+    ``flashmask.kernels`` package to call (default: this tree's)."""
+    fwd, bwd = (attention_forward, attention_backward) if kernels is None else (
+        kernels.attention_forward, kernels.attention_backward)  # fmt: skip
     q, k, v, do = (x.detach() for x in (inputs.q, inputs.k, inputs.v, inputs.do))
     w = workloads.make(mask, inputs.seqlen, inputs.batch, inputs.device)
     idx, causal = None if plain else w.mask.startend_row_indices, w.mask.causal
     scale = 1 / math.sqrt(inputs.head_dim)
-    out, lse, bounds = attention_forward(q, k, v, idx, causal, scale, keep_bounds=True)
+    out, lse, bounds = fwd(q, k, v, idx, causal, scale, keep_bounds=True)
 
     def forward():
-        return attention_forward(q, k, v, idx, causal, scale)
+        return fwd(q, k, v, idx, causal, scale)
 
     def backward():
-        return attention_backward(do, q, k, v, out, lse, idx, causal, scale, bounds=bounds)
+        return bwd(do, q, k, v, out, lse, idx, causal, scale, bounds=bounds)
 
     return forward, backward

@@ -12,7 +12,10 @@ process, same tensors: if the hot row is slower and the rested one is not, heat 
 ``--after-masks`` the soak is our passes on other masks instead (the process's state late in a long table), then
 the rows once more after ``torch.cuda.empty_cache()``; with ``--after-flex`` then FlexAttention as the benchmark
 measures it (compiled) on the same tensors, and the rows again; with ``--hold-gb`` the rows with more and more
-memory held by other tensors.
+memory held by other tensors. With ``--timers`` each row also times the backward as the benchmark does (its
+``Timer``: an event on each side of one call on an idle GPU, the host's time included) and right behind another
+call (the GPU never idle, clocks steady under the power cap); with ``--public`` those rows are also taken
+through the public call the benchmark times (``flashmask_attention``, then ``torch.autograd.grad``).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 from _kernel_calls import kernel_calls, paper_inputs
 
+from flashmask import flashmask_attention
 from flashmask.bench import workloads
-from flashmask.bench.peers import FlexPeer, Timer, gpu_only_ms, gpu_state
+from flashmask.bench.peers import FlexPeer, Timer, back_to_back_ms, gpu_only_ms, gpu_state
 
 
 def _soak(seconds: float, device) -> None:
@@ -71,6 +75,8 @@ def main() -> None:
         "cumulative, in 1 GiB pieces allocated before the rows are timed again): does where the call's own "
         "buffers land matter?",
     )
+    ap.add_argument("--timers", action="store_true", help="also the backward by the benchmark's timer and back to back")
+    ap.add_argument("--public", action="store_true", help="with --timers: also through flashmask_attention + autograd")
     args = ap.parse_args()
     dev = torch.device("cuda")
     inputs = paper_inputs(args.batch, args.seqlen, args.head_dim, dev)
@@ -78,6 +84,12 @@ def main() -> None:
           f"H={inputs.heads} D={inputs.head_dim} bf16, {args.reps} calls per row, soak {args.soak_s:.0f} s, "
           f"rest {args.rest_s:.0f} s")  # fmt: skip
     calls = {mask: kernel_calls(mask, inputs) for mask in args.masks.split(",")}
+    public = {}
+    if args.public:
+        q, k, v, do = (x.detach().requires_grad_(x is not inputs.do) for x in (inputs.q, inputs.k, inputs.v, inputs.do))
+        for mask in calls:
+            out = flashmask_attention(q, k, v, workloads.make(mask, inputs.seqlen, inputs.batch, dev).mask)
+            public[mask] = lambda out=out: torch.autograd.grad(out, (q, k, v), do, retain_graph=True)
     for fn in (fn for pair in calls.values() for fn in pair):  # compile and warm
         fn()
     torch.cuda.synchronize()
@@ -87,10 +99,19 @@ def main() -> None:
         for mask, (fwd, bwd) in calls.items():
             before = gpu_state(dev)
             fwd_ms, bwd_ms = gpu_only_ms(fwd, args.reps), gpu_only_ms(bwd, args.reps)
+            timed = (Timer(dev)(bwd), back_to_back_ms(bwd)) if args.timers else (None, None)
             after = gpu_state(dev)
-            rows.append((phase, mask, fwd_ms, bwd_ms, before, after))
-            print(f"{phase} {mask}: fwd {fwd_ms:.2f} ms, bwd {bwd_ms:.2f} ms; card before {before}, after {after}",
-                  flush=True)  # fmt: skip
+            rows.append((phase, mask, fwd_ms, bwd_ms, *timed, before, after))
+            extra = f", bwd by the timer {timed[0]:.2f} ms, back to back {timed[1]:.2f} ms" if args.timers else ""
+            print(f"{phase} {mask}: fwd {fwd_ms:.2f} ms, bwd {bwd_ms:.2f} ms{extra}; card before {before}, "
+                  f"after {after}", flush=True)  # fmt: skip
+            if args.public:
+                public_bwd = public[mask]
+                timed = (Timer(dev)(public_bwd), back_to_back_ms(public_bwd))
+                rows.append((phase, f"{mask} (public call)", None, gpu_only_ms(public_bwd, args.reps), *timed,
+                             None, gpu_state(dev)))  # fmt: skip
+                print(f"{phase} {mask} public call: bwd by the timer {timed[0]:.2f} ms, back to back "
+                      f"{timed[1]:.2f} ms", flush=True)  # fmt: skip
 
     measure("cool")
     if args.after_masks:
@@ -131,10 +152,16 @@ def main() -> None:
             return "—"
         return f"{state['temperature_c']:.0f} C {state['sm_clock_mhz']:.0f} MHz {state['power_w']:.0f} W"
 
-    print("\n| phase | mask | fwd ms | bwd ms | card before | card after |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for phase, mask, fwd_ms, bwd_ms, before, after in rows:
-        print(f"| {phase} | {mask} | {fwd_ms:.2f} | {bwd_ms:.2f} | {card(before)} | {card(after)} |")
+    def ms(x) -> str:
+        return "—" if x is None else f"{x:.2f}"
+
+    print("\n| phase | mask | fwd ms | bwd ms | bwd, timer ms | bwd, back to back ms | card before | card after |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for phase, mask, fwd_ms, bwd_ms, timer_ms, busy_ms, before, after in rows:
+        print(
+            f"| {phase} | {mask} | {ms(fwd_ms)} | {bwd_ms:.2f} | {ms(timer_ms)} | {ms(busy_ms)} | {card(before)} "
+            f"| {card(after)} |"
+        )
 
 
 if __name__ == "__main__":
