@@ -322,7 +322,8 @@ def _launch_forward_ws(q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs,
             num_q_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n, num_items)  # fmt: skip
     pointers = (out, lse, mask.tensor, state_acc, state_m, state_l)
     # The lists sit at offsets of one new allocation that its rows and the ints fix.
-    signature = (q.dtype, ints, lists.full_count.numel(), tuple(t.data_ptr() % 16 for t in pointers))
+    signature = (q.dtype, k.dtype, v.dtype, ints, lists.full_count.numel(),
+                 tuple((t.dtype, t.data_ptr() % 16) for t in pointers))  # fmt: skip
     _FWD_WS(
         grid, signature,
         _gluon_descriptor(q, cfg.block_m // 2, element), _gluon_descriptor(k, cfg.block_n, element),
@@ -514,7 +515,8 @@ def _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scal
             lse2.shape[2], num_q_heads, num_kv_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m,
             num_n)  # fmt: skip
     # The lists sit at offsets of one new allocation that its rows and the ints fix.
-    signature = (q.dtype, ints, lists.full_count.numel(), tuple(t.data_ptr() % 16 for t in (dk, dv, mask.tensor)))
+    signature = (q.dtype, k.dtype, v.dtype, dout.dtype, ints, lists.full_count.numel(),
+                 tuple((t.dtype, t.data_ptr() % 16) for t in (dk, dv, mask.tensor)))  # fmt: skip
     _BWD_WS(
         _grid(batch * num_kv_heads, num_n), signature,
         _gluon_descriptor(q, block_m, element), _gluon_descriptor(k, block_n // 2, element),

@@ -519,7 +519,7 @@ def plan(
     ints = (*strides, 1 if indices is None else indices.shape[1], seqlen_q, seqlen_k, num_m, num_n)
     # The lists and fresh bounds sit at offsets of one new allocation that ``rows`` and the ints fix; the mask's
     # and given bounds' alignment are the caller's.
-    signature = (rows, ints, source.data_ptr() % 16, bounds.data_ptr() % 16 if given else None)
+    signature = (rows, ints, source.dtype, source.data_ptr() % 16, bounds.data_ptr() % 16 if given else None)
     _ROW_PLAN(
         (rows,), signature, source, bounds, *lists.per_block(), lists.counter, *ints,
         **row_plan_constexprs(form, given, transposed, block_m, block_n, num_m, num_n), num_warps=ROW_PLAN_WARPS,
