@@ -99,6 +99,24 @@ def test_anything_else_goes_through_the_jit(fake_driver, change) -> None:
     assert len(kernel.jit_calls) == 2 and not kernel.runs
 
 
+def test_each_device_gets_its_own_compiled_kernel(monkeypatch) -> None:
+    # Triton loads a compiled kernel into the context of the device it was first launched on; a process driving
+    # two GPUs (a model split over them) must compile / load it again for the second, not reuse the first's.
+    current = {"device": 0}
+    active = types.SimpleNamespace(get_current_device=lambda: current["device"], get_current_stream=lambda d: 100 + d)
+    monkeypatch.setattr(_host, "driver", types.SimpleNamespace(active=active))
+    kernel = _StandInKernel()
+    cached = _host.CachedKernel(kernel)
+    cached((1,), ("sig",), "a", "b", 7, C=2, D=3)
+    current["device"] = 1
+    cached((1,), ("sig",), "a", "b", 7, C=2, D=3)
+    assert len(kernel.jit_calls) == 2 and not kernel.runs
+    cached((1,), ("sig",), "a", "b", 7, C=2, D=3)
+    current["device"] = 0
+    cached((1,), ("sig",), "a", "b", 7, C=2, D=3)
+    assert len(kernel.jit_calls) == 2 and [run[3] for run in kernel.runs] == [101, 100]
+
+
 def test_launch_hooks_and_leading_constants_bypass_the_cache(fake_driver, monkeypatch) -> None:
     kernel = _StandInKernel(constexpr_first=True)
     cached = _host.CachedKernel(kernel)

@@ -8,9 +8,10 @@ keeps the compiled kernel of each call signature its caller names and calls that
 The contract: equal ``signature`` tuples must mean arguments that Triton specialises alike, i.e. the same integer
 values (Triton specialises an int on being 1, on divisibility by 16 and on its width), the same pointer dtypes
 and 16-byte alignment of every pointer, the same tensor-descriptor types. Keyword arguments (compile-time
-constants and launch options) are added to the key here. With ``FLASHMASK_CHECK_LAUNCH=1`` every reuse is
-checked against Triton's own binding (``benchmarks/gpu_check.py`` runs so); the first call of a signature, and
-every call while a launch hook is set (profilers) or under the interpreter, goes through Triton's JIT as usual.
+constants and launch options) and the current device are added to the key here. With ``FLASHMASK_CHECK_LAUNCH=1``
+every reuse is checked against Triton's own binding (``benchmarks/gpu_check.py`` runs so); the first call of a
+signature on a device, and every call while a launch hook is set (profilers) or under the interpreter, goes
+through Triton's JIT as usual.
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ class CachedKernel:
         if signature is None or not jit or _hooked(knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook):
             self.kernel[grid](*args, **kwargs)
             return
-        key = (signature, tuple(kwargs.items()), knobs.runtime.debug, knobs.compilation.instrumentation_mode)
+        # A compiled kernel is loaded into one device's context (Triton keeps one cache per device): a process that
+        # drives several GPUs must not launch device 0's function on device 1.
+        device = driver.active.get_current_device()
+        key = (device, signature, tuple(kwargs.items()), knobs.runtime.debug, knobs.compilation.instrumentation_mode)
         hit = self._compiled.get(key)
         if hit is None:
             compiled = self.kernel[grid](*args, **kwargs)
@@ -71,8 +75,7 @@ class CachedKernel:
             return
         compiled, tail = hit
         if self._check:
-            self._verify(compiled, args, kwargs)
-        device = driver.active.get_current_device()
+            self._verify(compiled, device, args, kwargs)
         stream = driver.active.get_current_stream(device)
         grid_x, grid_y, grid_z = (*grid, 1, 1)[:3]
         compiled.run(grid_x, grid_y, grid_z, stream, compiled.function, compiled.packed_metadata, None, None, None,
@@ -92,9 +95,9 @@ class CachedKernel:
             tail.append(kwargs[p.name])
         return tuple(tail)
 
-    def _verify(self, compiled, args: tuple, kwargs: dict) -> None:
+    def _verify(self, compiled, device: int, args: tuple, kwargs: dict) -> None:
         """Raise if Triton's own binding of these arguments would pick another compiled kernel."""
-        kernel_cache, key_cache, _, _, binder = self.kernel.device_caches[driver.active.get_current_device()]
+        kernel_cache, key_cache, _, _, binder = self.kernel.device_caches[device]
         options = dict(kwargs, debug=kwargs.get("debug", self.kernel.debug) or knobs.runtime.debug,
                        instrumentation_mode=knobs.compilation.instrumentation_mode)  # fmt: skip
         _, specialization, opts = binder(*args, **options)
