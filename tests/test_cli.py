@@ -273,3 +273,28 @@ def test_gpu_state_reads_nvidia_smi(tmp_path, monkeypatch):
     assert nvidia_smi_state("0") is None
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert nvidia_smi_state("0") is None
+
+
+def test_timer_counts_driver_calls_of_its_timed_runs_only(monkeypatch):
+    """The record's ``bwd_allocator`` is what the caching allocator asked of the driver during the timed runs: the
+    first calls (warm-up, estimate) may allocate, and must not be counted."""
+    from flashmask.bench import peers
+
+    device_allocs = {"num_device_alloc": 0}
+    calls = []
+
+    def fn():
+        calls.append(len(calls))
+        if len(calls) <= 2 or len(calls) == 4:  # the warm-up, the estimate, and the second timed run
+            device_allocs["num_device_alloc"] += 1
+
+    class FakeCudaTimer(peers.Timer):
+        def _time_once(self, f):
+            f()
+            return 50.0  # ms: no extra warm-up, three timed runs
+
+    monkeypatch.setattr(peers, "_allocator_counts", lambda device: dict(device_allocs))
+    timer = FakeCudaTimer(torch.device("cuda"))
+    assert timer(fn) == 50.0
+    assert len(calls) == 5
+    assert timer.last_driver_calls == {"num_device_alloc": 1}

@@ -37,6 +37,9 @@ class Timer:
 
     def __init__(self, device: torch.device, warmup_ms: int = 25, rep_ms: int = 100) -> None:
         self.device, self.warmup_ms, self.rep_ms = device, warmup_ms, rep_ms
+        # The caching allocator's calls to the driver during the last call's timed runs (CUDA): a cudaMalloc or
+        # cudaFree inside a timed run stalls it, one in the warm-up does not count.
+        self.last_driver_calls: dict = {}
 
     def __call__(self, fn: Callable[[], object]) -> float:
         if self.device.type == "cuda":
@@ -45,7 +48,10 @@ class Timer:
             for _ in range(min(10, int(self.warmup_ms / max(estimate, 1e-3)))):
                 fn()
             reps = max(3, min(100, int(self.rep_ms / max(estimate, 1e-3))))
-            return statistics.median(self._time_once(fn) for _ in range(reps))
+            before = _allocator_counts(self.device)
+            median = statistics.median([self._time_once(fn) for _ in range(reps)])
+            self.last_driver_calls = {k: v - before.get(k, 0) for k, v in _allocator_counts(self.device).items()}
+            return median
         fn()
         times = []
         for _ in range(3):
@@ -224,19 +230,17 @@ def timed_pass(
     def backward():
         return torch.autograd.grad(out, inputs, grad_out, retain_graph=True)
 
-    allocator_before = _allocator_counts(timer.device)
     bwd_ms = timer(backward)
+    driver_calls = timer.last_driver_calls
     record.update(fwd_ms=fwd_ms, bwd_ms=bwd_ms, total_ms=fwd_ms + bwd_ms)
     if timer.device.type == "cuda":
         # Beside the timer's figures (which count the host's time before the GPU starts, as a caller waiting on
         # the result sees it): the GPU's time alone after an idle GPU (each call behind a sleep kernel), the same
         # right behind another call (no idle: the card's steady clocks under its power cap), and how often the
-        # caching allocator went to the driver while the backward was timed (a cudaMalloc / cudaFree inside a
+        # caching allocator went to the driver in the backward's timed runs (a cudaMalloc / cudaFree inside a
         # timed call stalls it; a retry frees the cache, with a device-wide sync).
         record.update(fwd_gpu_ms=gpu_only_ms(forward, GPU_ONLY_REPS), bwd_gpu_ms=gpu_only_ms(backward, GPU_ONLY_REPS),
-                      bwd_busy_ms=back_to_back_ms(backward),
-                      bwd_allocator={k: v - allocator_before.get(k, 0)
-                                     for k, v in _allocator_counts(timer.device).items()})  # fmt: skip
+                      bwd_busy_ms=back_to_back_ms(backward), bwd_allocator=driver_calls)  # fmt: skip
     state = gpu_state(grad_out.device)
     if state is not None:
         record["gpu_after"] = state
