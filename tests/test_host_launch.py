@@ -1,16 +1,19 @@
 """``kernels._host``: plain-integer grid helpers and ``CachedKernel``'s bookkeeping, on a stand-in kernel (CI has
 no GPU, and under the interpreter the cache steps aside; on the GPU ``gpu_check.py`` runs with every reuse checked
-against Triton's own binding)."""
+against Triton's own binding); and the Gluon launch path's host side, bound through Triton's binder on CPU."""
 
 from __future__ import annotations
 
 import types
 
 import pytest
+import torch
 import triton
 from hypothesis import given
 from hypothesis import strategies as st
 from triton import knobs
+from triton.backends.nvidia.compiler import CUDABackend
+from triton.runtime.jit import JITFunction, compute_cache_key, create_function_from_signature
 
 from flashmask.kernels import _host
 
@@ -152,3 +155,120 @@ def test_check_mode_raises_when_triton_would_pick_another_kernel(fake_driver, mo
     kernel_cache[key] = other
     with pytest.raises(RuntimeError, match="reused a kernel compiled for other arguments"):
         cached((1,), ("sig",), "a", "b", 7, C=2, D=3)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The Gluon launch path's host side (GPU-only code) on CPU tensors: every cached launch binds its arguments through
+# Triton's own binder for CUDA, and every reuse is checked against it, as ``FLASHMASK_CHECK_LAUNCH=1`` does on the
+# GPU. Catches a launcher whose arguments no longer match its kernel, and a signature that misses something Triton
+# specialises on, without a GPU.
+
+
+class _BindingKernel:
+    """Stands in for a ``triton.jit`` / ``gluon.jit`` kernel: a launch binds its arguments with Triton's binder
+    for the CUDA backend (nothing compiles) and returns one stand-in compiled kernel per specialisation, as
+    Triton's per-device cache would."""
+
+    debug = False
+
+    def __init__(self, kernel) -> None:
+        # Under the interpreter the Triton kernels are ``InterpretedFunction``s: rebuild their JIT parameters.
+        jit = kernel if hasattr(kernel, "params") else JITFunction(kernel.fn)
+        self.params, self.fn = jit.params, jit.fn
+        binder = create_function_from_signature(jit.signature, jit.params, CUDABackend)
+        self.kernel_cache: dict = {}
+        self.device_caches = {0: (self.kernel_cache, {}, None, None, binder)}
+        self.runs: list = []
+        self.jit_launches = 0
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.jit_launches += 1
+            kernel_cache, key_cache, _, _, binder = self.device_caches[0]
+            options = dict(kwargs, debug=False, instrumentation_mode=knobs.compilation.instrumentation_mode)
+            _, specialization, opts = binder(*args, **options)
+            return kernel_cache.setdefault(compute_cache_key(key_cache, specialization, opts), _Compiled(self.runs))
+
+        return launch
+
+
+_CACHED_LAUNCHES = (
+    ("kernels", "_FWD_WS"),
+    ("kernels", "_BWD_WS"),
+    ("kernels", "_BWD_PREPROCESS"),
+    ("tiles", "_ROW_PLAN"),
+)
+
+
+@pytest.fixture
+def gluon_host(monkeypatch):
+    """The hardware probes answer as an H100's; the cached launches bind through ``_BindingKernel``s."""
+    from flashmask import kernels
+    from flashmask.kernels import configs, tiles
+
+    if not configs.gluon_release():
+        pytest.skip("the Gluon kernels are used on Triton 3.6 only")
+    monkeypatch.setenv("FLASHMASK_CHECK_LAUNCH", "1")
+    active = types.SimpleNamespace(get_current_device=lambda: 0, get_current_stream=lambda device: 0)
+    monkeypatch.setattr(_host, "driver", types.SimpleNamespace(active=active))
+    monkeypatch.setattr(kernels, "_tma_ok", lambda *tensors: True)
+    monkeypatch.setattr(configs, "sm_count", lambda device: 132)
+    modules = {"kernels": kernels, "tiles": tiles}
+    stand_ins = {}
+    for module, name in _CACHED_LAUNCHES:
+        stand_ins[name] = _BindingKernel(getattr(modules[module], name).kernel)
+        monkeypatch.setattr(modules[module], name, _host.CachedKernel(stand_ins[name]))
+    return stand_ins
+
+
+def _column_mask(vectors: int, batch: int, heads: int, seqlen_q: int, seqlen_k: int, misaligned: bool):
+    """A mask of ``vectors`` interval vectors (0: none); its values do not matter (nothing runs). ``misaligned``: a
+    view 4 bytes into its storage."""
+    if not vectors:
+        return None
+    storage = torch.randint(0, seqlen_q + 1, (batch * heads * seqlen_k * vectors + 1,), dtype=torch.int32)
+    return storage[int(misaligned) :][: batch * heads * seqlen_k * vectors].view(batch, heads, seqlen_k, vectors)
+
+
+def _fwd_bwd_host(form, batch, seqlen_q, seqlen_k, heads, kv_heads, mask_heads, dtype, misaligned, sweep_keys=None):
+    from flashmask.kernels import Configs, attention_backward, attention_forward, configs
+
+    causal = form[0]
+    q = torch.randn(batch, seqlen_q, heads, 128, dtype=dtype)
+    k, v = (torch.randn(batch, seqlen_k, kv_heads, 128, dtype=dtype) for _ in range(2))
+    indices = _column_mask(form[1], batch, mask_heads, seqlen_q, seqlen_k, misaligned)
+    out, lse, bounds = attention_forward(q, k, v, indices, causal, 0.1, config=configs.WARP_SPECIALIZED_FORWARD,
+                                         sweep_keys=sweep_keys, keep_bounds=True)  # fmt: skip
+    gluon = Configs(configs.WARP_SPECIALIZED_FORWARD, configs.WARP_SPECIALIZED_BACKWARD, configs.K(64, 64, 4, 2, True))
+    attention_backward(torch.randn_like(q), q, k, v, out, lse, indices, causal, 0.1, configs=gluon, bounds=bounds)
+
+
+_FORMS = [(False, 0), (True, 0), (True, 1), (True, 2), (False, 2), (False, 4)]
+
+
+@pytest.mark.parametrize("form", _FORMS, ids=["full", "causal", "lts", "lts-lte", "lts-ute", "four"])
+def test_gluon_launches_bind_to_their_kernels_and_reuse_checks_out(gluon_host, form) -> None:
+    shapes = [
+        # batch, Sq, Sk, Hq, Hkv, Hm, dtype, misaligned mask
+        (1, 256, 256, 2, 1, 1, torch.bfloat16, False),
+        (1, 256, 256, 2, 1, 1, torch.float16, False),  # only the dtype differs
+        (1, 256, 256, 2, 1, 1, torch.float16, True),  # only the mask's alignment differs
+        (2, 200, 330, 4, 2, 2, torch.float16, True),
+        (1, 129, 64, 4, 1, 4, torch.bfloat16, False),
+    ]
+    for shape in shapes:
+        for _ in range(2):  # the second call reuses each launch, checked against the binder
+            _fwd_bwd_host(form, *shape)
+    for name, stand_in in gluon_host.items():
+        launches = 2 * len(shapes) * (2 if name == "_ROW_PLAN" else 1)  # the plan runs in both passes
+        # Each call of a shape seen before reuses its launches (without a mask, the misaligned one is seen).
+        assert stand_in.jit_launches + len(stand_in.runs) == launches, name
+        assert len(stand_in.runs) >= launches // 2, name
+    forward = gluon_host["_FWD_WS"]
+    runs = len(forward.runs)
+    for _ in range(2):  # a forward in key sweeps (one program per item, the state carried between launches)
+        _fwd_bwd_host(form, *shapes[3], sweep_keys=128)
+    assert len(forward.runs) == runs + 3  # three sweeps of 128 keys over 330, the second time reused
+    for name, stand_in in gluon_host.items():
+        # The compiled launcher takes every parameter, constants included, after grid, stream and metadata.
+        assert {len(run) - 9 for run in stand_in.runs} == {len(stand_in.params)}, name
