@@ -1361,8 +1361,17 @@ s15k)
     # A second sample of s15d (the 8K table on the launch cache), for the masks near 1.3x.
     table_8k
     ;;
+s16a)
+    # Session 16 had no device time, and the kind lent since is an H200. The first call there: gpu_check at D=128
+    # with every launch-cache reuse checked against Triton's binding (the cache is keyed by device since s16), then
+    # the 32K table, whose bwd_allocator now counts the timer's timed runs alone. Predicted: 23/23; no driver call
+    # in the light masks' timed backwards; the ratios on this card are new figures, not comparable to the H100's.
+    run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" --out "$OUT/gpu_check_d128.json"
+    table_32k
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s15k)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s16a)" >&2
     exit 2
     ;;
 esac
