@@ -201,7 +201,7 @@ _CACHED_LAUNCHES = (
 
 
 @pytest.fixture
-def gluon_host(monkeypatch):
+def gluon_host(fake_driver, monkeypatch):
     """The hardware probes answer as an H100's; the cached launches bind through ``_BindingKernel``s."""
     from flashmask import kernels
     from flashmask.kernels import configs, tiles
@@ -209,8 +209,6 @@ def gluon_host(monkeypatch):
     if not configs.gluon_release():
         pytest.skip("the Gluon kernels are used on Triton 3.6 only")
     monkeypatch.setenv("FLASHMASK_CHECK_LAUNCH", "1")
-    active = types.SimpleNamespace(get_current_device=lambda: 0, get_current_stream=lambda device: 0)
-    monkeypatch.setattr(_host, "driver", types.SimpleNamespace(active=active))
     monkeypatch.setattr(kernels, "_tma_ok", lambda *tensors: True)
     monkeypatch.setattr(configs, "sm_count", lambda device: 132)
     modules = {"kernels": kernels, "tiles": tiles}
