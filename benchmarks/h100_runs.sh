@@ -1371,13 +1371,20 @@ s16a)
     table_32k
     ;;
 s17a)
-    # Session 17's first call, on the H200 lent since session 16: gpu_check at D=128 with every launch-cache reuse
-    # checked against Triton's binding (the cache is keyed by device since s16), then the 8K table, where three of
-    # the four cases short of 1.3x on the H100 sit. Predicted: 23/23; the memory passes of our backward (~2.4 ms of
-    # sliding_window's 13.8 on the H100) shrink with 4.8 TB/s against 3.35, so the 8K ratios rise by a few percent.
+    # Session 17's first call, on the H200 lent since session 16. gpu_check at D=128 with every launch-cache reuse
+    # checked against Triton's binding (the cache is keyed by device since s16; the Gluon backward's startup
+    # reordered: the first query block read beside the counts, K/V waited for after the lists' and limits' loads).
+    # Then that backward against the committed one (benchmarks/_base, not in git), GPU time in turn at 8K.
+    # Predicted: 23/23, dK/dV bit-identical; sliding_window and causal_document -0.5% to -1.5% (~0.4 us less per
+    # program, ~250 waves of programs), full level. Then where our forward's host time goes on this host, with
+    # Flex's beside it.
     run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
         --only "D=128" --out "$OUT/gpu_check_d128.json"
-    table_8k
+    run ab_startup 150 ab_startup.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
+        --batch 16 --masks sliding_window,causal_document,causal_blockwise,full
+    run host_flex 120 host.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document --flex
+    run host_ops 60 host.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 --masks sliding_window --ops
     ;;
 *)
     echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s17a)" >&2
