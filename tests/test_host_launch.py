@@ -270,3 +270,25 @@ def test_gluon_launches_bind_to_their_kernels_and_reuse_checks_out(gluon_host, f
     for name, stand_in in gluon_host.items():
         # The compiled launcher takes every parameter, constants included, after grid, stream and metadata.
         assert {len(run) - 9 for run in stand_in.runs} == {len(stand_in.params)}, name
+
+
+@pytest.mark.parametrize("cols", [None, 64])
+def test_unchecked_descriptors_equal_the_checked_constructors(cols) -> None:
+    from flashmask import kernels
+    from flashmask.kernels import configs
+
+    if not configs.gluon_release():
+        pytest.skip("the Gluon kernels are used on Triton 3.6 only")
+    from triton.experimental.gluon.language import bfloat16, float32
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    t = torch.empty(2, 200, 4, 128, dtype=torch.bfloat16)[:, :, 1:3]  # strided over heads, as a view can be
+    fast = kernels._gluon_descriptor(t, 64, bfloat16, cols)
+    box = [1, 64, 1, cols or 128]
+    checked = TensorDescriptor(t, list(t.shape), list(t.stride()), box, kernels._shared_layout(tuple(box), bfloat16))
+    assert fast == checked and fast.base is t
+    rows = torch.empty(3, 4, 256, dtype=torch.float32)
+    layout = kernels._shared_layout((64,), float32)
+    assert kernels._descriptor(rows, [3 * 4 * 256], [1], [64], layout) == TensorDescriptor(
+        rows, [3 * 4 * 256], [1], [64], layout
+    )
