@@ -1387,17 +1387,18 @@ s17a)
     run host_ops 60 host.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 --masks sliding_window --ops
     ;;
 s17b)
-    # gpu_check at D=128 with launch checks on the unchecked Gluon descriptors; their host time against the
-    # committed package before them (benchmarks/_base), in turn; then the 8K table on the H200. Predicted: 23/23;
-    # forward timer minus GPU time -20 to -40 us on this host (-10% of the Python path locally).
+    # gpu_check at D=128 with launch checks, on the Gluon descriptors built without their checks; then the 8K table
+    # on the H200. Predicted: 23/23.
     run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
         --only "D=128" --out "$OUT/gpu_check_d128.json"
-    run host_compare 70 host_compare.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
-        --masks sliding_window,causal_document --compare benchmarks/_base
     table_8k
     ;;
 s17c)
-    # The 32K table on the H200 (ten column masks), bwd_allocator counting the timer's timed runs alone.
+    # The unchecked descriptors' host time against the committed package before them (benchmarks/_base), in turn
+    # (predicted: forward timer minus GPU time -20 to -40 us on this host; -10% of the Python path locally); then
+    # the 32K table on the H200 (ten column masks), bwd_allocator counting the timer's timed runs alone.
+    run host_compare 70 host_compare.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document --compare benchmarks/_base
     table_32k
     ;;
 *)
