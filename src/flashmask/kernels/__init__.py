@@ -344,8 +344,9 @@ def _gluon_descriptor(t: torch.Tensor, rows: int, element, cols: int | None = No
 def _descriptor(base: torch.Tensor, shape: list, strides: list, box: list, layout):
     """``GluonDescriptor(base, shape, strides, box, layout)`` without its ``__post_init__`` checks.
 
-    They were 40% of the Gluon forward's Python path (session 16), which the GPU waits on. What they assert holds
-    by construction here: the callers pass ``_tma_ok`` tensors (16-byte aligned base and strides, last dim
+    The GPU waits on the forward's Python path, and the three descriptors built checked were ~40% of it (mostly the
+    checks; ~10% of the path is gone without them, ``benchmarks/NOTES.md`` sessions 16-17). What the checks assert
+    holds by construction here: the callers pass ``_tma_ok`` tensors (16-byte aligned base and strides, last dim
     contiguous) or fresh contiguous buffers, non-empty shapes, and this module's boxes and layouts.
     ``tests/test_host_launch.py`` checks that the result equals the checked constructor's.
     """
