@@ -140,6 +140,11 @@ setup() {
 }
 
 # The kernel tables at D=128 (each implementation timed alone): 8K every mask, 32K the ten column masks.
+# gpu_check's D=128 cases with every launch-cache reuse checked against Triton's own binding.
+gpu_check_d128_launches() {
+    run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" --out "$OUT/gpu_check_d128.json"
+}
 table_8k() {
     run k128_8k 570 k128_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
         --out "$OUT/k128_8k"
@@ -1308,8 +1313,7 @@ s15c)
     # causal limit (causal diagonals): D=128 gpu_check, then backward GPU time against the committed kernel
     # (benchmarks/_base), in turn. Predicted at 8K: sliding_window -2 to -3%, causal_document -1.5 to -2.5%,
     # causal_blockwise and causal -0.5 to -1%, full and global_sliding_window level; dK and dV bit-identical.
-    run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
-        --only "D=128" --out "$OUT/gpu_check_d128.json"
+    gpu_check_d128_launches
     run ab_dead_half 330 ab_dead_half.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,causal_blockwise,causal,global_sliding_window,full
     ;;
@@ -1366,8 +1370,7 @@ s16a)
     # with every launch-cache reuse checked against Triton's binding (the cache is keyed by device since s16), then
     # the 32K table, whose bwd_allocator now counts the timer's timed runs alone. Predicted: 23/23; no driver call
     # in the light masks' timed backwards; the ratios on this card are new figures, not comparable to the H100's.
-    run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
-        --only "D=128" --out "$OUT/gpu_check_d128.json"
+    gpu_check_d128_launches
     table_32k
     ;;
 s17a)
@@ -1378,8 +1381,7 @@ s17a)
     # Predicted: 23/23, dK/dV bit-identical; sliding_window and causal_document -0.5% to -1.5% (~0.4 us less per
     # program, ~250 waves of programs), full level. Then where our forward's host time goes on this host, with
     # Flex's beside it.
-    run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
-        --only "D=128" --out "$OUT/gpu_check_d128.json"
+    gpu_check_d128_launches
     run ab_startup 150 ab_startup.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,causal_blockwise,full
     run host_flex 120 host.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
@@ -1389,8 +1391,7 @@ s17a)
 s17b)
     # gpu_check at D=128 with launch checks, on the Gluon descriptors built without their checks; then the 8K table
     # on the H200. Predicted: 23/23.
-    run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
-        --only "D=128" --out "$OUT/gpu_check_d128.json"
+    gpu_check_d128_launches
     table_8k
     ;;
 s17c)
@@ -1408,8 +1409,7 @@ s18a)
     # Predicted: 23/23, dK/dV bit-identical; epilogue -0.2% to -0.6%, slots -0.5% to -1.5% on sliding_window and
     # causal_document, full level. Ran (results/s18a_*): 23/23, but slots +1.9% on both: reverted, with the
     # epilogue change (noise-level); the kernels' diff is not in the tree (benchmarks/NOTES.md, session 18).
-    run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
-        --only "D=128" --out "$OUT/gpu_check_d128.json"
+    gpu_check_d128_launches
     run ab_all 150 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,causal_blockwise,full
     run ab_slots 150 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base_epi --seqlen 8192 \
@@ -1430,10 +1430,11 @@ s18c)
     # against the committed kernels. Predicted: 23/23; 2 waves against 0: -1% to -3% on sliding_window and
     # causal_document (an HBM round trip of ~1-1.5 us out of ~49 us per program), full level; 1 wave about half
     # of that (its target starts as the prefetch is issued).
-    rm -rf benchmarks/_base && mkdir -p benchmarks/_base && cp -r src/flashmask benchmarks/_base/flashmask_base
-    git apply benchmarks/experiments/s18c_kv_prefetch.patch || exit 1
-    run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
-        --only "D=128" --out "$OUT/gpu_check_d128.json"
+    if [[ -z $DRY ]]; then  # (the tree is changed: on the device's copy only)
+        rm -rf benchmarks/_base && mkdir -p benchmarks/_base && cp -r src/flashmask benchmarks/_base/flashmask_base
+        git apply benchmarks/experiments/s18c_kv_prefetch.patch || exit 1
+    fi
+    gpu_check_d128_launches
     run ab_waves 200 ab.txt python3 benchmarks/ab_setting.py BWD_KV_PREFETCH_WAVES 0,1,2 --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,full
     run ab_base 120 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
@@ -1445,7 +1446,7 @@ s18d)
     # wait, tile loop, epilogue and the switch between programs on each SM, summed as shares of the SMs' time,
     # with the stamps' own cost (backward time with and without them). Expected from s14o / s17: on
     # sliding_window and causal_document the phases outside the tile loop take ~8-10% of the SM time.
-    git apply benchmarks/experiments/probe_bwd_phases.patch || exit 1
+    [[ -n $DRY ]] || git apply benchmarks/experiments/probe_bwd_phases.patch || exit 1
     run probe 300 probe.txt python3 benchmarks/experiments/probe_bwd_phases.py --seqlen 8192 --batch 16 \
         --masks sliding_window,causal_document,causal_blockwise,full
     ;;
