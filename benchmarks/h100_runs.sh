@@ -1450,8 +1450,26 @@ s18d)
     run probe 300 probe.txt python3 benchmarks/experiments/probe_bwd_phases.py --seqlen 8192 --batch 16 \
         --masks sliding_window,causal_document,causal_blockwise,full
     ;;
+s19a)
+    # Prepared in session 19, not run (no device was lent). On the device's copy of the tree: the committed package
+    # copied to benchmarks/_base, then benchmarks/experiments/s19a_dkv_tma_epilogue.patch applied: each consumer
+    # warpgroup of the Gluon backward writes its dK / dV to shared memory it no longer needs (its own V buffer,
+    # its dQ staging buffer) and sends them by two bulk copies, instead of 64 scattered 4-byte global stores per
+    # thread (offline: the same spills as the committed kernel on all six forms, STG 128 -> 4). gpu_check at D=128
+    # with launch checks (odd lengths: the copy engine must drop the rows past Sk), then GPU time in turn at 8K
+    # against the committed kernels. Predicted: 23/23, dK/dV bit-identical; -0.5% to -1.5% on sliding_window and
+    # causal_document (~0.3-0.8 us of ~49 us per program), full level. The sign is not certain: a program now
+    # waits for its bulk copies to read shared memory before it ends.
+    if [[ -z $DRY ]]; then  # (the tree is changed: on the device's copy only)
+        rm -rf benchmarks/_base && mkdir -p benchmarks/_base && cp -r src/flashmask benchmarks/_base/flashmask_base
+        git apply benchmarks/experiments/s19a_dkv_tma_epilogue.patch || exit 1
+    fi
+    gpu_check_d128_launches
+    run ab_base 150 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
+        --batch 16 --masks sliding_window,causal_document,causal_blockwise,full
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s18d)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s19a)" >&2
     exit 2
     ;;
 esac
