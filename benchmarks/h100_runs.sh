@@ -1468,8 +1468,34 @@ s19a)
     run ab_base 150 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,causal_blockwise,full
     ;;
+s19b)
+    # Prepared in session 19, not run: s18c (K/V prefetch) and s19a (dK / dV by bulk copies) together, each
+    # measured against the others in one call. On the device's copy of the tree: three copies of the package as
+    # flashmask_base (the committed one, with s18c alone, with s19a alone; benchmarks/_base*, not in git), then
+    # benchmarks/experiments/s19b_prefetch_and_dkv_tma.patch (both) applied. gpu_check at D=128 with launch checks;
+    # GPU time in turn at 8K: both against the committed kernels, against s18c alone (what s19a adds) and against
+    # s19a alone (what s18c adds); then the prefetch distance (0 and 2 waves) with both. Offline: the spills of s19a
+    # alone (0 / 0 / 0 / 8 / 0 / 28 B). Predicted as s18c and s19a: -1.5% to -4.5% on sliding_window and
+    # causal_document together, full level. Use it in place of s18c and s19a when one call must do.
+    if [[ -z $DRY ]]; then  # (the tree is changed: on the device's copy only)
+        for variant in "" s18c_kv_prefetch s19a_dkv_tma_epilogue; do
+            dir=benchmarks/_base${variant:+_${variant%%_*}}
+            [[ -n $variant ]] && { git apply "benchmarks/experiments/$variant.patch" || exit 1; }
+            rm -rf "$dir" && mkdir -p "$dir" && cp -r src/flashmask "$dir/flashmask_base"
+            [[ -n $variant ]] && { git apply -R "benchmarks/experiments/$variant.patch" || exit 1; }
+        done
+        git apply benchmarks/experiments/s19b_prefetch_and_dkv_tma.patch || exit 1
+    fi
+    gpu_check_d128_launches
+    for base in benchmarks/_base benchmarks/_base_s18c benchmarks/_base_s19a; do
+        run "ab_vs_${base##*/}" 120 ab.txt python3 benchmarks/ab_setting.py --base "$base" --seqlen 8192 \
+            --batch 16 --masks sliding_window,causal_document,full
+    done
+    run ab_waves 120 ab.txt python3 benchmarks/ab_setting.py BWD_KV_PREFETCH_WAVES 0,2 --seqlen 8192 \
+        --batch 16 --masks sliding_window,causal_document
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s19a)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s19b)" >&2
     exit 2
     ;;
 esac
