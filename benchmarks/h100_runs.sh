@@ -1494,8 +1494,27 @@ s19b)
     run ab_waves 120 ab.txt python3 benchmarks/ab_setting.py BWD_KV_PREFETCH_WAVES 0,2 --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document
     ;;
+s19c)
+    # Prepared in session 19, not run. On the device's copy of the tree: the committed package copied to
+    # benchmarks/_base, then benchmarks/experiments/s19c_fused_mask_predicates.patch applied: the Gluon backward's
+    # element mask of partial tiles through the Triton kernels' _fill_hidden_rows (both conditions in one predicate
+    # by inline PTX, one select per element) instead of boolean tiles. Offline (SASS of the tile loop): the
+    # one-vector forms 603 -> 569 instructions (FSEL 64 -> 32); the causal two-vector form (causal_blockwise,
+    # qk_sparse) 884 -> 619 in one warpgroup (242 LOP3 gone: the predicates were packed into bitmasks, as the
+    # Triton kernels' were before session 6); four vectors 686 -> 653, 36 B of spills (24 before). gpu_check at
+    # D=128 with launch checks, then GPU time in turn at 8K against the committed kernels. Predicted: 23/23, dK/dV
+    # bit-identical; -0.5% to -1.5% on sliding_window and causal_document (a fifth of their tiles are partial),
+    # -1% to -4% on causal_blockwise and qk_sparse, full level (no partial tiles).
+    if [[ -z $DRY ]]; then  # (the tree is changed: on the device's copy only)
+        rm -rf benchmarks/_base && mkdir -p benchmarks/_base && cp -r src/flashmask benchmarks/_base/flashmask_base
+        git apply benchmarks/experiments/s19c_fused_mask_predicates.patch || exit 1
+    fi
+    gpu_check_d128_launches
+    run ab_base 240 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
+        --batch 16 --masks sliding_window,causal_document,causal_blockwise,qk_sparse,full
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s19b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s19c)" >&2
     exit 2
     ;;
 esac
