@@ -1496,22 +1496,26 @@ s19b)
     ;;
 s19c)
     # Prepared in session 19, not run. On the device's copy of the tree: the committed package copied to
-    # benchmarks/_base, then benchmarks/experiments/s19c_fused_mask_predicates.patch applied: the Gluon backward's
-    # element mask of partial tiles through the Triton kernels' _fill_hidden_rows (both conditions in one predicate
-    # by inline PTX, one select per element) instead of boolean tiles. Offline (SASS of the tile loop): the
-    # one-vector forms 603 -> 569 instructions (FSEL 64 -> 32); the causal two-vector form (causal_blockwise,
-    # qk_sparse) 884 -> 619 in one warpgroup (242 LOP3 gone: the predicates were packed into bitmasks, as the
-    # Triton kernels' were before session 6); four vectors 686 -> 653, 36 B of spills (24 before). gpu_check at
-    # D=128 with launch checks, then GPU time in turn at 8K against the committed kernels. Predicted: 23/23, dK/dV
-    # bit-identical; -0.5% to -1.5% on sliding_window and causal_document (a fifth of their tiles are partial),
-    # -1% to -4% on causal_blockwise and qk_sparse, full level (no partial tiles).
+    # benchmarks/_base, then benchmarks/experiments/s19c_fused_mask_predicates.patch applied: both Gluon kernels'
+    # element mask of partial tiles through the Triton kernels' inline-PTX helpers (_common: both conditions in one
+    # predicate, one select per element) instead of boolean tiles. Offline (SASS of the tile loops, committed ->
+    # patched): backward one-vector forms 603 -> 569 instructions (FSEL 64 -> 32), causal two-vector form
+    # (causal_blockwise, qk_sparse) 884 -> 619 in one warpgroup (242 LOP3 gone: the predicates were packed into
+    # bitmasks, as the Triton kernels' were before session 6), four vectors 686 -> 653 with 36 B of spills (24
+    # before); forward one vector 956 / 870 -> 827 / 792, two and four vectors ~1030 -> ~965 (FSEL 130 -> 66),
+    # spills unchanged. gpu_check at D=128 with launch checks, then GPU time in turn at 8K against the committed
+    # kernels, backward then forward. Predicted: 23/23, outputs bit-identical (the same test); backward -0.5% to
+    # -1.5% on sliding_window and causal_document (a fifth of their tiles are partial), -1% to -4% on
+    # causal_blockwise and qk_sparse; forward -1% to -3% on the masked ones; full level (no partial tiles).
     if [[ -z $DRY ]]; then  # (the tree is changed: on the device's copy only)
         rm -rf benchmarks/_base && mkdir -p benchmarks/_base && cp -r src/flashmask benchmarks/_base/flashmask_base
         git apply benchmarks/experiments/s19c_fused_mask_predicates.patch || exit 1
     fi
     gpu_check_d128_launches
-    run ab_base 240 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
+    run ab_bwd 200 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,causal_blockwise,qk_sparse,full
+    run ab_fwd 150 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --pass fwd --seqlen 8192 \
+        --batch 16 --masks sliding_window,causal_document,causal_blockwise,global_sliding_window,full
     ;;
 *)
     echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s19c)" >&2
