@@ -154,6 +154,13 @@ table_32k() {
         --masks sliding_window,causal_document,document,share_question,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
         --out "$OUT/k128_32k"
 }
+# base_and_patch NAME: on the device's copy of the tree only (not in a dry run): the committed package copied to
+# benchmarks/_base (as flashmask_base, for ab_setting.py --base), then benchmarks/experiments/NAME.patch applied.
+base_and_patch() {
+    [[ -n $DRY ]] && return 0
+    rm -rf benchmarks/_base && mkdir -p benchmarks/_base && cp -r src/flashmask benchmarks/_base/flashmask_base
+    git apply "benchmarks/experiments/$1.patch" || exit 1
+}
 cleanup() {
     find "$OUT" \( -name '*.png' -o -name 'results.md' -o -name '*.tmp' \) -delete
     echo "$(now) step $STEP done after $((SECONDS - START))s; files:" | tee -a "$STEPS"
@@ -1430,10 +1437,7 @@ s18c)
     # against the committed kernels. Predicted: 23/23; 2 waves against 0: -1% to -3% on sliding_window and
     # causal_document (an HBM round trip of ~1-1.5 us out of ~49 us per program), full level; 1 wave about half
     # of that (its target starts as the prefetch is issued).
-    if [[ -z $DRY ]]; then  # (the tree is changed: on the device's copy only)
-        rm -rf benchmarks/_base && mkdir -p benchmarks/_base && cp -r src/flashmask benchmarks/_base/flashmask_base
-        git apply benchmarks/experiments/s18c_kv_prefetch.patch || exit 1
-    fi
+    base_and_patch s18c_kv_prefetch
     gpu_check_d128_launches
     run ab_waves 200 ab.txt python3 benchmarks/ab_setting.py BWD_KV_PREFETCH_WAVES 0,1,2 --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,full
@@ -1460,10 +1464,7 @@ s19a)
     # against the committed kernels. Predicted: 23/23, dK/dV bit-identical; -0.5% to -1.5% on sliding_window and
     # causal_document (~0.3-0.8 us of ~49 us per program), full level. The sign is not certain: a program now
     # waits for its bulk copies to read shared memory before it ends.
-    if [[ -z $DRY ]]; then  # (the tree is changed: on the device's copy only)
-        rm -rf benchmarks/_base && mkdir -p benchmarks/_base && cp -r src/flashmask benchmarks/_base/flashmask_base
-        git apply benchmarks/experiments/s19a_dkv_tma_epilogue.patch || exit 1
-    fi
+    base_and_patch s19a_dkv_tma_epilogue
     gpu_check_d128_launches
     run ab_base 150 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,causal_blockwise,full
@@ -1507,10 +1508,7 @@ s19c)
     # kernels, backward then forward. Predicted: 23/23, outputs bit-identical (the same test); backward -0.5% to
     # -1.5% on sliding_window and causal_document (a fifth of their tiles are partial), -1% to -4% on
     # causal_blockwise and qk_sparse; forward -1% to -3% on the masked ones; full level (no partial tiles).
-    if [[ -z $DRY ]]; then  # (the tree is changed: on the device's copy only)
-        rm -rf benchmarks/_base && mkdir -p benchmarks/_base && cp -r src/flashmask benchmarks/_base/flashmask_base
-        git apply benchmarks/experiments/s19c_fused_mask_predicates.patch || exit 1
-    fi
+    base_and_patch s19c_fused_mask_predicates
     gpu_check_d128_launches
     run ab_bwd 200 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,causal_blockwise,qk_sparse,full
