@@ -1459,7 +1459,7 @@ s19a)
     # copied to benchmarks/_base, then benchmarks/experiments/s19a_dkv_tma_epilogue.patch applied: each consumer
     # warpgroup of the Gluon backward writes its dK / dV to shared memory it no longer needs (its own V buffer,
     # its dQ staging buffer) and sends them by two bulk copies, instead of 64 scattered 4-byte global stores per
-    # thread (offline: the same spills as the committed kernel on all six forms, STG 128 -> 4). gpu_check at D=128
+    # thread (offline: spills 0/0/0/8/0/28 B on the six forms against 0/0/0/8/4/24; STG 128 -> 4). gpu_check at D=128
     # with launch checks (odd lengths: the copy engine must drop the rows past Sk), then GPU time in turn at 8K
     # against the committed kernels. Predicted: 23/23, dK/dV bit-identical; -0.5% to -1.5% on sliding_window and
     # causal_document (~0.3-0.8 us of ~49 us per program), full level. The sign is not certain: a program now
