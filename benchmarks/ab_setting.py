@@ -4,6 +4,7 @@ forward or backward under each variant, same inputs.
     python benchmarks/ab_setting.py PARTIAL_SHARE 0.05,1.0 --pass fwd --seqlen 32768 --batch 4 \
         --masks qk_sparse,causal_blockwise
     python benchmarks/ab_setting.py --base DIR --masks sliding_window,causal_document   # DIR/flashmask_base
+    python benchmarks/ab_setting.py BWD_SIDE_PROGRAMS 8,16 --set BWD_PIECES=8   # another setting fixed
 
 ``SETTING`` names a constant of ``flashmask.kernels.configs`` (read at each launch); each value is parsed as a
 Python literal. With ``--base`` the variants are the kernels of a copy of the package named ``flashmask_base`` in
@@ -83,10 +84,18 @@ def main() -> None:
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--masks", default="sliding_window")
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="fix another setting of flashmask.kernels.configs for every variant (repeatable)")  # fmt: skip
     args = ap.parse_args()
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if not hasattr(kconfigs, name):
+            raise SystemExit(f"flashmask.kernels.configs has no setting {name}")
+        setattr(kconfigs, name, ast.literal_eval(value))
     label, names, variants = _variants(args)
     inputs = paper_inputs(args.batch, args.seqlen, args.head_dim, torch.device("cuda"))
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; {label} in {names}; "
+          f"{' '.join(args.set) or 'no other setting changed'}; "
           f"{args.which}, B={inputs.batch} S={inputs.seqlen} H={inputs.heads} D={inputs.head_dim}, bf16, "
           f"{args.reps} calls per variant")  # fmt: skip
     rows = []

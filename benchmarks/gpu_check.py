@@ -151,7 +151,7 @@ def _max_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     return (x.float() - ref.float()).abs().max().item() if x.numel() else 0.0
 
 
-def run_case(case: dict) -> dict:
+def run_case(case: dict, backward_pieces: int = 0) -> dict:
     device = torch.device("cuda")
     dtype = getattr(torch, case["dtype"])
     torch.manual_seed(_seed(case))
@@ -194,7 +194,8 @@ def run_case(case: dict) -> dict:
     vectors = 0 if indices is None else indices.shape[-1]
     as_q, as_k = (case["as_len"],) * 2 if case.get("as_len") else (sq, sk)
     defaults = kconfigs.pick(d_pad, q.device, vectors, causal, seqlen_q=as_q, seqlen_k=as_k)
-    atomic_cfgs = defaults._replace(atomic_dq=True, tma_reduce_dq=True)
+    # ``backward_pieces``: the dQ-accumulating backward in that many pieces (``kernels._pieces``; 0: as configured).
+    atomic_cfgs = defaults._replace(atomic_dq=True, tma_reduce_dq=True, backward_pieces=backward_pieces)
     # dQ three ways: fp32 atomics in the dK/dV kernel as bulk (TMA) reduce-adds where the GPU has them, as
     # per-element atomics with every tensor-descriptor path off, and the deterministic dQ pass.
     # "atomic_again" repeats "atomic": the second call of a signature launches the kept compiled kernels directly
@@ -265,12 +266,12 @@ def run_case(case: dict) -> dict:
 
 
 def _worker(args):
-    cases, _gpu_log = args
+    cases, backward_pieces = args
     out = []
     for case in cases:
         t = time.time()
         try:
-            r = run_case(case)
+            r = run_case(case, backward_pieces)
         except Exception as exc:  # report, keep going
             r = dict(case=_describe(case), ok=False, notes=[f"{type(exc).__name__}: {exc}"],
                      trace=traceback.format_exc())  # fmt: skip
@@ -287,6 +288,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default=None)
     parser.add_argument("--only", default=None, help="run only cases whose description contains this text")
+    parser.add_argument("--backward-pieces", type=int, default=0,
+                        help="the dQ-atomic modes' backward in this many pieces (kernels._pieces)")  # fmt: skip
     args = parser.parse_args()
     cases = build_cases(args.quick)
     if args.only:
@@ -296,11 +299,11 @@ def main() -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        chunks = [(cases[i :: args.workers], None) for i in range(args.workers)]
+        chunks = [(cases[i :: args.workers], args.backward_pieces) for i in range(args.workers)]
         with ctx.Pool(args.workers) as pool:
             results = [r for part in pool.map(_worker, chunks) for r in part]
     else:
-        results = _worker((cases, None))
+        results = _worker((cases, args.backward_pieces))
     passed = sum(r["ok"] for r in results)
     meta = dict(
         device=torch.cuda.get_device_name(), torch=torch.__version__,

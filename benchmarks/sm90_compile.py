@@ -102,7 +102,7 @@ def _mask_constexprs(vectors: int, causal: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kernel", choices=["fwd", "fwd-ws", "bwd-ws", "dkdv", "dq", "plan"])
+    parser.add_argument("kernel", choices=["fwd", "fwd-ws", "bwd-ws", "dkdv", "dq", "plan", "prepare", "convert"])
     parser.add_argument("--block", type=int, nargs=2, default=[64, 64], metavar=("M", "N"))
     parser.add_argument("--warps", type=int, default=4)
     parser.add_argument("--stages", type=int, default=2)
@@ -172,7 +172,7 @@ def main() -> None:
             *[GluonDescriptor(flat, [flat.numel()], [1], [bm], row_layout)] * 2,
         ]
         args = [*descs, o, o, mask, *ints, *strides * 2, 0, 0, mask.stride(2), 1, *scalars, S, H, H, 1, H,
-                S // bm, S // bn, 0.1, 0.1]  # fmt: skip
+                S // bm, S // bn, 0.1, 0.1, 0]  # fmt: skip
         flags = dict(**mc, NUM_STAGES=a.stages)
         _compile(backward_hopper.bwd_ws_kernel, args, flags, 4, a.stages, a.sass, backward_hopper.WS_BWD_MAX_REGISTERS)
     elif a.kernel == "plan":
@@ -181,6 +181,16 @@ def main() -> None:
         _compile(tiles._row_plan_kernel, args, tiles.row_plan_constexprs(
             tiles.MaskForm(a.causal, a.vectors > 0, mc["LTE_COL"], mc["UTS_COL"], mc["UTE_COL"]), a.bounds_given,
             a.transposed, bm, bn, num_m, num_n), tiles.ROW_PLAN_WARPS, 1, a.sass)  # fmt: skip
+    elif a.kernel in ("prepare", "convert"):  # the backward's passes in pieces: --block M _ --warps W
+        items = B * H * S // bm
+        if a.kernel == "prepare":
+            args = [o, do, lse, lse, lse, lse, torch.empty(B, S, H, D), *strides * 2, S, S, H, 0, items]
+            _compile(backward.bwd_prepare_kernel, args, dict(HAS_DLSE=True, BLOCK_M=bm, HEAD_DIM=D, HEAD_DIM_PAD=D),
+                     a.warps, 1, a.sass)  # fmt: skip
+        else:
+            args = [torch.empty(B, S, H, D), q, *strides, S, H, 0, items]
+            _compile(backward.dq_convert_kernel, args, dict(BLOCK_M=bm, HEAD_DIM=D, HEAD_DIM_PAD=D), a.warps, 1,
+                     a.sass)  # fmt: skip
     elif a.kernel == "fwd":
         args = [q, desc(k, bn), desc(v, bn), o, lse, mask, *ints, ints[0], lse, lse, lse, 0, 0, *strides * 4, 0, 0,
                 mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn, 0.1]  # fmt: skip
@@ -196,7 +206,7 @@ def main() -> None:
         dq_arg = dq_arg if a.tma_reduce else dq_acc
         args = [desc(q, bm), k, v, desc(do, bm), dq_arg, o, o, lse, lse, mask, *ints,
                 *strides * 4, *dq_acc.stride()[:3], *strides * 2, 0, 0, mask.stride(2), 1,
-                *scalars, H, H, 1, H, S // bm, S // bn, 0.1, 0.1]  # fmt: skip
+                *scalars, H, H, 1, H, S // bm, S // bn, 0.1, 0.1, 0]  # fmt: skip
         flags = dict(ATOMIC_DQ=a.atomic_dq or a.tma_reduce, DQ_TMA=a.tma_reduce)
         _compile(backward.bwd_dkdv_kernel, args, {**flags, **mc, **common_tail}, a.warps, a.stages, a.sass)
 

@@ -94,10 +94,10 @@ def test_backward_routing(monkeypatch, deterministic, causal, vectors):
     class GluonLaunched(Exception):
         pass
 
-    def launch(*args, **kwargs):
+    def launcher(*args, **kwargs):
         raise GluonLaunched
 
-    monkeypatch.setattr(kernels, "_launch_backward_ws", launch)
+    monkeypatch.setattr(kernels, "_backward_ws_launcher", launcher)
     q, k, v, do, indices = _inputs(causal, vectors)
     small = KernelConfig(32, 16, 4, 1)
     cfgs = Configs(small, configs.WARP_SPECIALIZED_BACKWARD, small)

@@ -196,8 +196,12 @@ _CACHED_LAUNCHES = (
     ("kernels", "_FWD_WS"),
     ("kernels", "_BWD_WS"),
     ("kernels", "_BWD_PREPROCESS"),
+    ("kernels", "_BWD_PREPARE"),
+    ("kernels", "_DQ_CONVERT"),
     ("tiles", "_ROW_PLAN"),
 )
+# The launches of a backward in one piece (the others run only in pieces).
+_WHOLE_CALL_LAUNCHES = ("_FWD_WS", "_BWD_WS", "_BWD_PREPROCESS", "_ROW_PLAN")
 
 
 @pytest.fixture
@@ -228,7 +232,8 @@ def _column_mask(vectors: int, batch: int, heads: int, seqlen_q: int, seqlen_k: 
     return storage[int(misaligned) :][: batch * heads * seqlen_k * vectors].view(batch, heads, seqlen_k, vectors)
 
 
-def _fwd_bwd_host(form, batch, seqlen_q, seqlen_k, heads, kv_heads, mask_heads, dtype, misaligned, sweep_keys=None):
+def _fwd_bwd_host(form, batch, seqlen_q, seqlen_k, heads, kv_heads, mask_heads, dtype, misaligned, sweep_keys=None,
+                  backward_pieces=0):  # fmt: skip
     from flashmask.kernels import Configs, attention_backward, attention_forward, configs
 
     causal = form[0]
@@ -237,7 +242,8 @@ def _fwd_bwd_host(form, batch, seqlen_q, seqlen_k, heads, kv_heads, mask_heads, 
     indices = _column_mask(form[1], batch, mask_heads, seqlen_q, seqlen_k, misaligned)
     out, lse, bounds = attention_forward(q, k, v, indices, causal, 0.1, config=configs.WARP_SPECIALIZED_FORWARD,
                                          sweep_keys=sweep_keys, keep_bounds=True)  # fmt: skip
-    gluon = Configs(configs.WARP_SPECIALIZED_FORWARD, configs.WARP_SPECIALIZED_BACKWARD, configs.K(64, 64, 4, 2, True))
+    gluon = Configs(configs.WARP_SPECIALIZED_FORWARD, configs.WARP_SPECIALIZED_BACKWARD, configs.K(64, 64, 4, 2, True),
+                    backward_pieces=backward_pieces)  # fmt: skip
     attention_backward(torch.randn_like(q), q, k, v, out, lse, indices, causal, 0.1, configs=gluon, bounds=bounds)
 
 
@@ -257,7 +263,8 @@ def test_gluon_launches_bind_to_their_kernels_and_reuse_checks_out(gluon_host, f
     for shape in shapes:
         for _ in range(2):  # the second call reuses each launch, checked against the binder
             _fwd_bwd_host(form, *shape)
-    for name, stand_in in gluon_host.items():
+    for name in _WHOLE_CALL_LAUNCHES:
+        stand_in = gluon_host[name]
         launches = 2 * len(shapes) * (2 if name == "_ROW_PLAN" else 1)  # the plan runs in both passes
         # Each call of a shape seen before reuses its launches (without a mask, the misaligned one is seen).
         assert stand_in.jit_launches + len(stand_in.runs) == launches, name
@@ -267,9 +274,23 @@ def test_gluon_launches_bind_to_their_kernels_and_reuse_checks_out(gluon_host, f
     for _ in range(2):  # a forward in key sweeps (one program per item, the state carried between launches)
         _fwd_bwd_host(form, *shapes[3], sweep_keys=128)
     assert len(forward.runs) == runs + 3  # three sweeps of 128 keys over 330, the second time reused
-    for name, stand_in in gluon_host.items():
+    for name in _WHOLE_CALL_LAUNCHES:
         # The compiled launcher takes every parameter, constants included, after grid, stream and metadata.
+        assert {len(run) - 9 for run in gluon_host[name].runs} == {len(gluon_host[name].params)}, name
+
+
+@pytest.mark.parametrize("form", _FORMS, ids=["full", "causal", "lts", "lts-lte", "lts-ute", "four"])
+def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form) -> None:
+    """The backward in 3 pieces of its 4 (batch x key/value head) rows: each piece's main kernel, prepare and
+    convert passes (whole grid or side grid) get their own launch signature, bound once and then reused."""
+    shape = (2, 200, 330, 4, 2, 2, torch.float16, True)
+    for _ in range(2):
+        _fwd_bwd_host(form, *shape, backward_pieces=3)
+    for name in ("_BWD_WS", "_BWD_PREPARE", "_DQ_CONVERT"):
+        stand_in = gluon_host[name]
+        assert stand_in.jit_launches == 3 and len(stand_in.runs) == 3, name
         assert {len(run) - 9 for run in stand_in.runs} == {len(stand_in.params)}, name
+    assert not gluon_host["_BWD_PREPROCESS"].runs and not gluon_host["_BWD_PREPROCESS"].jit_launches
 
 
 @pytest.mark.parametrize("cols", [None, 64])

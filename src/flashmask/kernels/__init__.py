@@ -20,7 +20,8 @@ from triton.runtime.errors import OutOfResources
 
 from . import configs as _configs
 from ._host import CachedKernel, cdiv, next_power_of_2
-from .backward import bwd_dkdv_kernel, bwd_dq_kernel, bwd_preprocess_kernel
+from ._pieces import piece_ranges, run_in_pieces, runner_for
+from .backward import bwd_dkdv_kernel, bwd_dq_kernel, bwd_prepare_kernel, bwd_preprocess_kernel, dq_convert_kernel
 from .configs import Configs, KernelConfig
 from .forward import fwd_kernel
 from .tiles import KeyBlockBounds, MaskForm, TileLists, mask_form, plan
@@ -43,6 +44,8 @@ if _configs.gluon_release():
 __all__ = ["Configs", "KernelConfig", "KeyBlockBounds", "attention_backward", "attention_forward"]
 
 _BWD_PREPROCESS = CachedKernel(bwd_preprocess_kernel)
+_BWD_PREPARE = CachedKernel(bwd_prepare_kernel)
+_DQ_CONVERT = CachedKernel(dq_convert_kernel)
 _MAX_GRID_Y = 65535
 _LOG2E = math.log2(math.e)
 
@@ -404,6 +407,12 @@ def attention_backward(
     warp_specialized = cfg.warp_specialized and not deterministic and _backward_ws_ok(q, k, v, dout, use_tma)
     if not warp_specialized:
         cfg = _configs.triton_dkdv(cfg)
+    atomic_dq = not warp_specialized and cfgs.atomic_dq and not deterministic
+    if warp_specialized or atomic_dq:
+        pieces = _backward_pieces(cfgs, q, batch * num_kv_heads, cdiv(seqlen_k, cfg.block_n))
+        if pieces > 1:
+            return _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale, indices, causal, cfg, cfgs,
+                                       grads, use_tma, bounds, warp_specialized, pieces)  # fmt: skip
     # Queued first, with the preprocess: ~1.4 ms of GPU work at 128K tokens x 32 heads, under which the host
     # allocates the gradients and builds the tile lists and descriptors instead of the GPU waiting for them.
     dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if warp_specialized else None
@@ -425,44 +434,15 @@ def attention_backward(
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     q_per_kv = num_q_heads // num_kv_heads
     if warp_specialized:
-        _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)
+        _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)(
+            0, batch * num_kv_heads
+        )
         return (dq_acc.to(q.dtype) if dq_buf is None else dq_buf.copy_(dq_acc)), dk, dv
 
-    _, lists = _lists(mask, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=True, reuse=bounds)
-    num_m, num_n = cdiv(seqlen_q, cfg.block_m), cdiv(seqlen_k, cfg.block_n)
     # dQ either by fp32 atomics inside the dK/dV kernel, or by its own pass (no atomics, bit-identical).
-    atomic_dq = cfgs.atomic_dq and not deterministic
     dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if atomic_dq else delta
-    dq_strides = (dq_acc.stride(0), dq_acc.stride(1), dq_acc.stride(2)) if atomic_dq else (0, 0, 0)
-    tma = (cfg.tma and _tma_ok(q, dout)) if use_tma is None else use_tma
-    q_arg, do_arg = _descriptors(tma, cfg.block_m, d_pad, q, dout)
-    # With ``tma_reduce_dq`` each tile's dQ goes out as one bulk reduce-add (Hopper) instead of per-element
-    # atomics; ``use_tma`` forces it on or off (the interpreter has no bulk reduce: off there).
-    want_reduce = cfgs.tma_reduce_dq if use_tma is None else use_tma
-    dq_tma = atomic_dq and want_reduce and _tma_ok(dq_acc)
-    (dq_arg,) = _descriptors(dq_tma, cfg.block_m, d_pad, dq_acc)
-    _launch(
-        bwd_dkdv_kernel,
-        _grid(batch * num_kv_heads, num_n),
-        (
-            q_arg, k, v, do_arg, dq_arg, dk, dv, lse2, delta, mask.tensor, *lists.per_block(),
-            q.stride(0), q.stride(1), q.stride(2),
-            k.stride(0), k.stride(1), k.stride(2),
-            v.stride(0), v.stride(1), v.stride(2),
-            dout.stride(0), dout.stride(1), dout.stride(2),
-            *dq_strides,
-            dk.stride(0), dk.stride(1), dk.stride(2),
-            dv.stride(0), dv.stride(1), dv.stride(2),
-            *mask.strides, mask.list_stride_b,
-            seqlen_q, seqlen_k, num_q_heads, num_kv_heads, q_per_kv, mask.q_per_mask, num_m, num_n,
-            softmax_scale * _LOG2E, softmax_scale,
-        ),
-        dict(
-            ATOMIC_DQ=atomic_dq, DQ_TMA=dq_tma, **mask.constexprs(),
-            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
-        ),
-        cfg,
-    )  # fmt: skip
+    _dkdv_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, cfgs, use_tma, atomic_dq,
+                   bounds)(0, batch * num_kv_heads)  # fmt: skip
     if atomic_dq:
         if dq_buf is None:
             return dq_acc.to(q.dtype), dk, dv
@@ -497,6 +477,124 @@ def attention_backward(
     return dq, dk, dv
 
 
+def _dkdv_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs,
+                   cfg: KernelConfig, cfgs: Configs, use_tma: bool | None, atomic_dq: bool,
+                   bounds: KeyBlockBounds | None):  # fmt: skip
+    """The Triton dK/dV kernel's tile lists and arguments, and a function ``(first, end)`` that launches it over
+    (batch x key/value head) rows ``[first, end)``: dK and dV, and with ``atomic_dq`` dQ added into ``dq_acc``."""
+    _, seqlen_q, num_q_heads, head_dim = q.shape
+    seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
+    d_pad = _head_dim_pad(head_dim)
+    _, lists = _lists(mask, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=True, reuse=bounds)
+    num_m, num_n = cdiv(seqlen_q, cfg.block_m), cdiv(seqlen_k, cfg.block_n)
+    dq_strides = (dq_acc.stride(0), dq_acc.stride(1), dq_acc.stride(2)) if atomic_dq else (0, 0, 0)
+    tma = (cfg.tma and _tma_ok(q, dout)) if use_tma is None else use_tma
+    q_arg, do_arg = _descriptors(tma, cfg.block_m, d_pad, q, dout)
+    # With ``tma_reduce_dq`` each tile's dQ goes out as one bulk reduce-add (Hopper) instead of per-element
+    # atomics; ``use_tma`` forces it on or off (the interpreter has no bulk reduce: off there).
+    want_reduce = cfgs.tma_reduce_dq if use_tma is None else use_tma
+    dq_tma = atomic_dq and want_reduce and _tma_ok(dq_acc)
+    (dq_arg,) = _descriptors(dq_tma, cfg.block_m, d_pad, dq_acc)
+    args = (
+        q_arg, k, v, do_arg, dq_arg, dk, dv, lse2, delta, mask.tensor, *lists.per_block(),
+        q.stride(0), q.stride(1), q.stride(2),
+        k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2),
+        dout.stride(0), dout.stride(1), dout.stride(2),
+        *dq_strides,
+        dk.stride(0), dk.stride(1), dk.stride(2),
+        dv.stride(0), dv.stride(1), dv.stride(2),
+        *mask.strides, mask.list_stride_b,
+        seqlen_q, seqlen_k, num_q_heads, num_kv_heads, num_q_heads // num_kv_heads, mask.q_per_mask, num_m, num_n,
+        softmax_scale * _LOG2E, softmax_scale,
+    )  # fmt: skip
+    constexprs = dict(
+        ATOMIC_DQ=atomic_dq, DQ_TMA=dq_tma, **mask.constexprs(),
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, USE_TMA=tma,
+    )  # fmt: skip
+
+    def launch(first: int, end: int) -> None:
+        _launch(bwd_dkdv_kernel, _grid(end - first, num_n), (*args, first), constexprs, cfg)
+
+    return launch
+
+
+_BWD_PIECE_MIN_WAVES = 4  # a piece's main kernel runs at least this many waves of programs (else fewer pieces)
+
+
+def _backward_pieces(cfgs: Configs, q: torch.Tensor, rows: int, programs_per_row: int) -> int:
+    """Pieces of (batch x key/value head) rows to run the dQ-accumulating backward in (``_pieces``): the configs'
+    ``backward_pieces``, else ``configs.BWD_PIECES`` on CUDA, at most as many as keep each piece's main kernel
+    ``_BWD_PIECE_MIN_WAVES`` waves long; 1 runs it whole."""
+    if cfgs.backward_pieces:
+        return min(cfgs.backward_pieces, rows)
+    if not q.is_cuda or _configs.BWD_PIECES <= 1:
+        return 1
+    waves = rows * programs_per_row // (_BWD_PIECE_MIN_WAVES * _configs.sm_count(q.device))
+    return max(1, min(_configs.BWD_PIECES, rows, waves))
+
+
+def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, indices, causal: bool,
+                        cfg: KernelConfig, cfgs: Configs, grads, use_tma, bounds, warp_specialized: bool,
+                        pieces: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``attention_backward`` for the dQ-accumulating kernels in ``pieces`` launches, each piece's memory passes
+    beside the other pieces' main kernels (``_pieces.run_in_pieces``)."""
+    batch, seqlen_q, num_q_heads, head_dim = q.shape
+    num_kv_heads = k.shape[2]
+    q_per_kv = num_q_heads // num_kv_heads
+    d_pad = _head_dim_pad(head_dim)
+    # Zeroed piece by piece by the prepare passes (they are the only writers before the main kernels).
+    dq_acc = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+    row_stride = cdiv(seqlen_q, WS_BWD_BLOCK_M) * WS_BWD_BLOCK_M if warp_specialized else seqlen_q
+    delta, lse2 = torch.empty(2, batch, num_q_heads, row_stride, dtype=torch.float32, device=q.device)
+    dq_buf, dk, dv = grads if grads is not None else (None, _empty(k), _empty(v))
+    dq = _empty(q) if dq_buf is None else dq_buf
+    mask = _MaskArgs(indices, causal, num_q_heads, lse)
+
+    def setup():
+        """The main kernel's tile lists (on the current stream) and launcher."""
+        if warp_specialized:
+            return _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)
+        return _dkdv_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, cfgs, use_tma,
+                              True, bounds)  # fmt: skip
+
+    dlse_arg = lse if dlse is None else dlse.contiguous()
+    prepare_ints = (*out.stride()[:3], *dout.stride()[:3], seqlen_q, row_stride, num_q_heads)
+    prepare_align = tuple(t.data_ptr() % 16 for t in (out, dout, lse, dlse_arg))
+    convert_ints = (*dq.stride()[:3], seqlen_q, num_q_heads)
+
+    def passes(side: bool) -> tuple[int | None, int, int]:
+        """(programs, rows per block, warps) of a pass: one program per block on the whole grid, or a few."""
+        if side:
+            return _configs.BWD_SIDE_PROGRAMS, _configs.BWD_SIDE_BLOCK_M, _configs.BWD_SIDE_WARPS
+        return None, 64, 4
+
+    def prepare(first: int, end: int, side: bool) -> None:
+        programs, block_m, warps = passes(side)
+        items = (end - first) * q_per_kv * cdiv(row_stride, block_m)
+        ints = (*prepare_ints, first * q_per_kv, items)
+        # ``lse2`` sits after ``delta`` and ``dq_acc`` is fresh: their offsets are fixed by ``batch`` and the ints.
+        _BWD_PREPARE(
+            (min(programs or items, items),), (out.dtype, dout.dtype, lse.dtype, dlse_arg.dtype, batch, ints,
+                                               prepare_align, block_m, warps),
+            out, dout, lse, dlse_arg, delta, lse2, dq_acc, *ints,
+            HAS_DLSE=dlse is not None, BLOCK_M=block_m, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, num_warps=warps,
+        )  # fmt: skip
+
+    def convert(first: int, end: int, side: bool) -> None:
+        programs, block_m, warps = passes(side)
+        items = (end - first) * q_per_kv * cdiv(seqlen_q, block_m)
+        ints = (*convert_ints, first * q_per_kv, items)
+        _DQ_CONVERT(
+            (min(programs or items, items),), (dq.dtype, dq.data_ptr() % 16, batch, ints, block_m, warps),
+            dq_acc, dq, *ints, BLOCK_M=block_m, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, num_warps=warps,
+        )  # fmt: skip
+
+    run_in_pieces(runner_for(q.device), piece_ranges(batch * num_kv_heads, pieces), prepare, setup, convert,
+                  alternate=_configs.BWD_PIECES_ALTERNATE)  # fmt: skip
+    return dq, dk, dv
+
+
 def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
     """Whether the Gluon backward can take this call: Hopper, D=128, 16-bit, TMA-aligned (every mask form), and LSE
     rows (padded to whole query tiles) addressable by the 32-bit coordinates of its 1-D bulk copies."""
@@ -512,9 +610,11 @@ def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
     )
 
 
-def _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs,
-                        cfg: KernelConfig, bounds: KeyBlockBounds | None) -> None:  # fmt: skip
-    """dK and dV into ``dk`` / ``dv``, dQ added into ``dq_acc`` (fp32, zeroed: the kernel's reduce-add target)."""
+def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs,
+                          cfg: KernelConfig, bounds: KeyBlockBounds | None):  # fmt: skip
+    """The Gluon backward's tile lists and arguments, and a function ``(first, end)`` that launches it over (batch x
+    key/value head) rows ``[first, end)``: dK and dV into ``dk`` / ``dv``, dQ added into ``dq_acc`` (fp32,
+    zeroed: the kernel's reduce-add target)."""
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     block_m, block_n = WS_BWD_BLOCK_M, WS_BWD_BLOCK_N
@@ -531,11 +631,16 @@ def _launch_backward_ws(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scal
     # The lists sit at offsets of one new allocation that its rows and the ints fix.
     signature = (q.dtype, k.dtype, v.dtype, dout.dtype, ints, lists.full_count.numel(),
                  tuple((t.dtype, t.data_ptr() % 16) for t in (dk, dv, mask.tensor)))  # fmt: skip
-    _BWD_WS(
-        _grid(batch * num_kv_heads, num_n), signature,
+    args = (
         _gluon_descriptor(q, block_m, element), _gluon_descriptor(k, block_n // 2, element),
         _gluon_descriptor(v, block_n // 2, element), _gluon_descriptor(dout, block_m, element),
         _gluon_descriptor(dq_acc, block_m, gl.float32, head_dim // 2), lse_desc, delta_desc,
         dk, dv, mask.tensor, *lists.per_block(), *ints, softmax_scale * _LOG2E, softmax_scale,
-        **mask.constexprs(), NUM_STAGES=cfg.num_stages, num_warps=cfg.num_warps, maxnreg=WS_BWD_MAX_REGISTERS,
     )  # fmt: skip
+    options = dict(**mask.constexprs(), NUM_STAGES=cfg.num_stages, num_warps=cfg.num_warps,
+                   maxnreg=WS_BWD_MAX_REGISTERS)  # fmt: skip
+
+    def launch(first: int, end: int) -> None:
+        _BWD_WS(_grid(end - first, num_n), (*signature, first), *args, first, **options)
+
+    return launch

@@ -26,6 +26,28 @@ from .forward import LOG2E
 
 
 @triton.jit
+def _delta_and_lse2(Out, DOut, Lse, DLse, Delta, Lse2, pid_bh, b, h, rows, offs_d, stride_ob, stride_os, stride_oh,
+                    stride_db, stride_ds, stride_dh, seqlen_q, row_stride, HAS_DLSE: tl.constexpr,
+                    HEAD_DIM: tl.constexpr):  # fmt: skip
+    """``Delta`` and ``Lse2`` of query ``rows`` of row ``pid_bh`` (= ``b * Hq + h``); ``b`` int64."""
+    row_ok = rows < seqlen_q
+    mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
+    o = tl.load(Out + b * stride_ob + h * stride_oh + rows[:, None].to(tl.int64) * stride_os + offs_d[None, :],
+                mask=mask, other=0.0)  # fmt: skip
+    do = tl.load(DOut + b * stride_db + h * stride_dh + rows[:, None].to(tl.int64) * stride_ds + offs_d[None, :],
+                 mask=mask, other=0.0)  # fmt: skip
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    in_offs = pid_bh.to(tl.int64) * seqlen_q + rows
+    if HAS_DLSE:
+        delta -= tl.load(DLse + in_offs, mask=row_ok, other=0.0)
+    lse = tl.load(Lse + in_offs, mask=row_ok, other=float("-inf"))
+    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * LOG2E)
+    out_offs = pid_bh.to(tl.int64) * row_stride + rows
+    tl.store(Delta + out_offs, delta, mask=rows < row_stride)
+    tl.store(Lse2 + out_offs, lse2, mask=rows < row_stride)
+
+
+@triton.jit
 def bwd_preprocess_kernel(
     Out,
     DOut,
@@ -52,22 +74,83 @@ def bwd_preprocess_kernel(
     b = (pid_bh // num_q_heads).to(tl.int64)
     h = pid_bh % num_q_heads
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    _delta_and_lse2(Out, DOut, Lse, DLse, Delta, Lse2, pid_bh, b, h, rows, tl.arange(0, HEAD_DIM_PAD), stride_ob,
+                    stride_os, stride_oh, stride_db, stride_ds, stride_dh, seqlen_q, row_stride, HAS_DLSE,
+                    HEAD_DIM)  # fmt: skip
+
+
+@triton.jit
+def bwd_prepare_kernel(
+    Out,
+    DOut,
+    Lse,
+    DLse,
+    Delta,
+    Lse2,
+    DQAcc,
+    stride_ob,
+    stride_os,
+    stride_oh,
+    stride_db,
+    stride_ds,
+    stride_dh,
+    seqlen_q,
+    row_stride,
+    num_q_heads,
+    first_row,
+    num_items,
+    HAS_DLSE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    """``bwd_preprocess_kernel`` and the zeroing of ``DQAcc`` (fp32, contiguous ``[B, Sq, Hq, HEAD_DIM]``) for the
+    (batch x query head) rows ``first_row ..``: ``num_items`` blocks of ``BLOCK_M`` query rows, taken in turn by
+    however many programs the grid has (one each, or a few that each stream many)."""
+    blocks_per_row = tl.cdiv(row_stride, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM_PAD)
-    row_ok = rows < seqlen_q
-    mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
-    o = tl.load(Out + b * stride_ob + h * stride_oh + rows[:, None].to(tl.int64) * stride_os + offs_d[None, :],
-                mask=mask, other=0.0)  # fmt: skip
-    do = tl.load(DOut + b * stride_db + h * stride_dh + rows[:, None].to(tl.int64) * stride_ds + offs_d[None, :],
-                 mask=mask, other=0.0)  # fmt: skip
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-    in_offs = pid_bh.to(tl.int64) * seqlen_q + rows
-    if HAS_DLSE:
-        delta -= tl.load(DLse + in_offs, mask=row_ok, other=0.0)
-    lse = tl.load(Lse + in_offs, mask=row_ok, other=float("-inf"))
-    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * LOG2E)
-    out_offs = pid_bh.to(tl.int64) * row_stride + rows
-    tl.store(Delta + out_offs, delta, mask=rows < row_stride)
-    tl.store(Lse2 + out_offs, lse2, mask=rows < row_stride)
+    for item in range(tl.program_id(0), num_items, tl.num_programs(0)):
+        pid_bh = first_row + item // blocks_per_row
+        b = (pid_bh // num_q_heads).to(tl.int64)
+        h = pid_bh % num_q_heads
+        rows = (item % blocks_per_row) * BLOCK_M + tl.arange(0, BLOCK_M)
+        _delta_and_lse2(Out, DOut, Lse, DLse, Delta, Lse2, pid_bh, b, h, rows, offs_d, stride_ob, stride_os,
+                        stride_oh, stride_db, stride_ds, stride_dh, seqlen_q, row_stride, HAS_DLSE,
+                        HEAD_DIM)  # fmt: skip
+        acc_offs = ((b * seqlen_q + rows[:, None]) * num_q_heads + h) * HEAD_DIM + offs_d[None, :]
+        zero_ok = (rows < seqlen_q)[:, None] & (offs_d[None, :] < HEAD_DIM)
+        tl.store(DQAcc + acc_offs, tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32), mask=zero_ok)
+
+
+@triton.jit
+def dq_convert_kernel(
+    DQAcc,
+    DQ,
+    stride_qb,
+    stride_qs,
+    stride_qh,
+    seqlen_q,
+    num_q_heads,
+    first_row,
+    num_items,
+    BLOCK_M: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+):
+    """``DQ`` (any strides, its own dtype) from ``DQAcc`` (fp32, contiguous ``[B, Sq, Hq, HEAD_DIM]``) for the
+    (batch x query head) rows ``first_row ..``: ``num_items`` blocks of ``BLOCK_M`` query rows, taken in turn by
+    however many programs the grid has."""
+    blocks_per_row = tl.cdiv(seqlen_q, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM_PAD)
+    for item in range(tl.program_id(0), num_items, tl.num_programs(0)):
+        pid_bh = first_row + item // blocks_per_row
+        b = (pid_bh // num_q_heads).to(tl.int64)
+        h = pid_bh % num_q_heads
+        rows = ((item % blocks_per_row) * BLOCK_M + tl.arange(0, BLOCK_M))[:, None]
+        ok = (rows < seqlen_q) & (offs_d[None, :] < HEAD_DIM)
+        acc = tl.load(DQAcc + ((b * seqlen_q + rows) * num_q_heads + h) * HEAD_DIM + offs_d[None, :], mask=ok)
+        dq_ptrs = DQ + b * stride_qb + h * stride_qh + rows.to(tl.int64) * stride_qs + offs_d[None, :]
+        tl.store(dq_ptrs, acc.to(DQ.dtype.element_ty), mask=ok)
 
 
 @triton.jit
@@ -201,6 +284,7 @@ def bwd_dkdv_kernel(
     num_n_blocks,
     qk_scale,
     sm_scale,
+    bh_offset,
     ATOMIC_DQ: tl.constexpr,
     DQ_TMA: tl.constexpr,
     CAUSAL: tl.constexpr,
@@ -214,7 +298,7 @@ def bwd_dkdv_kernel(
     HEAD_DIM_PAD: tl.constexpr,
     USE_TMA: tl.constexpr,
 ):
-    pid_bh = tl.program_id(1)
+    pid_bh = tl.program_id(1) + bh_offset
     b = pid_bh // num_kv_heads
     kv_h = pid_bh % num_kv_heads
     b64 = b.to(tl.int64)

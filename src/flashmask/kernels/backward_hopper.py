@@ -302,6 +302,7 @@ def bwd_ws_kernel(
     num_n_blocks,
     qk_scale,
     sm_scale,
+    bh_offset,
     CAUSAL: gl.constexpr,
     HAS_MASK: gl.constexpr,
     LTE_COL: gl.constexpr,
@@ -310,6 +311,7 @@ def bwd_ws_kernel(
     NUM_STAGES: gl.constexpr,
 ):
     """Grid ``(key blocks of 128, batch x key/value heads)``; 4 warps here plus a 4-warp and a 1-warp worker.
+    A grid of fewer (batch x key/value head) rows takes rows ``bh_offset ..`` (the backward in pieces).
 
     Gluon tensor descriptors over ``[B, S, H, 128]``: ``q_desc`` / ``do_desc`` with boxes ``[1, 64, 1, 128]``
     (one query tile), ``k_desc`` / ``v_desc`` ``[1, 64, 1, 128]`` (one warpgroup's keys); ``dq_desc`` over the
@@ -317,7 +319,7 @@ def bwd_ws_kernel(
     ``[1, 64, 1, 64]``. ``DK`` / ``DV`` are written in the inputs' dtype. The list arguments are
     ``tile_lists(..., transposed=True)``'s for 64 x 128 tiles.
     """
-    pid_bh = gl.program_id(1)
+    pid_bh = gl.program_id(1) + bh_offset
     b = pid_bh // num_kv_heads
     kv_h = pid_bh % num_kv_heads
     # Heaviest key blocks first, ordered by the live tiles of the group's first mask head.

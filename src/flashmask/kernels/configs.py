@@ -45,6 +45,9 @@ class Configs(NamedTuple):
     # between them), so that the K/V the programs in flight read stays in L2; 0: one sweep. Single-grid
     # forwards only; on by default where measured to pay (``FORWARD_SWEEP_MAX_KEYS``).
     forward_sweep_keys: int = 0
+    # The dQ-accumulating backward (Gluon; Triton with ``atomic_dq``) in this many launches over pieces of the
+    # (batch x key/value head) rows, its memory passes beside them (``kernels._pieces``); 0: ``BWD_PIECES``.
+    backward_pieces: int = 0
 
 
 # Measured at D=128 on the H100 (benchmarks/NOTES.md, session 5): 64x64 tiles beat 128x128 on masks whose share
@@ -70,6 +73,14 @@ WIDE_DKDV_MIN_QUERIES = 65536
 # two. At 128K six of the seven single-grid column-mask forms (2-stage kernel) lose 4-15% (random_eviction gains
 # 2.5%), and D=64 (one head's K/V 32 MB there) loses 1-6%.
 FORWARD_SWEEP_MAX_KEYS = 65536
+# The dQ-accumulating backward in pieces on CUDA (``kernels._pieces``): how many (1: whole, as measured so far),
+# whether their main kernels alternate between two streams, and the side passes' grid (programs, query rows per
+# block, warps). Not measured yet on a GPU (benchmarks/NOTES.md, session 20): off until it is.
+BWD_PIECES = 1
+BWD_PIECES_ALTERNATE = True
+BWD_SIDE_PROGRAMS = 8
+BWD_SIDE_BLOCK_M = 128
+BWD_SIDE_WARPS = 16
 
 
 # The Gluon forward (``forward_hopper``): 128x128 tiles, two 4-warp consumer warpgroups, three K/V stages.
