@@ -1515,8 +1515,36 @@ s19c)
     run ab_fwd 150 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --pass fwd --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,causal_blockwise,global_sliding_window,full
     ;;
+s20a)
+    # Session 20, in the tree (configs.BWD_PIECES = 1: off until measured): the dQ-accumulating backward in pieces
+    # of (batch x kv head) rows (kernels/_pieces.py). Zero fill + preprocess (one kernel now) of pieces 1.. and the
+    # dQ conversion of pieces ..N-2 run on two high-priority side streams with BWD_SIDE_PROGRAMS programs each,
+    # beside the other pieces' main kernels (alternating between two streams); piece 0's prepare and the last
+    # piece's conversion run on the whole grid. First gpu_check D=128 with every atomic-mode backward in 3 pieces
+    # (Gluon and, with use_tma=False, the Triton dK/dV kernel) and launch checks; then backward GPU time at 8K,
+    # BWD_PIECES 1 / 4 / 8 in turn. Predicted: 23/23; sliding_window and causal_document -0.5 to -1.0 ms of
+    # their ~13.4 ms (-4% to -7%: of the 1.7 ms of memory passes only piece 0's prepare, the last conversion
+    # and about a third of the rest stay), full -0.5 to -1.0 ms of ~78 ms. Against: the side programs may share
+    # SMs (fewer SMs streaming), the block scheduler may interleave the alternating mains, and the pieces'
+    # launches add host time (hidden behind the GPU from the second piece on).
+    run gpu_check_pieces 230 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
+        --workers 8 --only "D=128" --backward-pieces 3 --out "$OUT/gpu_check_pieces.json"
+    run ab_pieces 300 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 1,4,8 --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,full,causal_blockwise
+    ;;
+s20b)
+    # Session 20, after s20a: the pieces' side passes and streams at 8K, BWD_PIECES=8 throughout (sliding_window,
+    # causal_document): side programs 4 / 8 / 16 / 32; rows per block 64 / 128 (16 warps) and 8 warps; the mains
+    # all on the current stream (tails between pieces) against alternating. Predicted: a minimum near 8-16
+    # programs; alternate ahead by ~(N-1) x 25 us = ~0.15 ms unless the block scheduler interleaves the mains.
+    AB=(python3 benchmarks/ab_setting.py --seqlen 8192 --batch 16 --masks sliding_window,causal_document)
+    run ab_side_programs 200 ab.txt "${AB[@]}" BWD_SIDE_PROGRAMS 4,8,16,32 --set BWD_PIECES=8
+    run ab_side_block 120 ab.txt "${AB[@]}" BWD_SIDE_BLOCK_M 64,128 --set BWD_PIECES=8
+    run ab_side_warps 120 ab.txt "${AB[@]}" BWD_SIDE_WARPS 8,16 --set BWD_PIECES=8
+    run ab_alternate 120 ab.txt "${AB[@]}" BWD_PIECES_ALTERNATE False,True --set BWD_PIECES=8
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s19c)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s20b)" >&2
     exit 2
     ;;
 esac
