@@ -10,9 +10,10 @@ forward or backward under each variant, same inputs.
 Python literal. With ``--base`` the variants are the kernels of a copy of the package named ``flashmask_base`` in
 ``DIR`` (first) and this tree's (second). Per mask, the variants take turns call by call (so a card warming under
 its power cap slows each alike), and each call is timed on the GPU alone: queued behind a sleep kernel, so the
-host's time is hidden. Printed per mask: the median ms of each variant and its ratio to the first, and the
-largest difference of each output (forward: out, LSE; backward: dQ, dK, dV) from the first variant's, so a
-variant that computes something else shows. Ends with a short table.
+host's time is hidden (with ``--timer``: as the benchmark times it, host time included). Printed per mask: the
+median ms of each variant and its ratio to the first, and the largest difference of each output (forward: out,
+LSE; backward: dQ, dK, dV) from the first variant's, so a variant that computes something else shows. Ends with
+a short table.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     if not bool(same_inf.all()):
         return math.inf
     return float((a[finite].float() - b[finite].float()).abs().max()) if bool(finite.any()) else 0.0
+
+
+def _timer_ms(call) -> float:
+    """One call timed as ``flashmask.bench.peers.Timer`` times it: events around it on an idle GPU, so the host's
+    time until the GPU has work counts."""
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    call()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
 
 
 def _variants(args) -> tuple[str, list, list]:
@@ -84,6 +97,11 @@ def main() -> None:
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--masks", default="sliding_window")
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument(
+        "--timer",
+        action="store_true",
+        help="time each call as the benchmark's timer does (host time included), not the GPU alone",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="fix another setting of flashmask.kernels.configs for every variant (repeatable)")  # fmt: skip
     args = ap.parse_args()
@@ -96,6 +114,7 @@ def main() -> None:
     inputs = paper_inputs(args.batch, args.seqlen, args.head_dim, torch.device("cuda"))
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; {label} in {names}; "
           f"{' '.join(args.set) or 'no other setting changed'}; "
+          f"{'timer (host included)' if args.timer else 'GPU alone'}; "
           f"{args.which}, B={inputs.batch} S={inputs.seqlen} H={inputs.heads} D={inputs.head_dim}, bf16, "
           f"{args.reps} calls per variant")  # fmt: skip
     rows = []
@@ -106,7 +125,7 @@ def main() -> None:
         results = [[x.clone() for x in call()] for call in calls]
         for _ in range(args.reps):
             for i, call in enumerate(calls):
-                times[i].append(gpu_only_ms(call, reps=1))
+                times[i].append(_timer_ms(call) if args.timer else gpu_only_ms(call, reps=1))
         if not args.base:
             calls[0]()  # leaves the first value set
         medians = [statistics.median(t) for t in times]

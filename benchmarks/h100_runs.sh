@@ -1529,8 +1529,12 @@ s20a)
     # launches add host time (hidden behind the GPU from the second piece on).
     run gpu_check_pieces 230 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
         --workers 8 --only "D=128" --backward-pieces 3 --out "$OUT/gpu_check_pieces.json"
-    run ab_pieces 300 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 1,4,8 --seqlen 8192 --batch 16 \
+    run ab_pieces 240 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 1,4,8 --seqlen 8192 --batch 16 \
         --masks sliding_window,causal_document,full,causal_blockwise
+    # The same as the benchmark's timer sees it (host time included: the pieces' launches, the first piece's
+    # short prepare in front of the host's setup).
+    run ab_pieces_timer 100 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 1,8 --timer --seqlen 8192 \
+        --batch 16 --masks sliding_window,causal_document
     ;;
 s20b)
     # Session 20, after s20a: the pieces' side passes and streams at 8K, BWD_PIECES=8 throughout (sliding_window,
