@@ -1538,13 +1538,14 @@ s20a)
     ;;
 s20b)
     # Session 20, after s20a: the pieces' side passes and streams at 8K, BWD_PIECES=8 throughout (sliding_window,
-    # causal_document): side programs 4 / 8 / 16 / 32; rows per block 64 / 128 (16 warps) and 8 warps; the mains
-    # all on the current stream (tails between pieces) against alternating. Predicted: a minimum near 8-16
-    # programs; alternate ahead by ~(N-1) x 25 us = ~0.15 ms unless the block scheduler interleaves the mains.
+    # causal_document): side programs 4 / 8 / 16 / 32; rows per block 128 / 256 (32 warps); 16 warps (two side
+    # programs may then share an SM) against 32; the mains all on the current stream (tails between pieces)
+    # against alternating. Predicted: a minimum near 8-16 programs; 256 rows and 32 warps ahead; alternate ahead by
+    # ~(N-1) x 25 us = ~0.15 ms unless the block scheduler interleaves the mains.
     AB=(python3 benchmarks/ab_setting.py --seqlen 8192 --batch 16 --masks sliding_window,causal_document)
     run ab_side_programs 200 ab.txt "${AB[@]}" BWD_SIDE_PROGRAMS 4,8,16,32 --set BWD_PIECES=8
-    run ab_side_block 120 ab.txt "${AB[@]}" BWD_SIDE_BLOCK_M 64,128 --set BWD_PIECES=8
-    run ab_side_warps 120 ab.txt "${AB[@]}" BWD_SIDE_WARPS 8,16 --set BWD_PIECES=8
+    run ab_side_block 120 ab.txt "${AB[@]}" BWD_SIDE_BLOCK_M 128,256 --set BWD_PIECES=8
+    run ab_side_warps 120 ab.txt "${AB[@]}" BWD_SIDE_WARPS 16,32 --set BWD_PIECES=8 --set BWD_SIDE_BLOCK_M=128
     run ab_alternate 120 ab.txt "${AB[@]}" BWD_PIECES_ALTERNATE False,True --set BWD_PIECES=8
     ;;
 *)

@@ -75,12 +75,14 @@ WIDE_DKDV_MIN_QUERIES = 65536
 FORWARD_SWEEP_MAX_KEYS = 65536
 # The dQ-accumulating backward in pieces on CUDA (``kernels._pieces``): how many (1: whole, as measured so far),
 # whether their main kernels alternate between two streams, and the side passes' grid (programs, query rows per
-# block, warps). Not measured yet on a GPU (benchmarks/NOTES.md, session 20): off until it is.
+# block, warps). Not measured yet on a GPU (benchmarks/NOTES.md, session 20): off until it is. A side program of
+# 32 warps at 256 rows (46 registers a thread at D=128, sm_90) is one per SM, so the programs stream from as many
+# SMs, with 128 KB of loads in flight each.
 BWD_PIECES = 1
 BWD_PIECES_ALTERNATE = True
 BWD_SIDE_PROGRAMS = 8
-BWD_SIDE_BLOCK_M = 128
-BWD_SIDE_WARPS = 16
+BWD_SIDE_BLOCK_M = 256
+BWD_SIDE_WARPS = 32
 
 
 # The Gluon forward (``forward_hopper``): 128x128 tiles, two 4-warp consumer warpgroups, three K/V stages.
