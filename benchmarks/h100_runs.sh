@@ -1540,13 +1540,16 @@ s20b)
     # Session 20, after s20a: the pieces' side passes and streams at 8K, BWD_PIECES=8 throughout (sliding_window,
     # causal_document): side programs 4 / 8 / 16 / 32; rows per block 128 / 256 (32 warps); 16 warps (two side
     # programs may then share an SM) against 32; the mains all on the current stream (tails between pieces)
-    # against alternating. Predicted: a minimum near 8-16 programs; 256 rows and 32 warps ahead; alternate ahead by
+    # against alternating; the first whole-grid prepare over 1 or 2 pieces (timer). Predicted: a minimum near 8-16 programs; 256 rows and 32 warps ahead; alternate ahead by
     # ~(N-1) x 25 us = ~0.15 ms unless the block scheduler interleaves the mains.
     AB=(python3 benchmarks/ab_setting.py --seqlen 8192 --batch 16 --masks sliding_window,causal_document)
     run ab_side_programs 200 ab.txt "${AB[@]}" BWD_SIDE_PROGRAMS 4,8,16,32 --set BWD_PIECES=8
     run ab_side_block 120 ab.txt "${AB[@]}" BWD_SIDE_BLOCK_M 128,256 --set BWD_PIECES=8
     run ab_side_warps 120 ab.txt "${AB[@]}" BWD_SIDE_WARPS 16,32 --set BWD_PIECES=8 --set BWD_SIDE_BLOCK_M=128
     run ab_alternate 120 ab.txt "${AB[@]}" BWD_PIECES_ALTERNATE False,True --set BWD_PIECES=8
+    # The first prepare over 1 or 2 pieces on the whole grid, as the timer sees it (GPU work in front of the host's
+    # setup of the main kernel; s20a's --timer run tells whether that shows).
+    run ab_lead 100 ab.txt "${AB[@]}" BWD_PIECES_LEAD 1,2 --timer --set BWD_PIECES=8
     ;;
 *)
     echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s20b)" >&2

@@ -80,7 +80,7 @@ class ShuffledStreams:
                 item.done = True
 
 
-def _schedule(pieces: int, alternate: bool, seed: int = 0) -> tuple[ShuffledStreams, list[str]]:
+def _schedule(pieces: int, alternate: bool, seed: int = 0, lead: int = 1) -> tuple[ShuffledStreams, list[str]]:
     """``run_in_pieces`` over ``pieces`` pieces with launches that only log their name; returns the runner (not yet
     drained) and the log, which fills as it drains."""
     log: list[str] = []
@@ -96,17 +96,17 @@ def _schedule(pieces: int, alternate: bool, seed: int = 0) -> tuple[ShuffledStre
         lambda first, end, side: log.append(f"prepare{first}{'s' if side else ''}"),
         setup,
         lambda first, end, side: log.append(f"convert{first}{'s' if side else ''}"),
-        alternate=alternate,
+        alternate=alternate, lead=lead,
     )  # fmt: skip
     runner.launch(CURRENT, lambda: log.append("after"))
     return runner, log
 
 
-def _always_before(pieces: int, alternate: bool, seeds: int = 60) -> set[tuple[str, str]]:
+def _always_before(pieces: int, alternate: bool, lead: int, seeds: int = 60) -> set[tuple[str, str]]:
     """The pairs (a, b) of launches where a ran before b in every one of ``seeds`` random orders."""
     always = None
     for seed in range(seeds):
-        runner, log = _schedule(pieces, alternate, seed)
+        runner, log = _schedule(pieces, alternate, seed, lead)
         runner.drain()
         position = {name: i for i, name in enumerate(log)}
         pairs = {(a, b) for a in log for b in log if position[a] < position[b]}
@@ -116,31 +116,39 @@ def _always_before(pieces: int, alternate: bool, seeds: int = 60) -> set[tuple[s
 
 @pytest.mark.parametrize("alternate", [True, False])
 @pytest.mark.parametrize("pieces", [4, 5])  # the last main kernel on the second stream, or on the current one
-def test_schedule_keeps_each_pieces_order_and_lets_the_passes_run_beside_other_pieces(pieces, alternate) -> None:
-    runner, log = _schedule(pieces, alternate)
+@pytest.mark.parametrize("lead", [1, 2])
+def test_schedule_keeps_each_pieces_order_and_lets_the_passes_run_beside_other_pieces(pieces, alternate, lead):
+    runner, log = _schedule(pieces, alternate, lead=lead)
     runner.drain()
 
-    def side(name: str, i: int) -> str:
-        return f"{name}{i}" + ("s" if (name == "prepare" and i) or (name == "convert" and i < pieces - 1) else "")
+    def prepared(i: int) -> str:  # the lead pieces' rows in one whole-grid pass, the others' on the side
+        return "prepare0" if i < lead else f"prepare{i}s"
+
+    def converted(i: int) -> str:  # the last piece's dQ on the whole grid, the others' on the side
+        return f"convert{i}" + ("s" if i < pieces - 1 else "")
 
     assert sorted(log) == sorted(
-        ["inputs", "lists", "after"] + [side(n, i) for i in range(pieces) for n in ("prepare", "main", "convert")]
+        ["inputs", "lists", "after", "prepare0"]
+        + [prepared(i) for i in range(lead, pieces)]
+        + [f"main{i}" for i in range(pieces)]
+        + [converted(i) for i in range(pieces)]
     )
-    before = _always_before(pieces, alternate)
+    before = _always_before(pieces, alternate, lead)
     # Nothing runs before what the caller queued (the inputs, and earlier users of the call's fresh buffers).
     assert all(("inputs", name) in before for name in log if name != "inputs")
     for i in range(pieces):
         # Each piece: its rows prepared, then its main kernel (after the lists), then its dQ converted; all of it
         # done before anything the caller queues next.
-        assert {(side("prepare", i), f"main{i}"), ("lists", f"main{i}"), (f"main{i}", side("convert", i))} <= before
-        assert all((side(n, i), "after") in before for n in ("prepare", "main", "convert"))
+        assert {(prepared(i), f"main{i}"), ("lists", f"main{i}"), (f"main{i}", converted(i))} <= before
+        assert all((name, "after") in before for name in (prepared(i), f"main{i}", converted(i)))
     # What makes the pieces pay: the side passes are not held behind other pieces' main kernels, and with
     # ``alternate`` a piece's main kernel does not wait for the previous one's.
     for i in range(1, pieces):
-        assert (f"main{i - 1}", side("prepare", i)) not in before
-        assert (f"main{i}", side("convert", i - 1)) not in before
+        if i >= lead:
+            assert (f"main{i - 1}", prepared(i)) not in before
+        assert (f"main{i}", converted(i - 1)) not in before
         assert ((f"main{i - 1}", f"main{i}") in before) != alternate
-    assert (f"main{pieces - 1}", f"convert{pieces - 2}s") not in before
+    assert (f"main{pieces - 1}", converted(pieces - 2)) not in before
 
 
 def test_single_piece_runs_in_order_on_the_current_stream() -> None:
@@ -207,7 +215,7 @@ def test_prepare_and_convert_passes_touch_exactly_their_rows(side: bool) -> None
 @interpreted
 @pytest.mark.parametrize("seed", range(3))
 def test_backward_in_pieces_in_any_order_matches_the_whole_backward(monkeypatch, seed: int) -> None:
-    """The Triton backward with dQ by atomics, in 2-5 pieces whose launches run in a random order allowed by the
+    """The Triton backward with dQ by atomics, in 2-4 pieces whose launches run in a random order allowed by the
     schedule: the same gradients, bit for bit, as in one piece (each row's dQ adds come from one main launch in
     the same order), into poisoned buffers, and close to the fp64 reference."""
     from flashmask import kernels
@@ -227,6 +235,7 @@ def test_backward_in_pieces_in_any_order_matches_the_whole_backward(monkeypatch,
     monkeypatch.setattr(kernels, "run_in_pieces", run_then_drain)
     monkeypatch.setattr(kernels._configs, "BWD_SIDE_PROGRAMS", 2)  # the side grid: few programs, many blocks each
     monkeypatch.setattr(kernels._configs, "BWD_SIDE_BLOCK_M", 32)
+    monkeypatch.setattr(kernels._configs, "BWD_PIECES_LEAD", 1 + seed % 2)  # seed 1: 2 of 3 pieces prepared first
     gen = torch.Generator().manual_seed(seed)
     causal, vectors = [(True, 2), (False, 4), (True, 1)][seed]
     b, sq, sk, hq, hkv, d = 2, 45 + 20 * seed, 83, 6, 3, 16

@@ -591,7 +591,7 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
         )  # fmt: skip
 
     run_in_pieces(runner_for(q.device), piece_ranges(batch * num_kv_heads, pieces), prepare, setup, convert,
-                  alternate=_configs.BWD_PIECES_ALTERNATE)  # fmt: skip
+                  alternate=_configs.BWD_PIECES_ALTERNATE, lead=_configs.BWD_PIECES_LEAD)  # fmt: skip
     return dq, dk, dv
 
 

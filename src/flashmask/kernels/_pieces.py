@@ -45,6 +45,7 @@ def run_in_pieces(
     setup: Callable[[], Callable[[int, int], None]],
     convert: Callable[[int, int, bool], None],
     alternate: bool = True,
+    lead: int = 1,
 ) -> None:
     """Launch the passes and main kernel of every range (each launch goes onto the current stream).
 
@@ -55,23 +56,27 @@ def run_in_pieces(
     the first piece's prepare pass is queued, so that the GPU has that pass to run while the host sets up.
     Everything enqueued here is complete, for the current stream, when this returns. ``alternate``: the main
     kernels alternate between the current stream and a second one (else all on the current stream, in turn).
+    ``lead``: the first prepare pass covers this many pieces on the whole grid (more GPU work in front of the
+    host's setup; the others' prepares run on the side).
     """
+    lead = max(1, min(lead, len(ranges)))
     start = runner.record(CURRENT)  # the inputs, and every earlier use of the buffers allocated for the call
-    first, end = ranges[0]
+    first, end = ranges[0][0], ranges[lead - 1][1]
     # (Each launch binds its piece now: a runner may call it later.)
     runner.launch(CURRENT, lambda first=first, end=end: prepare(first, end, WHOLE))
+    first, end = ranges[0]
     main = setup()
-    ready = runner.record(CURRENT)  # what the main kernels need, and piece 0's rows
+    ready = runner.record(CURRENT)  # what the main kernels need, and the lead pieces' rows
     runner.launch(CURRENT, lambda first=first, end=end: main(first, end))
     done = [(CURRENT, runner.record(CURRENT))]
     runner.wait(PREPARE, start)
     if alternate and len(ranges) > 1:
         runner.wait(ALT, ready)
     for i, (first, end) in enumerate(ranges[1:], start=1):
-        runner.launch(PREPARE, lambda first=first, end=end: prepare(first, end, SIDE))
-        prepared = runner.record(PREPARE)
         stream = ALT if alternate and i % 2 else CURRENT
-        runner.wait(stream, prepared)
+        if i >= lead:  # (the lead pieces' rows are ``ready``, which both main streams have waited on)
+            runner.launch(PREPARE, lambda first=first, end=end: prepare(first, end, SIDE))
+            runner.wait(stream, runner.record(PREPARE))
         runner.launch(stream, lambda first=first, end=end: main(first, end))
         done.append((stream, runner.record(stream)))
         # The previous piece's dQ, converted beside this one's main kernel.
