@@ -1551,8 +1551,16 @@ s20b)
     # setup of the main kernel; s20a's --timer run tells whether that shows).
     run ab_lead 100 ab.txt "${AB[@]}" BWD_PIECES_LEAD 1,2 --timer --set BWD_PIECES=8
     ;;
+s20c)
+    # Session 20: compute-sanitizer's memcheck over sanitize.py's 28 cases with the dQ-accumulating backwards in 3
+    # pieces (the prepare / convert passes' row ranges, the main kernels' row offsets, four streams). Predicted:
+    # clean. (racecheck sees no global memory, and ConSan checks the kernels' barriers, which the pieces leave
+    # as they were.)
+    run memcheck_pieces 560 memcheck.txt env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 \
+        --tool memcheck python3 benchmarks/sanitize.py --backward-pieces 3
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s20b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s20c)" >&2
     exit 2
     ;;
 esac

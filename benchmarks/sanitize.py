@@ -2,7 +2,8 @@
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck python benchmarks/sanitize.py [--cases 0:12]
 
-``--cases`` runs a slice of the 28 cases, so that a long sanitizer run can be split over several calls.
+``--cases`` runs a slice of the 28 cases, so that a long sanitizer run can be split over several calls;
+``--backward-pieces N`` runs the dQ-accumulating backwards in N pieces (their side streams and passes).
 
 compute-sanitizer's racecheck does not see the bulk copies (TMA) and wgmma reads of the Gluon kernels (D=128
 on Hopper), which go through the async proxy. For those, Triton's own concurrency sanitizer checks the kernels'
@@ -148,6 +149,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=None, help="a slice of the cases, START:STOP (a time limit cut a run short)")
     ap.add_argument("--ws-probe", type=int, default=None, help="run only a minimal warp-specialized kernel (0-3)")
+    ap.add_argument("--backward-pieces", type=int, default=0,
+                    help="the atomic-dQ backwards in this many pieces (kernels._pieces; 0: as configured)")  # fmt: skip
     ap.add_argument("--consan", action="store_true", help="scratch memory for TRITON_INSTRUMENTATION_MODE=consan")
     ap.add_argument("--consan-control", choices=["race", "clean"], default=None,
                     help="run only ConSan's positive control: a shared-memory read before (race) or after (clean) "
@@ -185,7 +188,7 @@ def main() -> None:
         lengths = dict(seqlen_q=as_len or sq, seqlen_k=as_len or sk)
         default = kconfigs.pick(max(16, triton.next_power_of_2(d)), dev, mask_vectors=c, causal=causal, **lengths)
         for atomic, reduce in ((False, False), (True, False), (True, True)):
-            cfgs = default._replace(atomic_dq=atomic, tma_reduce_dq=reduce)
+            cfgs = default._replace(atomic_dq=atomic, tma_reduce_dq=reduce, backward_pieces=args.backward_pieces)
             attention_backward(do, q, k, v, out, lse, idx, causal, 1 / math.sqrt(d), configs=cfgs)
         torch.cuda.synchronize()
         as_text = f" (configs as at {as_len})" if as_len else ""
