@@ -28,14 +28,15 @@ from .forward import LOG2E
 @triton.jit
 def _delta_and_lse2(Out, DOut, Lse, DLse, Delta, Lse2, pid_bh, b, h, rows, offs_d, stride_ob, stride_os, stride_oh,
                     stride_db, stride_ds, stride_dh, seqlen_q, row_stride, HAS_DLSE: tl.constexpr,
-                    HEAD_DIM: tl.constexpr):  # fmt: skip
-    """``Delta`` and ``Lse2`` of query ``rows`` of row ``pid_bh`` (= ``b * Hq + h``); ``b`` int64."""
+                    HEAD_DIM: tl.constexpr, EVICT: tl.constexpr):  # fmt: skip
+    """``Delta`` and ``Lse2`` of query ``rows`` of row ``pid_bh`` (= ``b * Hq + h``); ``b`` int64. ``EVICT``: the
+    L2 eviction policy of the ``Out`` / ``DOut`` loads."""
     row_ok = rows < seqlen_q
     mask = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
     o = tl.load(Out + b * stride_ob + h * stride_oh + rows[:, None].to(tl.int64) * stride_os + offs_d[None, :],
-                mask=mask, other=0.0)  # fmt: skip
+                mask=mask, other=0.0, eviction_policy=EVICT)  # fmt: skip
     do = tl.load(DOut + b * stride_db + h * stride_dh + rows[:, None].to(tl.int64) * stride_ds + offs_d[None, :],
-                 mask=mask, other=0.0)  # fmt: skip
+                 mask=mask, other=0.0, eviction_policy=EVICT)  # fmt: skip
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     in_offs = pid_bh.to(tl.int64) * seqlen_q + rows
     if HAS_DLSE:
@@ -76,7 +77,7 @@ def bwd_preprocess_kernel(
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     _delta_and_lse2(Out, DOut, Lse, DLse, Delta, Lse2, pid_bh, b, h, rows, tl.arange(0, HEAD_DIM_PAD), stride_ob,
                     stride_os, stride_oh, stride_db, stride_ds, stride_dh, seqlen_q, row_stride, HAS_DLSE,
-                    HEAD_DIM)  # fmt: skip
+                    HEAD_DIM, "")  # fmt: skip
 
 
 @triton.jit
@@ -115,11 +116,12 @@ def bwd_prepare_kernel(
         h = pid_bh % num_q_heads
         rows = (item % blocks_per_row) * BLOCK_M + tl.arange(0, BLOCK_M)
         _delta_and_lse2(Out, DOut, Lse, DLse, Delta, Lse2, pid_bh, b, h, rows, offs_d, stride_ob, stride_os,
-                        stride_oh, stride_db, stride_ds, stride_dh, seqlen_q, row_stride, HAS_DLSE,
-                        HEAD_DIM)  # fmt: skip
+                        stride_oh, stride_db, stride_ds, stride_dh, seqlen_q, row_stride, HAS_DLSE, HEAD_DIM,
+                        "evict_first")  # fmt: skip
         acc_offs = ((b * seqlen_q + rows[:, None]) * num_q_heads + h) * HEAD_DIM + offs_d[None, :]
         zero_ok = (rows < seqlen_q)[:, None] & (offs_d[None, :] < HEAD_DIM)
-        tl.store(DQAcc + acc_offs, tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32), mask=zero_ok)
+        tl.store(DQAcc + acc_offs, tl.zeros([BLOCK_M, HEAD_DIM_PAD], dtype=tl.float32), mask=zero_ok,
+                 eviction_policy="evict_first")  # fmt: skip
 
 
 @triton.jit
@@ -148,9 +150,10 @@ def dq_convert_kernel(
         h = pid_bh % num_q_heads
         rows = ((item % blocks_per_row) * BLOCK_M + tl.arange(0, BLOCK_M))[:, None]
         ok = (rows < seqlen_q) & (offs_d[None, :] < HEAD_DIM)
-        acc = tl.load(DQAcc + ((b * seqlen_q + rows) * num_q_heads + h) * HEAD_DIM + offs_d[None, :], mask=ok)
+        acc = tl.load(DQAcc + ((b * seqlen_q + rows) * num_q_heads + h) * HEAD_DIM + offs_d[None, :], mask=ok,
+                      eviction_policy="evict_first")  # fmt: skip
         dq_ptrs = DQ + b * stride_qb + h * stride_qh + rows.to(tl.int64) * stride_qs + offs_d[None, :]
-        tl.store(dq_ptrs, acc.to(DQ.dtype.element_ty), mask=ok)
+        tl.store(dq_ptrs, acc.to(DQ.dtype.element_ty), mask=ok, eviction_policy="evict_first")
 
 
 @triton.jit

@@ -76,7 +76,7 @@ FORWARD_SWEEP_MAX_KEYS = 65536
 # The dQ-accumulating backward in pieces on CUDA (``kernels._pieces``): how many (1: whole, as measured so far),
 # whether their main kernels alternate between two streams, and the side passes' grid (programs, query rows per
 # block, warps). Not measured yet on a GPU (benchmarks/NOTES.md, session 20): off until it is. A side program of
-# 32 warps at 256 rows (46 registers a thread at D=128, sm_90) is one per SM, so the programs stream from as many
+# 32 warps at 256 rows (46-51 registers a thread at D=128, sm_90) is one per SM, so the programs stream from as many
 # SMs, with 128 KB of loads in flight each.
 BWD_PIECES = 1
 BWD_PIECES_ALTERNATE = True
