@@ -81,6 +81,16 @@ def bwd_preprocess_kernel(
 
 
 @triton.jit
+def _item_rows(item, first_row, blocks_per_row, num_q_heads, BLOCK_M: tl.constexpr):
+    """Work item ``item`` of a pass over (batch x query head) rows ``first_row ..`` in blocks of ``BLOCK_M`` query
+    rows: ``(pid_bh, b, h, rows)``, ``b`` int64."""
+    pid_bh = first_row + item // blocks_per_row
+    b = (pid_bh // num_q_heads).to(tl.int64)
+    h = pid_bh % num_q_heads
+    return pid_bh, b, h, (item % blocks_per_row) * BLOCK_M + tl.arange(0, BLOCK_M)
+
+
+@triton.jit
 def bwd_prepare_kernel(
     Out,
     DOut,
@@ -111,10 +121,7 @@ def bwd_prepare_kernel(
     blocks_per_row = tl.cdiv(row_stride, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     for item in range(tl.program_id(0), num_items, tl.num_programs(0)):
-        pid_bh = first_row + item // blocks_per_row
-        b = (pid_bh // num_q_heads).to(tl.int64)
-        h = pid_bh % num_q_heads
-        rows = (item % blocks_per_row) * BLOCK_M + tl.arange(0, BLOCK_M)
+        pid_bh, b, h, rows = _item_rows(item, first_row, blocks_per_row, num_q_heads, BLOCK_M)
         _delta_and_lse2(Out, DOut, Lse, DLse, Delta, Lse2, pid_bh, b, h, rows, offs_d, stride_ob, stride_os,
                         stride_oh, stride_db, stride_ds, stride_dh, seqlen_q, row_stride, HAS_DLSE, HEAD_DIM,
                         "evict_first")  # fmt: skip
@@ -145,10 +152,8 @@ def dq_convert_kernel(
     blocks_per_row = tl.cdiv(seqlen_q, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     for item in range(tl.program_id(0), num_items, tl.num_programs(0)):
-        pid_bh = first_row + item // blocks_per_row
-        b = (pid_bh // num_q_heads).to(tl.int64)
-        h = pid_bh % num_q_heads
-        rows = ((item % blocks_per_row) * BLOCK_M + tl.arange(0, BLOCK_M))[:, None]
+        _, b, h, rows = _item_rows(item, first_row, blocks_per_row, num_q_heads, BLOCK_M)
+        rows = rows[:, None]
         ok = (rows < seqlen_q) & (offs_d[None, :] < HEAD_DIM)
         acc = tl.load(DQAcc + ((b * seqlen_q + rows) * num_q_heads + h) * HEAD_DIM + offs_d[None, :], mask=ok,
                       eviction_policy="evict_first")  # fmt: skip
