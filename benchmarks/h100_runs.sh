@@ -1559,8 +1559,20 @@ s20c)
     run memcheck_pieces 560 memcheck.txt env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 \
         --tool memcheck python3 benchmarks/sanitize.py --backward-pieces 3
     ;;
+s20d)
+    # Session 20: the 8K kernel table (every mask, timer and GPU time, both peers) with the backward in pieces, set
+    # on the device's copy of the tree only (PIECES, default 8; LEAD, default 1), so that a good s20a can be seen in
+    # the benchmark's own numbers before the default moves. Predicted (if s20a shows -0.5 to -1.0 ms per backward):
+    # sliding_window 1.246x -> ~1.28-1.31x over Flex, every mask at 8K up by about as much.
+    if [[ -z $DRY ]]; then
+        sed -i -e "s/^BWD_PIECES = 1$/BWD_PIECES = ${PIECES:-8}/" -e "s/^BWD_PIECES_LEAD = 1$/BWD_PIECES_LEAD = ${LEAD:-1}/" \
+            src/flashmask/kernels/configs.py
+        grep -n "^BWD_PIECES" src/flashmask/kernels/configs.py | tee -a "$STEPS"
+    fi
+    table_8k
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s20c)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s20d)" >&2
     exit 2
     ;;
 esac
