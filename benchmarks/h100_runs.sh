@@ -1522,14 +1522,14 @@ s20a)
     # beside the other pieces' main kernels (alternating between two streams); piece 0's prepare and the last
     # piece's conversion run on the whole grid. First gpu_check D=128 with every atomic-mode backward in 3 pieces
     # (Gluon and, with use_tma=False, the Triton dK/dV kernel) and launch checks; then backward GPU time at 8K,
-    # BWD_PIECES 1 / 4 / 8 in turn. Predicted: 23/23; sliding_window and causal_document -0.5 to -1.0 ms of
+    # BWD_PIECES 1 / 4 / 8 / 16 in turn. Predicted: 23/23; sliding_window and causal_document -0.5 to -1.0 ms of
     # their ~13.4 ms (-4% to -7%: of the 1.7 ms of memory passes only piece 0's prepare, the last conversion
     # and about a third of the rest stay), full -0.5 to -1.0 ms of ~78 ms. Against: the side programs may share
     # SMs (fewer SMs streaming), the block scheduler may interleave the alternating mains, and the pieces'
     # launches add host time (hidden behind the GPU from the second piece on).
     run gpu_check_pieces 230 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
         --workers 8 --only "D=128" --backward-pieces 3 --out "$OUT/gpu_check_pieces.json"
-    run ab_pieces 240 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 1,4,8 --seqlen 8192 --batch 16 \
+    run ab_pieces 240 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 1,4,8,16 --seqlen 8192 --batch 16 \
         --masks sliding_window,causal_document,full,causal_blockwise
     # The same as the benchmark's timer sees it (host time included: the pieces' launches, the first piece's
     # short prepare in front of the host's setup).
