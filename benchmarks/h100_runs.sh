@@ -1571,8 +1571,33 @@ s20d)
     fi
     table_8k
     ;;
+s21a)
+    # Session 21. s20a (H100): the backward in 8 pieces took 0.69 ms off sliding_window's GPU time at 8K (13.82 ->
+    # 13.12 ms) and 0.46 ms off its --timer time, but s20d's table with 8 pieces (H100) gave sliding_window 1.20x
+    # (bwd 15.14 ms timed against 13.48 GPU alone), below the s15 H100 table's 1.22x of an older tree. No baseline
+    # of this tree on the H100 in the benchmark's own timer: here the kernel table (Flex only, 4x the repetitions)
+    # on three masks with BWD_PIECES / BWD_PIECES_LEAD = 1/1, 8/1, 8/2, 1/1 again (drift), set on the device's copy.
+    # Predicted: 8/1 against 1/1 -0.3 to -0.6 ms of bwd (timer); 8/2 a little better than 8/1 if the short first
+    # prepare shows. Then, with the pieces off again, s19c's fused mask predicates against the committed kernels
+    # (GPU time; outputs must be bit-identical).
+    B8=("${FM[@]}" bench --part kernel --seqlens 8K --head-dims 128 --peers flex --rep-ms 400
+        --masks sliding_window,causal_document,global_sliding_window)
+    i=0
+    for pl in "1 1" "8 1" "8 2" "1 1"; do
+        read -r p l <<<"$pl"
+        i=$((i + 1))
+        [[ -n $DRY ]] || sed -i -e "s/^BWD_PIECES = .*/BWD_PIECES = $p/" -e "s/^BWD_PIECES_LEAD = .*/BWD_PIECES_LEAD = $l/" \
+            src/flashmask/kernels/configs.py
+        run "bench_${i}_pieces${p}_lead${l}" 110 bench.log "${B8[@]}" --out "$OUT/b${i}_p${p}_l${l}"
+    done
+    base_and_patch s19c_fused_mask_predicates
+    run ab_bwd 130 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --seqlen 8192 \
+        --batch 16 --masks sliding_window,causal_document,causal_blockwise,qk_sparse
+    run ab_fwd 80 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --pass fwd --seqlen 8192 \
+        --batch 16 --masks sliding_window,causal_document,causal_blockwise
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s20d)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s21a)" >&2
     exit 2
     ;;
 esac
