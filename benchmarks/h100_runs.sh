@@ -1596,8 +1596,18 @@ s21a)
     run ab_fwd 80 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --pass fwd --seqlen 8192 \
         --batch 16 --masks sliding_window,causal_document,causal_blockwise
     ;;
+s21b)
+    # Session 21, after s21a: in the tree now, the backward in 8 pieces (configs.BWD_PIECES = 8) and s19c's fused
+    # mask predicates in both Gluon kernels. gpu_check D=128 with launch checks (predicted 23/23), the pieces at 32K
+    # against whole (GPU time, two masks; predicted -2% to -4%, as at 8K), then the 8K kernel table. Predicted
+    # (H100): sliding_window ~1.27-1.29x over Flex (s21a: 1.24x whole, 1.26-1.27x in 8 pieces; s19c another ~1%).
+    gpu_check_d128_launches
+    run ab_pieces_32k 90 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 1,8 --seqlen 32768 --batch 4 \
+        --masks sliding_window,causal_document --reps 7
+    table_8k
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s21a)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s21b)" >&2
     exit 2
     ;;
 esac

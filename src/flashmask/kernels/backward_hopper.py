@@ -35,7 +35,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
-from ._common import _column_limits, _in_span
+from ._common import _column_limits, _fill_hidden_rows
 
 ALL_ROWS: gl.constexpr = gl.constexpr(2**30)  # above any row index
 # Keys of one consumer warpgroup (one m64 wgmma); a program has two.
@@ -141,22 +141,17 @@ def _key_limits(keys, mask_base, stride_ms, seqlen_q, seqlen_k, CAUSAL: gl.const
 
 @gluon.jit
 def _hide(p_t, q_rows, limits, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr):
-    """``p_t`` (keys x queries) with 0 where a query may not see a key."""
+    """``p_t`` (keys x queries) with 0 where a query may not see a key: the Triton kernels' element test
+    (``_common._fill_hidden_rows``: both conditions in one predicate, one select per element)."""
     below, lower_start, lower_span, upper_start, upper_span = limits
     q_2d = gl.expand_dims(q_rows, 0)
-    if UTS_COL >= 0:
-        # Four vectors (non-causal): nothing below, and keys past Sk sit in the lower interval.
-        hidden = _in_span(q_2d, gl.expand_dims(lower_start, 1), gl.expand_dims(lower_span, 1)) | _in_span(
-            q_2d, gl.expand_dims(upper_start, 1), gl.expand_dims(upper_span, 1)
-        )
+    if HAS_MASK:
+        p_t = _fill_hidden_rows(p_t, 0.0, q_2d, gl.expand_dims(below, 1), gl.expand_dims(lower_start, 1),
+                                gl.expand_dims(lower_span, 1), gl.expand_dims(upper_start, 1),
+                                gl.expand_dims(upper_span, 1), LTE_COL, UTS_COL)  # fmt: skip
     else:
-        hidden = q_2d < gl.expand_dims(below, 1)
-        if HAS_MASK:
-            if LTE_COL >= 0:
-                hidden = hidden | _in_span(q_2d, gl.expand_dims(lower_start, 1), gl.expand_dims(lower_span, 1))
-            else:
-                hidden = hidden | (q_2d >= gl.expand_dims(lower_start, 1))
-    return gl.where(hidden, 0.0, p_t)
+        p_t = gl.where(q_2d < gl.expand_dims(below, 1), 0.0, p_t)
+    return p_t
 
 
 @gluon.jit

@@ -73,12 +73,13 @@ WIDE_DKDV_MIN_QUERIES = 65536
 # two. At 128K six of the seven single-grid column-mask forms (2-stage kernel) lose 4-15% (random_eviction gains
 # 2.5%), and D=64 (one head's K/V 32 MB there) loses 1-6%.
 FORWARD_SWEEP_MAX_KEYS = 65536
-# The dQ-accumulating backward in pieces on CUDA (``kernels._pieces``): how many (1: whole, as measured so far),
-# whether their main kernels alternate between two streams, and the side passes' grid (programs, query rows per
-# block, warps). Not measured yet on a GPU (benchmarks/NOTES.md, session 20): off until it is. A side program of
-# 32 warps at 256 rows (46-51 registers a thread at D=128, sm_90) is one per SM, so the programs stream from as many
-# SMs, with 128 KB of loads in flight each.
-BWD_PIECES = 1
+# The dQ-accumulating backward in pieces on CUDA (``kernels._pieces``): how many, whether their main kernels
+# alternate between two streams, and the side passes' grid (programs, query rows per block, warps). Measured on an
+# H100 at 8K (benchmarks/NOTES.md, session 21): 8 pieces take 0.5-1.0 ms off the backward's GPU time of the sparse
+# masks (sliding_window 13.9 -> 13.2-13.4 ms), 4 and 16 pieces less; on full it is level. A side program of 32 warps
+# at 256 rows (46-51 registers a thread at D=128, sm_90) is one per SM, so the programs stream from as many SMs,
+# with 128 KB of loads in flight each. Small problems stay whole (``_backward_pieces``: 4 waves a piece at least).
+BWD_PIECES = 8
 BWD_PIECES_ALTERNATE = True
 # Pieces whose prepare pass runs first on the whole grid: GPU work in front of the host's setup of the main kernel
 # (tile lists, descriptors), which the whole backward hid under ~1 ms of passes.

@@ -25,7 +25,7 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
 
 # A scalar Triton helper: Gluon compiles it as it is (same SASS as a Gluon copy).
-from ._common import _column_limits, _in_span
+from ._common import _column_limits, _fill_below_or_from, _fill_in_spans
 from ._work_items import _claim_and_publish, _item_ring, _receive
 from .forward import _first_at_least
 
@@ -200,21 +200,22 @@ def _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_
         # 32-bit column offsets: the launcher keeps Sk * stride below 2**31.
         lts = gl.load(mask_base + cols * stride_ms, mask=in_range, other=0)
         below = gl.where(in_range, cols - (seqlen_k - seqlen_q), ALL_ROWS)
-        hidden = (rows_2d < gl.expand_dims(below, 0)) | (rows_2d >= gl.expand_dims(lts, 0))
+        # Both conditions in one predicate (inline PTX), one select per element.
+        s = _fill_below_or_from(s, float("-inf"), rows_2d, gl.expand_dims(below, 0), gl.expand_dims(lts, 0))
     elif HAS_MASK:
         packed = gl.expand_dims(
             _packed_limits(mask_base, stride_ms, start_n, first_row, offs_n, dims, CAUSAL, LTE_COL, UTS_COL, UTE_COL),
             0,
         )
-        rel_rows = rows_2d - first_row
-        hidden = _in_span(rel_rows, packed & 255, (packed >> 8) & 255)
-        hidden = hidden | _in_span(rel_rows, (packed >> 16) & 255, packed >> 24)
+        s = _fill_in_spans(s, float("-inf"), rows_2d - first_row, packed & 255, (packed >> 8) & 255,
+                           (packed >> 16) & 255, packed >> 24)  # fmt: skip
     else:
         cols_2d = gl.expand_dims(start_n + offs_n, 0)
         hidden = cols_2d >= seqlen_k
         if CAUSAL:
             hidden = hidden | (cols_2d > rows_2d + (seqlen_k - seqlen_q))
-    return gl.where(hidden, float("-inf"), s)
+        s = gl.where(hidden, float("-inf"), s)
+    return s
 
 
 @gluon.jit
