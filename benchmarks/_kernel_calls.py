@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import sys
@@ -15,8 +16,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from flashmask.bench import workloads
 from flashmask.bench.peers import Inputs
 from flashmask.kernels import attention_backward, attention_forward
+from flashmask.kernels import configs as kconfigs
 
 HIDDEN = 4096  # the paper's setup: 32 heads at D=128
+
+
+def set_configs(items: list[str]) -> None:
+    """Each ``NAME=VALUE`` (a Python literal) set on ``flashmask.kernels.configs``; exits naming a setting it lacks."""
+    for item in items:
+        name, _, value = item.partition("=")
+        if not hasattr(kconfigs, name):
+            raise SystemExit(f"flashmask.kernels.configs has no setting {name}")
+        setattr(kconfigs, name, ast.literal_eval(value))
 
 
 def paper_inputs(batch: int, seqlen: int, head_dim: int, device: torch.device) -> Inputs:

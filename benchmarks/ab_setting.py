@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from _kernel_calls import kernel_calls, paper_inputs
+from _kernel_calls import kernel_calls, paper_inputs, set_configs
 
 from flashmask.bench.peers import gpu_only_ms
 from flashmask.kernels import configs as kconfigs
@@ -105,11 +105,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="fix another setting of flashmask.kernels.configs for every variant (repeatable)")  # fmt: skip
     args = ap.parse_args()
-    for item in args.set:
-        name, _, value = item.partition("=")
-        if not hasattr(kconfigs, name):
-            raise SystemExit(f"flashmask.kernels.configs has no setting {name}")
-        setattr(kconfigs, name, ast.literal_eval(value))
+    set_configs(args.set)
     label, names, variants = _variants(args)
     inputs = paper_inputs(args.batch, args.seqlen, args.head_dim, torch.device("cuda"))
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; {label} in {names}; "

@@ -1606,8 +1606,32 @@ s21b)
         --masks sliding_window,causal_document --reps 7
     table_8k
     ;;
+s22a)
+    # Session 21, for the next device call. The backward in 8 pieces gains ~0.7 ms of GPU time at 8K but gives
+    # ~0.4-0.5 ms back to the timer: only the lead piece's prepare (~0.16 ms on an H100) is queued in front of the
+    # host's setup of the main kernel (tile lists, descriptors, launcher; ~0.65-0.7 ms right after the timer's sync,
+    # by a fit of s21a's two leads). First the backward's timeline (runtime calls and kernels from the start event)
+    # whole and in 8 pieces, to see the setup's host time directly; then BWD_PIECES_LEAD 1 / 2 / 4 / 8 by the timer
+    # (30 calls each); then the benchmark itself (Flex only, three masks) with lead 4 and lead 1, set on the
+    # device's copy. Predicted: lead 4 ~0.3 ms faster than lead 1 by the timer on sliding_window and
+    # causal_document, lead 8 between the two (no prepare overlap, no exposed setup).
+    run timeline_whole 60 timeline.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --timeline --set BWD_PIECES=1
+    run timeline_pieces 60 timeline.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --timeline --set BWD_PIECES=8
+    run ab_lead 150 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES_LEAD 1,2,4,8 --timer --reps 30 \
+        --seqlen 8192 --batch 16 --masks sliding_window,causal_document --set BWD_PIECES=8
+    B8=("${FM[@]}" bench --part kernel --seqlens 8K --head-dims 128 --peers flex --rep-ms 400
+        --masks sliding_window,causal_document,global_sliding_window)
+    # (The first run compiles Flex for the three masks: s21a's first took over 110 s.)
+    for ll in "4 150" "1 110"; do
+        read -r l limit <<<"$ll"
+        [[ -n $DRY ]] || sed -i -e "s/^BWD_PIECES_LEAD = .*/BWD_PIECES_LEAD = $l/" src/flashmask/kernels/configs.py
+        run "bench_lead$l" "$limit" bench.log "${B8[@]}" --out "$OUT/b_lead$l"
+    done
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s21b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s22a)" >&2
     exit 2
     ;;
 esac

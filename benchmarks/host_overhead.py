@@ -38,6 +38,8 @@ import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from _kernel_calls import set_configs
+
 from flashmask import flashmask_attention
 from flashmask.bench import workloads
 from flashmask.bench.peers import SLEEP_CYCLES, Timer, gpu_only_ms
@@ -294,9 +296,15 @@ def main() -> None:
     ap.add_argument("--timeline", action="store_true", help="host calls and kernels of one timed call of each pass")
     ap.add_argument("--compare", metavar="DIR", help="also a copy of the package as `flashmask_base` in DIR, the two "
                     "taking turns (two rounds each), both given the mask as its tensor")  # fmt: skip
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a setting of flashmask.kernels.configs first (repeatable)")  # fmt: skip
     args = ap.parse_args()
+    set_configs(args.set)
     dev = torch.device("cuda")
-    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
+    print(
+        f"device {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}; "
+        f"{' '.join(args.set) or 'no setting changed'}"
+    )
     shape = (args.batch, args.seqlen, args.heads, args.head_dim)
     torch.manual_seed(0)
     q, k, v = (torch.randn(shape, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
