@@ -1496,6 +1496,7 @@ s19b)
         --batch 16 --masks sliding_window,causal_document
     ;;
 s19c)
+    # (Landed in session 21: the patch is gone and this step no longer runs; kept as the record of what ran.)
     # Prepared in session 19, not run. On the device's copy of the tree: the committed package copied to
     # benchmarks/_base, then benchmarks/experiments/s19c_fused_mask_predicates.patch applied: both Gluon kernels'
     # element mask of partial tiles through the Triton kernels' inline-PTX helpers (_common: both conditions in one
@@ -1572,6 +1573,7 @@ s20d)
     table_8k
     ;;
 s21a)
+    # (s19c landed after this ran: its patch is gone, so the step's second half no longer runs.)
     # Session 21. s20a (H100): the backward in 8 pieces took 0.69 ms off sliding_window's GPU time at 8K (13.82 ->
     # 13.12 ms) and 0.46 ms off its --timer time, but s20d's table with 8 pieces (H100) gave sliding_window 1.20x
     # (bwd 15.14 ms timed against 13.48 GPU alone), below the s15 H100 table's 1.22x of an older tree. No baseline
