@@ -1632,8 +1632,15 @@ s22a)
         run "bench_lead$l" "$limit" bench.log "${B8[@]}" --out "$OUT/b_lead$l"
     done
     ;;
+s22b)
+    # Session 21, for a two-GPU call (kind nvidia-h100-x2 or nvidia-h200-x2): the kernels' entry points now make
+    # q's device current before launching (Triton launches on the current device; a model split across GPUs calls
+    # layers on another). With cuda:0 current, forward and backward on cuda:1 tensors against the same on cuda:0:
+    # D=128 (Gluon, whole and in 3 pieces) and D=64 (Triton). Predicted: PASS x3 (bit-identical out, LSE, dK, dV).
+    run other_device 120 other_device.txt python3 benchmarks/other_device_check.py
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s22a)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s22b)" >&2
     exit 2
     ;;
 esac

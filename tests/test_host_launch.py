@@ -313,3 +313,53 @@ def test_unchecked_descriptors_equal_the_checked_constructors(cols) -> None:
     assert kernels._descriptor(rows, [3 * 4 * 256], [1], [64], layout) == TensorDescriptor(
         rows, [3 * 4 * 256], [1], [64], layout
     )
+
+
+class _Entered(Exception):
+    """Raised by the stand-in device guard: the entry point got as far as making the device current."""
+
+
+def _fake_cuda(index: int):
+    return types.SimpleNamespace(device=torch.device("cuda", index))
+
+
+@pytest.mark.parametrize("entry, position", [("attention_forward", 0), ("attention_backward", 1)])
+@pytest.mark.parametrize("as_keyword", [False, True])
+def test_entry_points_make_the_tensors_device_current(monkeypatch, entry, position, as_keyword) -> None:
+    """Triton launches on the current device: each kernel entry point switches to ``q``'s device first when another
+    one is current (a model split across GPUs), before any other work."""
+    from flashmask import kernels
+
+    entered = []
+
+    def guard(device):
+        entered.append(device)
+        raise _Entered
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", guard)
+    args = [None] * (position + 1)
+    if as_keyword:
+        args, kwargs = args[:position], {"q": _fake_cuda(1)}
+    else:
+        args[position], kwargs = _fake_cuda(1), {}
+    with pytest.raises(_Entered):
+        getattr(kernels, entry)(*args, **kwargs)
+    assert entered == [torch.device("cuda", 1)]
+
+
+def test_device_guard_steps_aside_when_not_needed(monkeypatch) -> None:
+    """On the current device, and for CPU tensors (without asking CUDA at all), the call runs as is."""
+    from flashmask.kernels import _on_device_of
+
+    def no_guard(device):
+        raise AssertionError("no device switch expected")
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "device", no_guard)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: calls.append("current") or 2)
+    fn = _on_device_of("q", 0)(lambda q, scale=1: scale)
+    assert fn(_fake_cuda(2), scale=3) == 3
+    assert calls == ["current"]
+    assert fn(torch.empty(1)) == 1
+    assert calls == ["current"]

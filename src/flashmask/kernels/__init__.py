@@ -150,6 +150,29 @@ def _descriptors(use_tma: bool, block_rows: int, d_pad: int, *tensors: torch.Ten
     return [TensorDescriptor(t, list(t.shape), list(t.stride()), [1, block_rows, 1, d_pad]) for t in tensors]
 
 
+def _on_device_of(name: str, position: int):
+    """Runs the decorated entry point with the CUDA device of its argument ``name`` (at ``position``) current.
+
+    Triton launches on the current device, and so do the backward's side streams; a model split across GPUs
+    (``device_map="auto"``) calls layers whose tensors sit on another one, where those launches would read another
+    GPU's memory. The check costs one ``current_device`` call when the device is already current (the usual case).
+    """
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            device = (args[position] if len(args) > position else kwargs[name]).device
+            if device.type != "cuda" or device.index == torch.cuda.current_device():
+                return fn(*args, **kwargs)
+            with torch.cuda.device(device):
+                return fn(*args, **kwargs)
+
+        return call
+
+    return wrap
+
+
+@_on_device_of("q", 0)
 def attention_forward(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -366,6 +389,7 @@ def _shared_layout(box: tuple[int, ...], element):
     return gl.NVMMASharedLayout.get_default_for(list(box), element)
 
 
+@_on_device_of("q", 1)
 def attention_backward(
     dout: torch.Tensor | None,
     q: torch.Tensor,
