@@ -1639,8 +1639,18 @@ s22b)
     # D=128 (Gluon, whole and in 3 pieces) and D=64 (Triton). Predicted: PASS x3 (bit-identical out, LSE, dK, dV).
     run other_device 120 other_device.txt python3 benchmarks/other_device_check.py
     ;;
+s22c)
+    # Session 21: the forward and backward captured in a CUDA graph and replayed on new inputs and a new mask
+    # (benchmarks/graph_check.py: the public call with autograd at 8K, where the backward runs in 8 pieces on side
+    # streams; the kernels at D=128 in 3 pieces and at D=64). Predicted: PASS x3 (out, LSE, dK, dV bit-identical to
+    # eager calls on the same inputs). Then s20c's memcheck with the backward in 3 pieces (the default since
+    # session 21 and not yet run under compute-sanitizer) in what is left of the budget.
+    run graph_check 150 graph_check.txt python3 benchmarks/graph_check.py
+    run memcheck_pieces 560 memcheck.txt env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 \
+        --tool memcheck python3 benchmarks/sanitize.py --backward-pieces 3
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s22b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s22c)" >&2
     exit 2
     ;;
 esac
