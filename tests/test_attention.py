@@ -213,3 +213,28 @@ def test_autocast_runs_in_the_autocast_dtype():
     assert out.dtype == torch.bfloat16
     ref = flashmask_attention(q.bfloat16(), k.bfloat16(), v, causal=True)
     torch.testing.assert_close(out, ref, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "flag, global_on, expected", [(None, False, False), (None, True, True), (False, True, False), (True, False, True)]
+)
+def test_deterministic_default_follows_torch(monkeypatch, flag, global_on, expected):
+    """``deterministic=None`` (the default) takes ``torch.use_deterministic_algorithms``' setting, as PyTorch's own
+    ops do; an explicit flag wins. (Checked at the op's boundary: on CPU every path is deterministic anyway.)"""
+    import flashmask.attention as api
+
+    seen = []
+
+    def op(q, k, v, indices, causal, scale, backend, deterministic):
+        seen.append(deterministic)
+        return q, q.new_zeros(q.shape[0], q.shape[2], q.shape[1])
+
+    monkeypatch.setattr(api, "attention", op)
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(global_on)
+    try:
+        q = torch.randn(1, 8, 2, 16)
+        flashmask_attention(q, q, q, causal=True, deterministic=flag)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert seen == [expected]

@@ -12,6 +12,11 @@ from ._column_mask import ColumnMask, check_form
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def resolve_deterministic(deterministic: bool | None) -> bool:
+    """``None`` follows ``torch.use_deterministic_algorithms`` (as PyTorch's own ops do); else the flag."""
+    return torch.are_deterministic_algorithms_enabled() if deterministic is None else bool(deterministic)
+
+
 def check_qkv(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
     """Check ``query [B, Sq, Hq, D]`` and ``key``/``value`` ``[B, Sk, Hkv, D]``."""
     for name, t in (("query", query), ("key", key), ("value", value)):

@@ -14,7 +14,7 @@ import torch
 
 from ._column_mask import ColumnMask
 from ._ops import attention
-from ._validation import check_qkv, resolve_mask
+from ._validation import check_qkv, resolve_deterministic, resolve_mask
 
 Backend = Literal["torch", "triton"]
 
@@ -74,7 +74,7 @@ def flashmask_attention(
     window_size: int | tuple[int, int] | None = None,
     softmax_scale: float | None = None,
     return_lse: bool = False,
-    deterministic: bool = False,
+    deterministic: bool | None = None,
     backend: Backend | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention under a column-wise sparse mask (FlashMask).
@@ -93,7 +93,8 @@ def flashmask_attention(
         return_lse: also return the log-sum-exp of each row (natural log).
         deterministic: bit-identical gradients from run to run (GPU kernels; the PyTorch path always is). The
             default GPU backward at D=128 on Hopper adds dQ by bulk fp32 reduce-adds in varying order; with
-            this flag it runs the Triton kernels instead (about 1.2x-1.3x the backward time).
+            this flag it runs the Triton kernels instead (about 1.2x-1.3x the backward time). ``None`` (the
+            default) follows ``torch.use_deterministic_algorithms``.
         backend: ``None`` picks the Triton kernels for fp16/bf16 CUDA tensors and the PyTorch path otherwise;
             ``"torch"`` or ``"triton"`` forces one (``"triton"`` on CPU tensors needs ``TRITON_INTERPRET=1``).
 
@@ -112,5 +113,6 @@ def flashmask_attention(
     elif not softmax_scale > 0:
         # The kernels fold the scale into the running max, which assumes it is positive.
         raise ValueError(f"softmax_scale must be positive, got {softmax_scale}")
-    out, lse = attention(query, key, value, indices, causal, float(softmax_scale), backend, bool(deterministic))
+    out, lse = attention(query, key, value, indices, causal, float(softmax_scale), backend,
+                         resolve_deterministic(deterministic))  # fmt: skip
     return (out, lse) if return_lse else out

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from .._column_mask import ColumnMask
 from .._ops import attention_bwd, attention_fwd
 from .._partial import partial_backward, partial_forward
-from .._validation import check_qkv
+from .._validation import check_qkv, resolve_deterministic
 from ..attention import _autocast, _pick_backend
 from ._plan import CPPlan
 
@@ -258,7 +258,7 @@ def context_parallel_attention(
     *,
     backend: str | None = None,
     softmax_scale: float | None = None,
-    deterministic: bool = False,
+    deterministic: bool | None = None,
 ) -> torch.Tensor:
     """FlashMask attention over a sequence sharded by ``plan`` across the ranks of ``group``.
 
@@ -301,4 +301,5 @@ def context_parallel_attention(
     elif not softmax_scale > 0:
         raise ValueError(f"softmax_scale must be positive, got {softmax_scale}")
     ex = _exchange(plan, rank, q.device)
-    return _ContextParallelAttention.apply(q, k, v, ex, group, float(softmax_scale), backend, bool(deterministic))
+    return _ContextParallelAttention.apply(q, k, v, ex, group, float(softmax_scale), backend,
+                                           resolve_deterministic(deterministic))  # fmt: skip

@@ -176,7 +176,7 @@ def flashmask_attention_forward(
         position_ids=kwargs.get("position_ids"),
     )
     out = flashmask_attention(
-        q, k, v, mask, causal=causal, softmax_scale=scaling, deterministic=bool(kwargs.get("deterministic") or False)
+        q, k, v, mask, causal=causal, softmax_scale=scaling, deterministic=kwargs.get("deterministic")
     )
     return out, None
 
