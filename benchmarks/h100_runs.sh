@@ -1614,9 +1614,10 @@ s22a)
     # host's setup of the main kernel (tile lists, descriptors, launcher; ~0.65-0.7 ms right after the timer's sync,
     # by a fit of s21a's two leads). First the backward's timeline (runtime calls and kernels from the start event)
     # whole and in 8 pieces, to see the setup's host time directly; then BWD_PIECES_LEAD 1 / 2 / 4 / 8 by the timer
-    # (30 calls each); then the benchmark itself (Flex only, three masks) with lead 4 and lead 1, set on the
-    # device's copy. Predicted: lead 4 ~0.3 ms faster than lead 1 by the timer on sliding_window and
-    # causal_document, lead 8 between the two (no prepare overlap, no exposed setup).
+    # (30 calls each); then the benchmark itself (Flex only, three masks) with lead 4 and lead 2 (the default since
+    # session 21), set on the device's copy. Predicted: lead 4 ~0.3 ms faster than lead 1 by the timer on
+    # sliding_window and causal_document, lead 2 about halfway, lead 8 near lead 4 (no prepare overlap, no exposed
+    # setup).
     run timeline_whole 60 timeline.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
         --masks sliding_window --timeline --set BWD_PIECES=1
     run timeline_pieces 60 timeline.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
@@ -1626,7 +1627,7 @@ s22a)
     B8=("${FM[@]}" bench --part kernel --seqlens 8K --head-dims 128 --peers flex --rep-ms 400
         --masks sliding_window,causal_document,global_sliding_window)
     # (The first run compiles Flex for the three masks: s21a's first took over 110 s.)
-    for ll in "4 150" "1 110"; do
+    for ll in "4 150" "2 110"; do
         read -r l limit <<<"$ll"
         [[ -n $DRY ]] || sed -i -e "s/^BWD_PIECES_LEAD = .*/BWD_PIECES_LEAD = $l/" src/flashmask/kernels/configs.py
         run "bench_lead$l" "$limit" bench.log "${B8[@]}" --out "$OUT/b_lead$l"

@@ -82,8 +82,10 @@ FORWARD_SWEEP_MAX_KEYS = 65536
 BWD_PIECES = 8
 BWD_PIECES_ALTERNATE = True
 # Pieces whose prepare pass runs first on the whole grid: GPU work in front of the host's setup of the main kernel
-# (tile lists, descriptors), which the whole backward hid under ~1 ms of passes.
-BWD_PIECES_LEAD = 1
+# (tile lists, descriptors), which the whole backward hid under ~1 ms of passes. With one lead piece the timed
+# backward (host included) gave back ~0.4-0.5 ms of the pieces' ~0.7 ms at 8K on an H100; two read a little better
+# on all three masks tried (-0.03 to -0.6 ms, within the runs' noise; NOTES session 21). s22a sweeps 1 / 2 / 4 / 8.
+BWD_PIECES_LEAD = 2
 BWD_SIDE_PROGRAMS = 8
 BWD_SIDE_BLOCK_M = 256
 BWD_SIDE_WARPS = 32
