@@ -280,9 +280,13 @@ def test_gluon_launches_bind_to_their_kernels_and_reuse_checks_out(gluon_host, f
 
 
 @pytest.mark.parametrize("form", _FORMS, ids=["full", "causal", "lts", "lts-lte", "lts-ute", "four"])
-def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form) -> None:
-    """The backward in 3 pieces of its 4 (batch x key/value head) rows: each piece's main kernel, prepare and
-    convert passes (whole grid or side grid) get their own launch signature, bound once and then reused."""
+def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form, monkeypatch) -> None:
+    """The backward in 3 pieces of its 4 (batch x key/value head) rows, one lead piece: each piece's main kernel,
+    prepare and convert passes (whole grid or side grid) get their own launch signature, bound once and then
+    reused."""
+    from flashmask.kernels import configs
+
+    monkeypatch.setattr(configs, "BWD_PIECES_LEAD", 1)
     shape = (2, 200, 330, 4, 2, 2, torch.float16, True)
     for _ in range(2):
         _fwd_bwd_host(form, *shape, backward_pieces=3)

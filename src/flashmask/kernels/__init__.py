@@ -571,21 +571,23 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
     dq_acc = torch.empty(q.shape, dtype=torch.float32, device=q.device)
     row_stride = cdiv(seqlen_q, WS_BWD_BLOCK_M) * WS_BWD_BLOCK_M if warp_specialized else seqlen_q
     delta, lse2 = torch.empty(2, batch, num_q_heads, row_stride, dtype=torch.float32, device=q.device)
-    dq_buf, dk, dv = grads if grads is not None else (None, _empty(k), _empty(v))
-    dq = _empty(q) if dq_buf is None else dq_buf
-    mask = _MaskArgs(indices, causal, num_q_heads, lse)
+    dlse_arg = lse if dlse is None else dlse.contiguous()
+    prepare_ints = (*out.stride()[:3], *dout.stride()[:3], seqlen_q, row_stride, num_q_heads)
+    prepare_align = tuple(t.data_ptr() % 16 for t in (out, dout, lse, dlse_arg))
+    dq = dk = dv = None  # allocated by ``setup``
 
     def setup():
-        """The main kernel's tile lists (on the current stream) and launcher."""
+        """The gradients' buffers, the main kernel's tile lists (on the current stream) and launcher: called once
+        the first prepare pass is queued, so that all of this host work runs while the GPU prepares (until the
+        first launch the GPU waits on every step of the host)."""
+        nonlocal dq, dk, dv
+        dq_buf, dk, dv = grads if grads is not None else (None, _empty(k), _empty(v))
+        dq = _empty(q) if dq_buf is None else dq_buf
+        mask = _MaskArgs(indices, causal, num_q_heads, lse)
         if warp_specialized:
             return _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)
         return _dkdv_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, cfgs, use_tma,
                               True, bounds)  # fmt: skip
-
-    dlse_arg = lse if dlse is None else dlse.contiguous()
-    prepare_ints = (*out.stride()[:3], *dout.stride()[:3], seqlen_q, row_stride, num_q_heads)
-    prepare_align = tuple(t.data_ptr() % 16 for t in (out, dout, lse, dlse_arg))
-    convert_ints = (*dq.stride()[:3], seqlen_q, num_q_heads)
 
     def passes(side: bool) -> tuple[int | None, int, int]:
         """(programs, rows per block, warps) of a pass: one program per block on the whole grid, or a few."""
@@ -608,7 +610,7 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
     def convert(first: int, end: int, side: bool) -> None:
         programs, block_m, warps = passes(side)
         items = (end - first) * q_per_kv * cdiv(seqlen_q, block_m)
-        ints = (*convert_ints, first * q_per_kv, items)
+        ints = (*dq.stride()[:3], seqlen_q, num_q_heads, first * q_per_kv, items)
         _DQ_CONVERT(
             (min(programs or items, items),), (dq.dtype, dq.data_ptr() % 16, batch, ints, block_m, warps),
             dq_acc, dq, *ints, BLOCK_M=block_m, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, num_warps=warps,

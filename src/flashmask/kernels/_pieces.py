@@ -60,16 +60,18 @@ def run_in_pieces(
     host's setup; the others' prepares run on the side).
     """
     lead = max(1, min(lead, len(ranges)))
-    start = runner.record(CURRENT)  # the inputs, and every earlier use of the buffers allocated for the call
     first, end = ranges[0][0], ranges[lead - 1][1]
     # (Each launch binds its piece now: a runner may call it later.)
     runner.launch(CURRENT, lambda first=first, end=end: prepare(first, end, WHOLE))
     first, end = ranges[0]
     main = setup()
-    ready = runner.record(CURRENT)  # what the main kernels need, and the lead pieces' rows
+    # The inputs, every earlier use of the buffers allocated for the call, what the main kernels need and the lead
+    # pieces' rows. (The side prepares wait on it too: they run beside the main kernels anyway, and the host has
+    # nothing to record before the first launch.)
+    ready = runner.record(CURRENT)
     runner.launch(CURRENT, lambda first=first, end=end: main(first, end))
     done = [(CURRENT, runner.record(CURRENT))]
-    runner.wait(PREPARE, start)
+    runner.wait(PREPARE, ready)
     if alternate and len(ranges) > 1:
         runner.wait(ALT, ready)
     for i, (first, end) in enumerate(ranges[1:], start=1):
@@ -118,7 +120,7 @@ class CudaStreams:
     """The current CUDA stream of ``device`` and this module's three others, with events between them.
 
     Buffers the launches use were allocated for the current stream; every other stream's work comes after an
-    event recorded on it (``run_in_pieces``' ``start`` or ``ready``, waited on directly or through another stream)
+    event recorded on it (``run_in_pieces``' ``ready``, waited on directly or through another stream)
     and the current stream waits on all of them before ``run_in_pieces`` returns, so the caching allocator's
     stream-ordered reuse stays safe without ``record_stream``.
     """
