@@ -1,5 +1,6 @@
 """The paper's inputs and our kernels' forward / backward on one benchmark mask, for the GPU probes here
-(``ab_setting.py``, ``heat_probe.py``, ``tile_cost.py``): they call the kernels' entry points, not the public API."""
+(``ab_setting.py``, ``heat_probe.py``, ``tile_cost.py``): they call the kernels' entry points, or with
+``public_calls`` the public API with autograd, as the benchmark does."""
 
 from __future__ import annotations
 
@@ -53,5 +54,27 @@ def kernel_calls(mask: str, inputs: Inputs, plain: bool = False, kernels=None) -
 
     def backward():
         return bwd(do, q, k, v, out, lse, idx, causal, scale, bounds=bounds)
+
+    return forward, backward
+
+
+def public_calls(mask: str, inputs: Inputs) -> tuple[Callable, Callable]:
+    """``(forward, backward)`` as the benchmark times them (``flashmask.bench.runner.measure_ours``, ``timed_pass``):
+    ``flashmask_attention`` with autograd (returning ``(out,)``), and ``torch.autograd.grad`` of one forward made
+    here."""
+    from flashmask import flashmask_attention
+
+    q, k, v, do = (x.detach() for x in (inputs.q, inputs.k, inputs.v, inputs.do))
+    q, k, v = (x.requires_grad_() for x in (q, k, v))
+    w = workloads.make(mask, inputs.seqlen, inputs.batch, inputs.device)
+    plain = mask in ("full", "causal")  # the benchmark calls these without a column mask
+
+    def forward():
+        return (flashmask_attention(q, k, v, causal=w.mask.causal) if plain else flashmask_attention(q, k, v, w.mask),)
+
+    (out,) = forward()
+
+    def backward():
+        return torch.autograd.grad(out, (q, k, v), do, retain_graph=True)
 
     return forward, backward

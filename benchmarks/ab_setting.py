@@ -7,13 +7,15 @@ forward or backward under each variant, same inputs.
     python benchmarks/ab_setting.py BWD_SIDE_PROGRAMS 8,16 --set BWD_PIECES=8   # another setting fixed
 
 ``SETTING`` names a constant of ``flashmask.kernels.configs`` (read at each launch); each value is parsed as a
-Python literal. With ``--base`` the variants are the kernels of a copy of the package named ``flashmask_base`` in
-``DIR`` (first) and this tree's (second). Per mask, the variants take turns call by call (so a card warming under
-its power cap slows each alike), and each call is timed on the GPU alone: queued behind a sleep kernel, so the
-host's time is hidden (with ``--timer``: as the benchmark times it, host time included). Printed per mask: the
-median ms of each variant and its ratio to the first, and the largest difference of each output (forward: out,
-LSE; backward: dQ, dK, dV) from the first variant's, so a variant that computes something else shows. Ends with
-a short table.
+Python literal, and set while a variant's inputs are made too (its forward's outputs feed its backward). With
+``--public`` the calls are the public ``flashmask_attention`` and its autograd backward, as the benchmark times
+them, instead of the kernels' entry points. With ``--base`` the variants are the kernels of a copy of the package
+named ``flashmask_base`` in ``DIR`` (first) and this tree's (second). Per mask, the variants take turns call by
+call (so a card warming under its power cap slows each alike), and each call is timed on the GPU alone: queued
+behind a sleep kernel, so the host's time is hidden (with ``--timer``: as the benchmark times it, host time
+included). Printed per mask: the median ms of each variant and its ratio to the first, and the largest difference
+of each output (forward: out, LSE; backward: dQ, dK, dV) from the first variant's, so a variant that computes
+something else shows. Ends with a short table.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from _kernel_calls import kernel_calls, paper_inputs, set_configs
+from _kernel_calls import kernel_calls, paper_inputs, public_calls, set_configs
 
 from flashmask.bench.peers import gpu_only_ms
 from flashmask.kernels import configs as kconfigs
@@ -68,9 +70,12 @@ def _variants(args) -> tuple[str, list, list]:
         raise SystemExit(f"flashmask.kernels.configs has no setting {args.setting}")
     values = [ast.literal_eval(x) for x in args.values.split(",")]
 
+    make = public_calls if args.public else kernel_calls
+
     def with_value(value):
         def calls(mask, inputs):
-            forward, backward = kernel_calls(mask, inputs)
+            setattr(kconfigs, args.setting, value)
+            forward, backward = make(mask, inputs)
 
             def set_then(fn):
                 def call():
@@ -102,15 +107,20 @@ def main() -> None:
         action="store_true",
         help="time each call as the benchmark's timer does (host time included), not the GPU alone",
     )
+    ap.add_argument("--public", action="store_true",
+                    help="call flashmask_attention with autograd (settings only), not the kernels")  # fmt: skip
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="fix another setting of flashmask.kernels.configs for every variant (repeatable)")  # fmt: skip
     args = ap.parse_args()
     set_configs(args.set)
+    if args.public and args.base:
+        raise SystemExit("--public compares settings of this tree (a second package would register its ops again)")
     label, names, variants = _variants(args)
     inputs = paper_inputs(args.batch, args.seqlen, args.head_dim, torch.device("cuda"))
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; {label} in {names}; "
           f"{' '.join(args.set) or 'no other setting changed'}; "
           f"{'timer (host included)' if args.timer else 'GPU alone'}; "
+          f"{'public call with autograd' if args.public else 'kernel entry points'}; "
           f"{args.which}, B={inputs.batch} S={inputs.seqlen} H={inputs.heads} D={inputs.head_dim}, bf16, "
           f"{args.reps} calls per variant")  # fmt: skip
     rows = []

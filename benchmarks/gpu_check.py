@@ -209,11 +209,11 @@ def run_case(case: dict, backward_pieces: int = 0) -> dict:
         lse = torch.full((b, hq, sq), nan, device=device)
         out, lse, bounds = attention_forward(
             q, k, v, indices, causal, scale, out=out, lse=lse, use_tma=use_tma, sweep_keys=case.get("sweep_keys"),
-            keep_bounds=True,
+            keep_bounds=True, plan_backward=not deterministic, backward_configs=atomic_cfgs,
         )  # fmt: skip
         grads = (torch.full_like(q, nan), torch.full_like(k, nan), torch.full_like(v, nan))
-        # The non-deterministic modes take the forward's block bounds where their key blocks match (as eager
-        # autograd calls do); the deterministic one builds its own.
+        # The non-deterministic modes take the forward's block bounds and tile lists where their tiles match (as
+        # eager autograd calls do); the deterministic one builds its own.
         dq, dk, dv = attention_backward(
             do, q, k, v, out, lse, indices, causal, scale, deterministic=deterministic, grads=grads,
             configs=defaults if deterministic else atomic_cfgs, use_tma=use_tma,

@@ -1650,8 +1650,31 @@ s22c)
     run memcheck_pieces 560 memcheck.txt env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 \
         --tool memcheck python3 benchmarks/sanitize.py --backward-pieces 3
     ;;
+s22d)
+    # Session 22: two host-side changes, both on by default and switchable (configs), for the time before the GPU
+    # gets its first kernel. PLAN_BACKWARD_IN_FORWARD: the forward builds the Gluon backward's tile lists once its
+    # main kernel is queued (host idle then), so the backward's setup skips their allocation, views and launch.
+    # ENCODED_LAUNCH: Gluon launches reuse the CUtensorMaps encoded for equal descriptors (Triton encodes 7 per
+    # backward launch, 3 per forward, in Python). gpu_check D=128 with launch checks (predicted 23/23), then each
+    # switch off / on through the public call with autograd, as the benchmark times it (--public --timer),
+    # variants taking turns. Predicted (H100, 8K): PLAN bwd -0.1 to -0.25 ms, fwd +0 to +0.03 (lists built under
+    # the forward's GPU time, +15 us of GPU); ENCODED fwd -0.01 to -0.03 ms, bwd -0.03 to -0.07. Then the lead
+    # pieces with both on (shorter setup: lead 1-2 predicted best), the backward's timeline in pieces, and the
+    # CUDA graph check (s22c's first half; predicted PASS x3).
+    gpu_check_d128_launches
+    AB=(python3 benchmarks/ab_setting.py --public --timer --reps 30 --seqlen 8192 --batch 16
+        --masks sliding_window,causal_document)
+    for pass in bwd fwd; do
+        run "ab_plan_$pass" 60 ab.txt "${AB[@]}" PLAN_BACKWARD_IN_FORWARD False,True --pass "$pass"
+        run "ab_encoded_$pass" 60 ab.txt "${AB[@]}" ENCODED_LAUNCH False,True --pass "$pass"
+    done
+    run ab_lead 80 ab.txt "${AB[@]}" BWD_PIECES_LEAD 1,2,4
+    run timeline_pieces 60 timeline.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --timeline
+    run graph_check 150 graph_check.txt python3 benchmarks/graph_check.py
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s22c)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s22d)" >&2
     exit 2
     ;;
 esac

@@ -153,7 +153,7 @@ def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
     fcfg = cfgs.forward
     _, lists = K._lists(margs, sq, sk, fcfg.block_m, fcfg.block_n, q.device, transposed=False)
     counts = lists.full_count + lists.part_count
-    storage = torch.empty(tiles._list_words(1, 64, 64), dtype=torch.int32, device=q.device)
+    storage = torch.empty(tiles.list_words(1, 64, 64), dtype=torch.int32, device=q.device)
 
     element = K.gl.bfloat16
     small = torch.empty(16, device=q.device)

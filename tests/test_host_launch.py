@@ -297,6 +297,106 @@ def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form, monkeypatch
     assert not gluon_host["_BWD_PREPROCESS"].runs and not gluon_host["_BWD_PREPROCESS"].jit_launches
 
 
+def _descriptor_launcher(monkeypatch, encodings: list, scratch: int = 0):
+    """A compiled kernel ``(A, desc D1, n, desc D2, C)`` whose launcher is Triton 3.6's own descriptor wrapper around
+    a recording raw launcher, with a stand-in encoder (the real one needs a GPU); returns it and the raw calls."""
+    nvidia = pytest.importorskip("triton.backends.nvidia.driver")
+    if _host.make_tensordesc_arg is None:
+        pytest.skip("this Triton has no make_tensordesc_arg")
+
+    def encode(desc, meta):
+        encodings.append((desc.base.data_ptr(), tuple(desc.shape), tuple(desc.strides), meta["swizzle"]))
+        return [("map", desc.base.data_ptr(), tuple(desc.shape), tuple(desc.strides), meta["swizzle"]),
+                *desc.shape, *desc.strides]  # fmt: skip
+
+    monkeypatch.setattr(nvidia, "make_tensordesc_arg", encode)
+    monkeypatch.setattr(_host, "make_tensordesc_arg", encode)
+    raw_calls = []
+    signature = {
+        "A": "*bf16",
+        "D1": "tensordesc<bf16[64, 128]>",
+        "n": "i32",
+        "D2": "tensordesc<fp32[32]>",
+        "C": "constexpr",
+    }
+    metas = [{"swizzle": 128}, {"swizzle": 0}]
+    run = types.SimpleNamespace(
+        launch=nvidia.wrap_handle_tensordesc(lambda *args: raw_calls.append(args), signature, metas),
+        global_scratch_size=scratch, profile_scratch_size=0, launch_cooperative_grid=False, launch_pdl=False,
+    )  # fmt: skip
+
+    def through_triton(grid, stream, args, tail):
+        # ``CudaLauncher.__call__`` with no scratch memory: base arguments, then the metadata and hooks.
+        run.launch(*grid, stream, "function", False, False, None, None, "metadata", None, None, None, *args, *tail)
+
+    compiled = types.SimpleNamespace(run=run, function="function", packed_metadata="metadata")
+    return compiled, through_triton, raw_calls
+
+
+def _desc(t: torch.Tensor, shape: list, strides: list):
+    return types.SimpleNamespace(base=t, shape=shape, strides=strides, padding="zero")
+
+
+def test_encoded_launch_passes_what_triton_passes_and_encodes_each_map_once(monkeypatch) -> None:
+    encodings = []
+    compiled, through_triton, raw_calls = _descriptor_launcher(monkeypatch, encodings)
+    encoded = _host._EncodedLaunch.of(compiled, 4)
+    assert encoded is not None
+    a, b, rows = torch.empty(2, 64, 128), torch.empty(3, 64, 128), torch.empty(32)
+    calls = [
+        ("p", _desc(a, [2, 64, 128], [8192, 128, 1]), 7, _desc(rows, [32], [1])),
+        ("p", _desc(a, [2, 64, 128], [8192, 128, 1]), 8, _desc(rows, [32], [1])),  # the same maps again
+        ("p", _desc(b, [3, 64, 128], [8192, 128, 1]), 7, _desc(rows, [32], [1])),  # another base and shape
+        ("p", _desc(a, [2, 64, 128], [128, 256, 1]), 7, _desc(rows, [16], [1])),  # other strides, other rows
+    ]
+    for args in calls:
+        through_triton((3, 2, 1), 99, args, (5,))
+        encoded(3, 2, 1, 99, compiled, args, (5,))
+        assert raw_calls[-1] == raw_calls[-2]
+    assert len(raw_calls) == 8
+    # Triton encoded both descriptors on each of its four launches; the cache, each distinct map once more (5).
+    assert len(encodings) == 8 + 5
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_cached_kernel_launches_through_the_encoded_maps(monkeypatch, fake_driver, enabled) -> None:
+    """A seen signature of a kernel with descriptors goes to the raw launcher with the arguments Triton's wrapper
+    would pass it (``configs.ENCODED_LAUNCH`` off: through the wrapper, as before)."""
+    from flashmask.kernels import configs
+
+    monkeypatch.setattr(configs, "ENCODED_LAUNCH", enabled)
+    encodings = []
+    compiled, through_triton, raw_calls = _descriptor_launcher(monkeypatch, encodings)
+    kernel = _StandInKernel()
+    kernel.params = [_Param(name=n, is_constexpr=n == "C") for n in ("A", "D1", "n", "D2", "C")]
+
+    class _Run(types.SimpleNamespace):  # ``CudaLauncher``: its call goes to the descriptor wrapper
+        def __call__(self, grid_x, grid_y, grid_z, stream, function, *args):
+            self.launch(grid_x, grid_y, grid_z, stream, function, False, False, None, None, *args)
+
+    compiled.run = _Run(**vars(compiled.run))
+    kernel.compiled = compiled
+    cached = _host.CachedKernel(kernel)
+    t = torch.empty(2, 64, 128)
+    args = ("p", _desc(t, [2, 64, 128], [8192, 128, 1]), 7, _desc(t, [32], [1]))
+    cached((3, 2), ("sig",), *args, C=5, num_warps=4)  # through the JIT
+    for _ in range(2):
+        cached((3, 2), ("sig",), *args, C=5, num_warps=4)
+    through_triton((3, 2, 1), 1234, args, (5,))
+    assert len(raw_calls) == 3 and raw_calls[0] == raw_calls[1] == raw_calls[2]
+    # The wrapper encoded both maps on each of its launches; the encoded path, each map once.
+    assert len(encodings) == (2 + 2 if enabled else 3 * 2)
+
+
+@pytest.mark.parametrize("case", ["scratch", "no_descriptors", "constant_position"])
+def test_encoded_launch_steps_aside(monkeypatch, case) -> None:
+    compiled, _, _ = _descriptor_launcher(monkeypatch, [], scratch=1 if case == "scratch" else 0)
+    if case == "no_descriptors":
+        compiled.run.launch = lambda *args: None  # Triton's raw launcher itself, for a kernel without descriptors
+    num_args = 2 if case == "constant_position" else 4
+    assert _host._EncodedLaunch.of(compiled, num_args) is None
+
+
 @pytest.mark.parametrize("cols", [None, 64])
 def test_unchecked_descriptors_equal_the_checked_constructors(cols) -> None:
     from flashmask import kernels

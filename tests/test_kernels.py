@@ -202,6 +202,72 @@ def test_backward_reuses_only_bounds_of_its_own_key_blocks():
         assert torch.equal(a, b) and torch.equal(a, c)
 
 
+def test_backward_takes_the_tile_lists_its_forward_built(monkeypatch):
+    """``plan_backward``: the forward builds the dK/dV kernel's lists where its tiles share the forward's key blocks;
+    the backward takes them (lists that hide every tile zero dK and dV) only for its own tile shape, and gives the
+    gradients it gives from its own lists; past the memory cap the forward builds none."""
+    gen = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(1, 70, 2, 16, generator=gen) for _ in range(3))
+    idx = _random_indices(gen, 1, 2, 70, 70, True, 2)
+    kern = _kernels()
+    defaults = kern.configs.pick(16, q.device)
+    # dK/dV tiles on the forward's key blocks (the interpreter's defaults use other ones).
+    cfgs = defaults._replace(dkdv=kern.KernelConfig(16, defaults.forward.block_n, 4, 1))
+    out, lse, bounds = kern.attention_forward(q, k, v, idx, True, 0.25, keep_bounds=True, plan_backward=True,
+                                              backward_configs=cfgs)  # fmt: skip
+    assert bounds.lists is not None and bounds.lists_block_m == 16
+    do = torch.randn(q.shape, generator=gen)
+    own = kern.attention_backward(do, q, k, v, out, lse, idx, True, 0.25, configs=cfgs)
+    reused = kern.attention_backward(do, q, k, v, out, lse, idx, True, 0.25, configs=cfgs, bounds=bounds)
+    assert own[1].abs().max() > 0
+    for a, b in zip(own, reused, strict=True):
+        assert torch.equal(a, b)
+    dead = bounds.lists._replace(full_count=torch.zeros_like(bounds.lists.full_count),
+                                 part_count=torch.zeros_like(bounds.lists.part_count))  # fmt: skip
+    _, dk, dv = kern.attention_backward(do, q, k, v, out, lse, idx, True, 0.25, configs=cfgs,
+                                        bounds=bounds._replace(lists=dead))  # fmt: skip
+    assert dk.abs().max() == 0 and dv.abs().max() == 0
+    other_shape = bounds._replace(lists=dead, lists_block_m=32)
+    for a, b in zip(own, kern.attention_backward(do, q, k, v, out, lse, idx, True, 0.25, configs=cfgs,
+                                                 bounds=other_shape), strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    monkeypatch.setattr(kern.configs, "BACKWARD_LISTS_MAX_SHARE", 1e-6)
+    monkeypatch.setattr(kern.configs, "BACKWARD_LISTS_ALWAYS_BYTES", 0)
+    _, _, capped = kern.attention_forward(q, k, v, idx, True, 0.25, keep_bounds=True, plan_backward=True,
+                                          backward_configs=cfgs)  # fmt: skip
+    assert capped.lists is None
+    # Without ``plan_backward``, and under the defaults here (dK/dV on other key blocks), none either.
+    assert kern.attention_forward(q, k, v, idx, True, 0.25, keep_bounds=True)[2].lists is None
+    assert kern.attention_forward(q, k, v, idx, True, 0.25, keep_bounds=True, plan_backward=True)[2].lists is None
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_eager_autograd_hands_the_forward_plan_to_the_backward(monkeypatch, deterministic):
+    """The eager path asks the forward for the backward's tile lists unless ``deterministic`` (whose backward runs
+    other tiles), and gives the backward what the forward returned."""
+    kern = _kernels()
+    forward, backward = kern.attention_forward, kern.attention_backward
+    seen = {}
+
+    def spy_forward(*args, **kwargs):
+        seen["plan_backward"] = kwargs.get("plan_backward")
+        result = forward(*args, **kwargs)
+        seen["bounds"] = result[2]
+        return result
+
+    def spy_backward(*args, **kwargs):
+        seen["given"] = kwargs.get("bounds")
+        return backward(*args, **kwargs)
+
+    monkeypatch.setattr(kern, "attention_forward", spy_forward)
+    monkeypatch.setattr(kern, "attention_backward", spy_backward)
+    gen = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(1, 40, 2, 16, generator=gen, requires_grad=True) for _ in range(3))
+    flashmask_attention(q, k, v, causal=True, backend="triton", deterministic=deterministic).sum().backward()
+    assert seen["plan_backward"] is (not deterministic)
+    assert seen["given"] is seen["bounds"] and seen["bounds"] is not None
+
+
 def test_public_entry_point_runs_the_kernels():
     """``backend="triton"`` on CPU tensors goes through the kernels (interpreter) with autograd."""
     gen = torch.Generator().manual_seed(2)

@@ -4,9 +4,9 @@
 ``torch.compile`` sees each op as one opaque node with a fake (shape-only) implementation, so a model
 compiled with ``fullgraph=True`` has no graph break here, and a new mask of the same shape is just new data:
 no recompilation. Eager calls skip the ops' dispatch (about 10 us of host time per call on a fast host, several
-times that on a slow one, while the GPU waits for the first kernel) and hand the forward's block bounds to the
-backward. Both routes run the same ``_forward`` / ``_backward_impl``. Masks reach them as plain tensors
-(``ColumnMask`` is lowered before).
+times that on a slow one, while the GPU waits for the first kernel) and hand the forward's block bounds and the
+backward's tile lists (built by the forward) to the backward. Both routes run the same ``_forward`` /
+``_backward_impl``. Masks reach them as plain tensors (``ColumnMask`` is lowered before).
 
 The work is dispatched to a backend: ``"triton"`` (``flashmask.kernels``) or ``"torch"`` (``_torch_path``).
 """
@@ -29,8 +29,10 @@ def _lse_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _forward(q, k, v, indices, causal: bool, softmax_scale: float, backend: str, keep_bounds: bool = False):
-    """``(out, lse, bounds)``: ``bounds`` is the kernels' ``KeyBlockBounds`` when asked for (else ``None``)."""
+def _forward(q, k, v, indices, causal: bool, softmax_scale: float, backend: str, keep_bounds: bool = False,
+             plan_backward: bool = False):  # fmt: skip
+    """``(out, lse, bounds)``: ``bounds`` is the kernels' ``KeyBlockBounds`` when asked for (else ``None``), with
+    the backward's tile lists too when ``plan_backward`` (and they qualify)."""
     if backend == "torch":
         iv = _intervals(indices, causal, q.shape[1], k.shape[1], q.device)
         # The path upcasts and accumulates in float32 itself; autocast must not push its matmuls back down.
@@ -39,8 +41,10 @@ def _forward(q, k, v, indices, causal: bool, softmax_scale: float, backend: str,
         return out, lse, None
     from .kernels import attention_forward
 
-    out, lse, bounds = attention_forward(q, k, v, indices, causal, softmax_scale, keep_bounds=True)
-    return out, lse, bounds if keep_bounds else None
+    if not keep_bounds:
+        out, lse = attention_forward(q, k, v, indices, causal, softmax_scale)
+        return out, lse, None
+    return attention_forward(q, k, v, indices, causal, softmax_scale, keep_bounds=True, plan_backward=plan_backward)
 
 
 def _backward_impl(dout, dlse, q, k, v, out, lse, indices, causal, softmax_scale, backend, deterministic,
@@ -139,7 +143,9 @@ class _EagerAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, indices, causal, softmax_scale, backend, deterministic):
         keep_bounds = backend == "triton" and any(ctx.needs_input_grad[:3])
-        out, lse, ctx.bounds = _forward(q, k, v, indices, causal, softmax_scale, backend, keep_bounds)
+        # The deterministic backward runs other tiles than the default one, whose lists the forward can build.
+        out, lse, ctx.bounds = _forward(q, k, v, indices, causal, softmax_scale, backend, keep_bounds,
+                                        plan_backward=not deterministic)  # fmt: skip
         _save(ctx, (q, k, v, indices, causal, softmax_scale, backend, deterministic), out, lse)
         return out, lse
 

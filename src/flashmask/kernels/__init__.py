@@ -24,7 +24,7 @@ from ._pieces import piece_ranges, run_in_pieces, runner_for
 from .backward import bwd_dkdv_kernel, bwd_dq_kernel, bwd_prepare_kernel, bwd_preprocess_kernel, dq_convert_kernel
 from .configs import Configs, KernelConfig
 from .forward import fwd_kernel
-from .tiles import KeyBlockBounds, MaskForm, TileLists, mask_form, plan
+from .tiles import KeyBlockBounds, MaskForm, TileLists, list_words, mask_form, plan
 
 try:
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -188,11 +188,17 @@ def attention_forward(
     partial_share: float = _configs.PARTIAL_SHARE,
     sweep_keys: int | None = None,
     keep_bounds: bool = False,
+    plan_backward: bool = False,
+    backward_configs: Configs | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, KeyBlockBounds | None]:
     """Returns ``out [B, Sq, Hq, D]`` (dtype of ``q``) and ``lse`` float32 ``[B, Hq, Sq]``.
 
     With ``keep_bounds`` a third item, the block bounds the call computed (``None`` if it computed none), for
     ``attention_backward(bounds=...)``: at D=128 on Hopper both passes use the same 128-key blocks.
+    ``plan_backward`` (with ``keep_bounds``): they also carry the tile lists of the non-deterministic backward's
+    dK/dV kernel under ``backward_configs`` (default: the defaults), built once the main kernel is queued, where
+    that kernel's key blocks are the forward's and the lists take at most ``configs.BACKWARD_LISTS_MAX_SHARE`` of
+    ``q``'s memory or ``BACKWARD_LISTS_ALWAYS_BYTES`` (they are kept until the backward).
 
     ``out`` and ``lse`` may be given as preallocated buffers (contiguous); tests pass poisoned ones.
     ``config`` replaces the default tiles; ``partial_config`` (default: the config's ``forward_partial`` when
@@ -205,7 +211,35 @@ def attention_forward(
     """
     out, lse, bounds = _forward(q, k, v, indices, causal, softmax_scale, config, out, lse, use_tma, partial_config,
                                 partial_share, sweep_keys)  # fmt: skip
-    return (out, lse, bounds) if keep_bounds else (out, lse)
+    if not keep_bounds:
+        return out, lse
+    if plan_backward and bounds is not None and _configs.PLAN_BACKWARD_IN_FORWARD:
+        bounds = _plan_backward(q, k, v, indices, causal, bounds, backward_configs, use_tma)
+    return out, lse, bounds
+
+
+def _plan_backward(q, k, v, indices, causal: bool, bounds: KeyBlockBounds, cfgs: Configs | None,
+                   use_tma: bool | None) -> KeyBlockBounds:  # fmt: skip
+    """``bounds`` with the tile lists of the backward's dK/dV kernel, if they qualify (``attention_forward``).
+
+    The GPU waits on the host before the backward's first kernel, and on a slow host right after a sync the lists'
+    allocation, views and launch cost ~0.1-0.3 ms there; here they run while the GPU computes the forward.
+    """
+    seqlen_q, seqlen_k = q.shape[1], k.shape[1]
+    cfgs = cfgs or _pick(_head_dim_pad(q.shape[3]), q.device, indices, causal, seqlen_q, seqlen_k)
+    cfg = cfgs.dkdv
+    # (``dout`` is not known yet; the backward checks it, and on another path these lists go unused.)
+    if not (cfg.warp_specialized and _backward_ws_ok(q, k, v, q, use_tma)):
+        cfg = _configs.triton_dkdv(cfg)
+    rows = bounds.tensor.shape[0]
+    words = list_words(rows, cdiv(seqlen_k, cfg.block_n), cdiv(seqlen_q, cfg.block_m))
+    q_bytes = q.numel() * q.element_size()
+    allowed = max(_configs.BACKWARD_LISTS_MAX_SHARE * q_bytes, _configs.BACKWARD_LISTS_ALWAYS_BYTES)
+    if cfg.block_n != bounds.block_n or 4 * words > allowed:
+        return bounds
+    mask = _MaskArgs(indices, causal, q.shape[2], q)
+    _, lists = _lists(mask, seqlen_q, seqlen_k, cfg.block_m, cfg.block_n, q.device, transposed=True, reuse=bounds)
+    return bounds._replace(lists=lists, lists_block_m=cfg.block_m)
 
 
 def _forward(q, k, v, indices, causal, softmax_scale, config, out, lse, use_tma, partial_config, partial_share,
@@ -270,8 +304,13 @@ def _forward_configs(
 def _lists(mask: _MaskArgs, seqlen_q: int, seqlen_k: int, block_m: int, block_n: int, device, transposed: bool,
            reuse: KeyBlockBounds | None = None) -> tuple[KeyBlockBounds, TileLists]:  # fmt: skip
     """Block bounds and the tile lists for ``block_m x block_n`` tiles (per key block when ``transposed``); the
-    bounds are ``reuse``'s (computed earlier for this mask) if its key blocks are these."""
-    given = reuse.tensor if reuse is not None and reuse.block_n == block_n else None
+    bounds, and the lists if it has them, are ``reuse``'s (built earlier for this mask) if its tiles are these."""
+    if reuse is not None and reuse.block_n == block_n:
+        if transposed and reuse.lists is not None and reuse.lists_block_m == block_m:
+            return reuse, reuse.lists
+        given = reuse.tensor
+    else:
+        given = None
     bounds, lists = plan(mask.indices, mask.form, seqlen_q, seqlen_k, block_m, block_n, transposed, device, given)
     return KeyBlockBounds(block_n, bounds), lists
 

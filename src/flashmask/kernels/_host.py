@@ -22,6 +22,13 @@ from triton import knobs
 from triton.runtime import driver
 from triton.runtime.jit import compute_cache_key
 
+from . import configs as _configs
+
+try:  # Triton 3.6's encoding of a Gluon tensor descriptor (``_EncodedLaunch``)
+    from triton.backends.nvidia.driver import make_tensordesc_arg
+except ImportError:
+    make_tensordesc_arg = None
+
 
 def cdiv(a: int, b: int) -> int:
     """``ceil(a / b)`` for positive ``b``: ``triton.cdiv`` is a constexpr function, ~100x slower on the host."""
@@ -71,13 +78,16 @@ class CachedKernel:
             compiled = self.kernel[grid](*args, **kwargs)
             tail = self._trailing_constants(len(args), kwargs)
             if compiled is not None and tail is not None:
-                self._compiled[key] = (compiled, tail)
+                self._compiled[key] = (compiled, tail, _EncodedLaunch.of(compiled, len(args)))
             return
-        compiled, tail = hit
+        compiled, tail, encoded = hit
         if self._check:
             self._verify(compiled, device, args, kwargs)
         stream = driver.active.get_current_stream(device)
         grid_x, grid_y, grid_z = (*grid, 1, 1)[:3]
+        if encoded is not None and _configs.ENCODED_LAUNCH:
+            encoded(grid_x, grid_y, grid_z, stream, compiled, args, tail)
+            return
         compiled.run(grid_x, grid_y, grid_z, stream, compiled.function, compiled.packed_metadata, None, None, None,
                      *args, *tail)  # fmt: skip
 
@@ -106,3 +116,57 @@ class CachedKernel:
                 f"flashmask: the launch cache of {self.kernel.fn.__name__} reused a kernel compiled for other "
                 f"arguments (specialisation now: {specialization})"
             )
+
+
+class _EncodedLaunch:
+    """A compiled kernel's launch with its Hopper tensor descriptors encoded once per (address, shape, strides).
+
+    Triton's launcher encodes every Gluon tensor descriptor into a ``CUtensorMap`` on each launch, in Python
+    (``make_tensordesc_arg``: seven for the backward's main kernel, launched once per piece, three for the forward).
+    The map is a pure function of the base address, shape and strides and of the compiled kernel's per-descriptor
+    metadata (element type, box, swizzle), so a map encoded earlier for equal values is the same map: a tensor freed
+    and another allocated at its address with its shape and strides gets the map it would get encoded afresh.
+    ``of`` finds the raw launcher and the metadata in Triton 3.6's wrapper; on any other shape of it, or a kernel
+    that needs scratch memory, it returns ``None`` and launches go through ``compiled.run`` as usual.
+    """
+
+    _MAX_MAPS = 256  # per compiled kernel: the maps of a few calls' tensors; dropped all at once past this
+
+    def __init__(self, launch, metas: dict[int, dict], cooperative: bool, pdl: bool) -> None:
+        self.launch, self.metas, self.cooperative, self.pdl = launch, metas, cooperative, pdl
+        self.positions = sorted(metas, reverse=True)  # replaced from the last, so earlier positions stay put
+        self.maps: dict[tuple, list] = {}
+
+    @classmethod
+    def of(cls, compiled, num_args: int) -> _EncodedLaunch | None:
+        if make_tensordesc_arg is None:
+            return None
+        run = compiled.run
+        wrapper = getattr(run, "launch", None)
+        names = getattr(getattr(wrapper, "__code__", None), "co_freevars", ())
+        if not {"launcher", "tensordesc_indices", "tensordesc_meta"} <= set(names) or wrapper.__closure__ is None:
+            return None
+        if getattr(run, "global_scratch_size", 1) or getattr(run, "profile_scratch_size", 1):
+            return None
+        cells = dict(zip(names, (cell.cell_contents for cell in wrapper.__closure__), strict=True))
+        positions, metas = sorted(cells["tensordesc_indices"]), cells["tensordesc_meta"]
+        if not positions or len(metas) != len(positions) or any(m is None for m in metas) or positions[-1] >= num_args:
+            return None
+        return cls(cells["launcher"], dict(zip(positions, metas, strict=True)), run.launch_cooperative_grid,
+                   run.launch_pdl)  # fmt: skip
+
+    def _encoded(self, position: int, desc) -> list:
+        key = (position, desc.base.data_ptr(), desc.padding, *desc.shape, *desc.strides)
+        encoded = self.maps.get(key)
+        if encoded is None:
+            if len(self.maps) >= self._MAX_MAPS:
+                self.maps.clear()
+            encoded = self.maps[key] = make_tensordesc_arg(desc, self.metas[position])
+        return encoded
+
+    def __call__(self, grid_x: int, grid_y: int, grid_z: int, stream: int, compiled, args: tuple, tail: tuple) -> None:
+        final = list(args)
+        for position in self.positions:
+            final[position : position + 1] = self._encoded(position, final[position])
+        self.launch(grid_x, grid_y, grid_z, stream, compiled.function, self.cooperative, self.pdl, None, None,
+                    compiled.packed_metadata, None, None, None, *final, *tail)  # fmt: skip

@@ -86,6 +86,14 @@ BWD_PIECES_ALTERNATE = True
 # backward (host included) gave back ~0.4-0.5 ms of the pieces' ~0.7 ms at 8K on an H100; two read a little better
 # on all three masks tried (-0.03 to -0.6 ms, within the runs' noise; NOTES session 21). s22a sweeps 1 / 2 / 4 / 8.
 BWD_PIECES_LEAD = 2
+# The forward builds the backward's tile lists (``attention_forward(plan_backward=True)``, as eager autograd calls
+# do; ``PLAN_BACKWARD_IN_FORWARD``) only while they take at most this share of q's memory, or this many bytes: they
+# stay allocated until the backward.
+PLAN_BACKWARD_IN_FORWARD = True
+BACKWARD_LISTS_MAX_SHARE = 1 / 32
+BACKWARD_LISTS_ALWAYS_BYTES = 1 << 20
+# Launches of compiled Gluon kernels reuse the tensor maps encoded for equal descriptors (``_host._EncodedLaunch``).
+ENCODED_LAUNCH = True
 BWD_SIDE_PROGRAMS = 8
 BWD_SIDE_BLOCK_M = 256
 BWD_SIDE_WARPS = 32

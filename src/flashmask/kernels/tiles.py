@@ -320,10 +320,14 @@ def _row_plan_kernel(
 
 
 class KeyBlockBounds(NamedTuple):
-    """``block_bounds``' output for blocks of ``block_n`` keys: what a backward may reuse from its forward."""
+    """What a backward may reuse from its forward: ``block_bounds``' output for blocks of ``block_n`` keys and, if
+    the forward built them, the tile lists per key block (``plan(..., transposed=True)``) of ``lists_block_m`` x
+    ``block_n`` tiles."""
 
     block_n: int
     tensor: torch.Tensor
+    lists: TileLists | None = None
+    lists_block_m: int = 0
 
 
 class TileLists(NamedTuple):
@@ -413,7 +417,7 @@ def tile_lists(
     num_m, num_n = cdiv(seqlen_q, block_m), cdiv(seqlen_k, block_n)
     num_outer, num_inner = (num_n, num_m) if transposed else (num_m, num_n)
     counts = rows * num_outer
-    storage = torch.empty(_list_words(rows, num_outer, num_inner), dtype=torch.int32, device=bounds.device)
+    storage = torch.empty(list_words(rows, num_outer, num_inner), dtype=torch.int32, device=bounds.device)
     lists, _ = _list_views(storage, rows, num_outer, num_inner)
     full_count, full_index, part_count, part_index, order, counter = lists
     if rows and num_outer and num_inner:
@@ -444,13 +448,13 @@ def tile_lists(
     return lists
 
 
-def _list_words(rows: int, num_outer: int, num_inner: int) -> int:
+def list_words(rows: int, num_outer: int, num_inner: int) -> int:
     """int32 words of one ``TileLists``: three count-sized arrays, two index arrays and the counter."""
     return rows * num_outer * (3 + 2 * num_inner) + 1
 
 
 def _list_views(storage: torch.Tensor, rows: int, num_outer: int, num_inner: int) -> tuple[TileLists, torch.Tensor]:
-    """The ``TileLists`` in the first ``_list_words`` words of one flat int32 allocation, and the words after
+    """The ``TileLists`` in the first ``list_words`` words of one flat int32 allocation, and the words after
     them (empty if there are none), in one split."""
     counts = rows * num_outer
     sizes = [counts] * 3 + [counts * num_inner] * 2 + [1]
@@ -509,8 +513,8 @@ def plan(
             bounds = block_bounds(indices, form, seqlen_q, seqlen_k, block_n, device)
         return bounds, tile_lists(bounds, form.causal, seqlen_q, seqlen_k, block_m, block_n, transposed)
     given = bounds is not None
-    list_words = _list_words(rows, num_outer, num_inner)
-    storage = torch.empty(list_words + (0 if given else rows * 8 * num_n), dtype=torch.int32, device=device)
+    words = list_words(rows, num_outer, num_inner)
+    storage = torch.empty(words + (0 if given else rows * 8 * num_n), dtype=torch.int32, device=device)
     lists, rest = _list_views(storage, rows, num_outer, num_inner)
     if not given:
         bounds = rest.view(rows, 8, num_n)
