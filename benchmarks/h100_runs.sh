@@ -1673,8 +1673,21 @@ s22d)
         --masks sliding_window --timeline
     run graph_check 150 graph_check.txt python3 benchmarks/graph_check.py
     ;;
+s22e)
+    # Session 22, after s22d: PLAN_BACKWARD_IN_FORWARD read +0.4% / +1.1% on the backward by the timer with lead 2
+    # (predicted -0.1 to -0.25 ms), and s22d's timeline shows why: the lead-2 prepare (~0.39 ms profiled) already
+    # covers the setup (0.2 ms without the lists). With one lead piece (~0.19 ms) the lists' host time would show.
+    # The lead sweep was inconsistent between the masks (lead 1 best on causal_document, 2 on sliding_window). Here
+    # twice the calls: lead 1 / 2 with the lists built by the forward and without, and the lists A/B at lead 1.
+    # Predicted: with the lists, lead 1 within 0.1 ms of lead 2; without them, lead 2 ahead of lead 1.
+    AB=(python3 benchmarks/ab_setting.py --public --timer --reps 60 --seqlen 8192 --batch 16
+        --masks sliding_window,causal_document)
+    run ab_plan_lead1 60 ab.txt "${AB[@]}" PLAN_BACKWARD_IN_FORWARD False,True --set BWD_PIECES_LEAD=1
+    run ab_lead_plan 60 ab.txt "${AB[@]}" BWD_PIECES_LEAD 1,2
+    run ab_lead_noplan 60 ab.txt "${AB[@]}" BWD_PIECES_LEAD 1,2 --set PLAN_BACKWARD_IN_FORWARD=False
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s22d)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s22e)" >&2
     exit 2
     ;;
 esac
