@@ -210,6 +210,7 @@ def test_backward_takes_the_tile_lists_its_forward_built(monkeypatch):
     q, k, v = (torch.randn(1, 70, 2, 16, generator=gen) for _ in range(3))
     idx = _random_indices(gen, 1, 2, 70, 70, True, 2)
     kern = _kernels()
+    monkeypatch.setattr(kern.configs, "PLAN_BACKWARD_IN_FORWARD", True)
     defaults = kern.configs.pick(16, q.device)
     # dK/dV tiles on the forward's key blocks (the interpreter's defaults use other ones).
     cfgs = defaults._replace(dkdv=kern.KernelConfig(16, defaults.forward.block_n, 4, 1))
@@ -236,9 +237,14 @@ def test_backward_takes_the_tile_lists_its_forward_built(monkeypatch):
     _, _, capped = kern.attention_forward(q, k, v, idx, True, 0.25, keep_bounds=True, plan_backward=True,
                                           backward_configs=cfgs)  # fmt: skip
     assert capped.lists is None
-    # Without ``plan_backward``, and under the defaults here (dK/dV on other key blocks), none either.
+    # Without ``plan_backward``, under the defaults here (dK/dV on other key blocks), or switched off, none either.
     assert kern.attention_forward(q, k, v, idx, True, 0.25, keep_bounds=True)[2].lists is None
     assert kern.attention_forward(q, k, v, idx, True, 0.25, keep_bounds=True, plan_backward=True)[2].lists is None
+    monkeypatch.setattr(kern.configs, "BACKWARD_LISTS_ALWAYS_BYTES", 1 << 20)
+    monkeypatch.setattr(kern.configs, "PLAN_BACKWARD_IN_FORWARD", False)
+    _, _, off = kern.attention_forward(q, k, v, idx, True, 0.25, keep_bounds=True, plan_backward=True,
+                                       backward_configs=cfgs)  # fmt: skip
+    assert off.lists is None
 
 
 @pytest.mark.parametrize("deterministic", [False, True])

@@ -195,10 +195,11 @@ def attention_forward(
 
     With ``keep_bounds`` a third item, the block bounds the call computed (``None`` if it computed none), for
     ``attention_backward(bounds=...)``: at D=128 on Hopper both passes use the same 128-key blocks.
-    ``plan_backward`` (with ``keep_bounds``): they also carry the tile lists of the non-deterministic backward's
-    dK/dV kernel under ``backward_configs`` (default: the defaults), built once the main kernel is queued, where
-    that kernel's key blocks are the forward's and the lists take at most ``configs.BACKWARD_LISTS_MAX_SHARE`` of
-    ``q``'s memory or ``BACKWARD_LISTS_ALWAYS_BYTES`` (they are kept until the backward).
+    ``plan_backward`` (with ``keep_bounds``, while ``configs.PLAN_BACKWARD_IN_FORWARD`` is on; off by default): they
+    also carry the tile lists of the non-deterministic backward's dK/dV kernel under ``backward_configs`` (default:
+    the defaults), built once the main kernel is queued, where that kernel's key blocks are the forward's and the
+    lists take at most ``configs.BACKWARD_LISTS_MAX_SHARE`` of ``q``'s memory or ``BACKWARD_LISTS_ALWAYS_BYTES``
+    (they are kept until the backward).
 
     ``out`` and ``lse`` may be given as preallocated buffers (contiguous); tests pass poisoned ones.
     ``config`` replaces the default tiles; ``partial_config`` (default: the config's ``forward_partial`` when

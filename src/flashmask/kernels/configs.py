@@ -86,13 +86,18 @@ BWD_PIECES_ALTERNATE = True
 # backward (host included) gave back ~0.4-0.5 ms of the pieces' ~0.7 ms at 8K on an H100; two read a little better
 # on all three masks tried (-0.03 to -0.6 ms, within the runs' noise; NOTES session 21). s22a sweeps 1 / 2 / 4 / 8.
 BWD_PIECES_LEAD = 2
-# The forward builds the backward's tile lists (``attention_forward(plan_backward=True)``, as eager autograd calls
-# do; ``PLAN_BACKWARD_IN_FORWARD``) only while they take at most this share of q's memory, or this many bytes: they
-# stay allocated until the backward.
-PLAN_BACKWARD_IN_FORWARD = True
+# With ``PLAN_BACKWARD_IN_FORWARD`` the forward builds the backward's tile lists once its main kernel is queued
+# (``attention_forward(plan_backward=True)``, as eager autograd calls ask), while they take at most this share of q's
+# memory or this many bytes: they stay allocated until the backward. Off: on an H100 at 8K with two lead pieces the
+# backward's setup is already hidden under their prepare (s22d's timeline), and the timed backward read +0.4% /
+# +1.1% with it (sliding_window / causal_document, within the timer's noise), the forward +0.2% (its 15 us plan
+# kernel). It may pay with one lead piece, whose prepare is shorter than the setup with the lists (s22e).
+PLAN_BACKWARD_IN_FORWARD = False
 BACKWARD_LISTS_MAX_SHARE = 1 / 32
 BACKWARD_LISTS_ALWAYS_BYTES = 1 << 20
-# Launches of compiled Gluon kernels reuse the tensor maps encoded for equal descriptors (``_host._EncodedLaunch``).
+# Launches of compiled Gluon kernels reuse the tensor maps encoded for equal descriptors (``_host._EncodedLaunch``):
+# less host work per launch; by the timer at 8K on an H100 the forward read -0.7% / -0.1%, the backward (setup hidden
+# under the lead prepare) +0.2% / +0.1%, within the noise (s22d).
 ENCODED_LAUNCH = True
 BWD_SIDE_PROGRAMS = 8
 BWD_SIDE_BLOCK_M = 256
