@@ -4,9 +4,10 @@
 ``torch.compile`` sees each op as one opaque node with a fake (shape-only) implementation, so a model
 compiled with ``fullgraph=True`` has no graph break here, and a new mask of the same shape is just new data:
 no recompilation. Eager calls skip the ops' dispatch (about 10 us of host time per call on a fast host, several
-times that on a slow one, while the GPU waits for the first kernel) and hand the forward's block bounds and the
-backward's tile lists (built by the forward) to the backward. Both routes run the same ``_forward`` /
-``_backward_impl``. Masks reach them as plain tensors (``ColumnMask`` is lowered before).
+times that on a slow one, while the GPU waits for the first kernel) and hand the forward's block bounds to the
+backward (with the backward's tile lists, where ``kernels.configs.PLAN_BACKWARD_IN_FORWARD`` has the forward build
+them). Both routes run the same ``_forward`` / ``_backward_impl``. Masks reach them as plain tensors
+(``ColumnMask`` is lowered before).
 
 The work is dispatched to a backend: ``"triton"`` (``flashmask.kernels``) or ``"torch"`` (``_torch_path``).
 """
