@@ -161,6 +161,14 @@ base_and_patch() {
     rm -rf benchmarks/_base && mkdir -p benchmarks/_base && cp -r src/flashmask benchmarks/_base/flashmask_base
     git apply "benchmarks/experiments/$1.patch" || exit 1
 }
+# s22e's A/B (session 22): the lead pieces with and without the forward-built backward lists, by the timer.
+lead_and_lists_ab() {
+    local ab=(python3 benchmarks/ab_setting.py --public --timer --reps 60 --seqlen 8192 --batch 16
+        --masks sliding_window,causal_document)
+    run ab_plan_lead1 60 ab.txt "${ab[@]}" PLAN_BACKWARD_IN_FORWARD False,True --set BWD_PIECES_LEAD=1
+    run ab_lead_plan 60 ab.txt "${ab[@]}" BWD_PIECES_LEAD 1,2 --set PLAN_BACKWARD_IN_FORWARD=True
+    run ab_lead_noplan 60 ab.txt "${ab[@]}" BWD_PIECES_LEAD 1,2
+}
 cleanup() {
     find "$OUT" \( -name '*.png' -o -name 'results.md' -o -name '*.tmp' \) -delete
     echo "$(now) step $STEP done after $((SECONDS - START))s; files:" | tee -a "$STEPS"
@@ -1680,14 +1688,25 @@ s22e)
     # The lead sweep was inconsistent between the masks (lead 1 best on causal_document, 2 on sliding_window). Here
     # twice the calls: lead 1 / 2 with the lists built by the forward and without, and the lists A/B at lead 1.
     # Predicted: with the lists, lead 1 within 0.1 ms of lead 2; without them, lead 2 ahead of lead 1.
-    AB=(python3 benchmarks/ab_setting.py --public --timer --reps 60 --seqlen 8192 --batch 16
-        --masks sliding_window,causal_document)
-    run ab_plan_lead1 60 ab.txt "${AB[@]}" PLAN_BACKWARD_IN_FORWARD False,True --set BWD_PIECES_LEAD=1
-    run ab_lead_plan 60 ab.txt "${AB[@]}" BWD_PIECES_LEAD 1,2
-    run ab_lead_noplan 60 ab.txt "${AB[@]}" BWD_PIECES_LEAD 1,2 --set PLAN_BACKWARD_IN_FORWARD=False
+    lead_and_lists_ab
+    ;;
+s23a)
+    # Session 22, for the next device call (~4 min after the start): s22e (the lead pieces with and without the
+    # forward-built lists, 60 calls), then a smaller last piece (configs.BWD_LAST_PIECE_SHARE: its dQ conversion
+    # runs alone on the whole GPU after every main kernel, ~0.13 ms at 8K with 8 pieces), GPU time alone and by the
+    # timer, then the benchmark on the three 8K masks nearest the line (Flex only). Predicted: share 0.5 -0.05 to
+    # -0.07 ms of backward GPU time on sliding_window and causal_document, 0.25 up to -0.1 unless the last main
+    # kernel's tail gives it back; full level.
+    lead_and_lists_ab
+    run ab_last_gpu 70 ab.txt python3 benchmarks/ab_setting.py BWD_LAST_PIECE_SHARE 1.0,0.5,0.25 --reps 20 \
+        --seqlen 8192 --batch 16 --masks sliding_window,causal_document,full
+    run ab_last_timer 60 ab.txt python3 benchmarks/ab_setting.py BWD_LAST_PIECE_SHARE 1.0,0.5,0.25 --public --timer \
+        --reps 40 --seqlen 8192 --batch 16 --masks sliding_window,causal_document
+    run bench_3masks 150 bench.log "${FM[@]}" bench --part kernel --seqlens 8K --head-dims 128 --peers flex \
+        --rep-ms 800 --masks sliding_window,causal_document,document --out "$OUT/b3"
     ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s22e)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s23a)" >&2
     exit 2
     ;;
 esac

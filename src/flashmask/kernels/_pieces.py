@@ -31,10 +31,19 @@ CURRENT, ALT, PREPARE, CONVERT = "current", "alt", "prepare", "convert"
 WHOLE, SIDE = False, True
 
 
-def piece_ranges(rows: int, pieces: int) -> list[tuple[int, int]]:
-    """``pieces`` (at most ``rows``) contiguous ``(first, end)`` ranges of ``rows`` rows, as even as can be."""
+def piece_ranges(rows: int, pieces: int, last_share: float = 1.0) -> list[tuple[int, int]]:
+    """``pieces`` (at most ``rows``) contiguous ``(first, end)`` ranges of ``rows`` rows, of at least one row each: as
+    even as can be, but the last one ``last_share`` (in ``(0, 1]``) of the others' size, about. (The last piece's
+    dQ conversion runs alone on the GPU, so a smaller last piece leaves less of it exposed.)"""
     pieces = max(1, min(pieces, rows))
-    bounds = [rows * i // pieces for i in range(pieces + 1)]
+    if last_share == 1.0:
+        bounds = [rows * i // pieces for i in range(pieces + 1)]
+    else:
+        units = pieces - 1 + last_share
+        bounds = [0]
+        for i in range(1, pieces):
+            bounds.append(min(max(int(rows * i / units), bounds[-1] + 1), rows - (pieces - i)))
+        bounds.append(rows)
     return list(itertools.pairwise(bounds))
 
 

@@ -86,6 +86,9 @@ BWD_PIECES_ALTERNATE = True
 # backward (host included) gave back ~0.4-0.5 ms of the pieces' ~0.7 ms at 8K on an H100; two read a little better
 # on all three masks tried (-0.03 to -0.6 ms, within the runs' noise; NOTES session 21). s22a sweeps 1 / 2 / 4 / 8.
 BWD_PIECES_LEAD = 2
+# The last piece's size against the others' (``_pieces.piece_ranges``): its dQ conversion runs on the whole GPU after
+# every main kernel (~0.13 ms of 8 pieces at 8K on an H100), so a smaller one exposes less. Not measured yet (s23a).
+BWD_LAST_PIECE_SHARE = 1.0
 # With ``PLAN_BACKWARD_IN_FORWARD`` the forward builds the backward's tile lists once its main kernel is queued
 # (``attention_forward(plan_backward=True)``, as eager autograd calls ask), while they take at most this share of q's
 # memory or this many bytes: they stay allocated until the backward. Off: on an H100 at 8K with two lead pieces the
