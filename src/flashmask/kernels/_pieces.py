@@ -36,14 +36,11 @@ def piece_ranges(rows: int, pieces: int, last_share: float = 1.0) -> list[tuple[
     even as can be, but the last one ``last_share`` (in ``(0, 1]``) of the others' size, about. (The last piece's
     dQ conversion runs alone on the GPU, so a smaller last piece leaves less of it exposed.)"""
     pieces = max(1, min(pieces, rows))
-    if last_share == 1.0:
-        bounds = [rows * i // pieces for i in range(pieces + 1)]
-    else:
-        units = pieces - 1 + last_share
-        bounds = [0]
-        for i in range(1, pieces):
-            bounds.append(min(max(int(rows * i / units), bounds[-1] + 1), rows - (pieces - i)))
-        bounds.append(rows)
+    units = pieces - 1 + last_share  # (a share of 1: rows * i // pieces, the even split)
+    bounds = [0]
+    for i in range(1, pieces):
+        bounds.append(min(max(int(rows * i / units), bounds[-1] + 1), rows - (pieces - i)))
+    bounds.append(rows)
     return list(itertools.pairwise(bounds))
 
 
