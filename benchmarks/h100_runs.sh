@@ -1702,6 +1702,15 @@ s23a)
         --seqlen 8192 --batch 16 --masks sliding_window,causal_document,full
     run ab_last_timer 60 ab.txt python3 benchmarks/ab_setting.py BWD_LAST_PIECE_SHARE 1.0,0.5,0.25 --public --timer \
         --reps 40 --seqlen 8192 --batch 16 --masks sliding_window,causal_document
+    # Session 23: a smaller first piece (configs.BWD_FIRST_PIECE_SHARE) with one lead piece, so that less prepare runs
+    # alone before the first main kernel (~0.2 ms a piece of 8). Predicted with the forward-built lists: share 0.25
+    # -0.1 to -0.25 ms by the timer against share 1 (the host's setup, ~0.1-0.17 ms, then exposed instead).
+    ab1=(python3 benchmarks/ab_setting.py --public --timer --reps 40 --seqlen 8192 --batch 16
+        --masks sliding_window,causal_document BWD_FIRST_PIECE_SHARE 1.0,0.5,0.25 --set BWD_PIECES_LEAD=1)
+    run ab_first_plan 60 ab.txt "${ab1[@]}" --set PLAN_BACKWARD_IN_FORWARD=True
+    run ab_first_noplan 60 ab.txt "${ab1[@]}"
+    run cprofile_fwd 60 cprofile.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --cprofile 40
     run bench_3masks 150 bench.log "${FM[@]}" bench --part kernel --seqlens 8K --head-dims 128 --peers flex \
         --rep-ms 800 --masks sliding_window,causal_document,document --out "$OUT/b3"
     ;;

@@ -34,19 +34,25 @@ def test_piece_ranges_cover_the_rows_in_even_contiguous_pieces(rows: int, pieces
     assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
 
 
-@given(st.integers(1, 600), st.integers(1, 40), st.sampled_from([0.25, 0.5, 0.75]))
-def test_a_smaller_last_piece(rows: int, pieces: int, last_share: float) -> None:
-    """The last piece about ``last_share`` of the others (never empty), the others as even as can be."""
-    ranges = piece_ranges(rows, pieces, last_share)
+@given(st.integers(1, 600), st.integers(1, 40), st.sampled_from([0.25, 0.5, 0.75, 1.0]),
+       st.sampled_from([0.25, 0.5, 0.75, 1.0]))  # fmt: skip
+def test_smaller_end_pieces(rows: int, pieces: int, last_share: float, first_share: float) -> None:
+    """The last and first pieces about ``last_share`` / ``first_share`` of the others (never empty), the others as
+    even as can be."""
+    ranges = piece_ranges(rows, pieces, last_share, first_share)
     assert len(ranges) == min(rows, pieces)
     assert ranges[0][0] == 0 and ranges[-1][1] == rows
     assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     sizes = [end - first for first, end in ranges]
     assert min(sizes) >= 1
     if len(sizes) > 1 and rows >= 4 * len(sizes):  # room for every piece to take its share
-        regular = sizes[:-1]
-        assert max(regular) - min(regular) <= 1
-        assert abs(sizes[-1] - last_share * rows / (len(sizes) - 1 + last_share)) <= 1
+        units = len(sizes) - 2 + first_share + last_share
+        regular = sizes[1:-1]
+        if regular:
+            assert max(regular) - min(regular) <= 1
+            assert all(abs(size - rows / units) <= 1 for size in regular)
+        assert abs(sizes[-1] - last_share * rows / units) <= 1
+        assert abs(sizes[0] - first_share * rows / units) <= 1
 
 
 class _Event:
@@ -252,6 +258,7 @@ def test_backward_in_pieces_in_any_order_matches_the_whole_backward(monkeypatch,
     monkeypatch.setattr(kernels._configs, "BWD_SIDE_BLOCK_M", 32)
     monkeypatch.setattr(kernels._configs, "BWD_PIECES_LEAD", 1 + seed % 2)  # seed 1: 2 of 3 pieces prepared first
     monkeypatch.setattr(kernels._configs, "BWD_LAST_PIECE_SHARE", (1.0, 0.5, 0.25)[seed])  # seed 2: 1, 2, 2, 1 rows
+    monkeypatch.setattr(kernels._configs, "BWD_FIRST_PIECE_SHARE", (1.0, 0.25, 0.5)[seed])
     gen = torch.Generator().manual_seed(seed)
     causal, vectors = [(True, 2), (False, 4), (True, 1)][seed]
     b, sq, sk, hq, hkv, d = 2, 45 + 20 * seed, 83, 6, 3, 16

@@ -656,7 +656,7 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
             dq_acc, dq, *ints, BLOCK_M=block_m, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, num_warps=warps,
         )  # fmt: skip
 
-    ranges = piece_ranges(batch * num_kv_heads, pieces, _configs.BWD_LAST_PIECE_SHARE)
+    ranges = piece_ranges(batch * num_kv_heads, pieces, _configs.BWD_LAST_PIECE_SHARE, _configs.BWD_FIRST_PIECE_SHARE)
     run_in_pieces(runner_for(q.device), ranges, prepare, setup, convert,
                   alternate=_configs.BWD_PIECES_ALTERNATE, lead=_configs.BWD_PIECES_LEAD)  # fmt: skip
     return dq, dk, dv

@@ -31,15 +31,20 @@ CURRENT, ALT, PREPARE, CONVERT = "current", "alt", "prepare", "convert"
 WHOLE, SIDE = False, True
 
 
-def piece_ranges(rows: int, pieces: int, last_share: float = 1.0) -> list[tuple[int, int]]:
+def piece_ranges(rows: int, pieces: int, last_share: float = 1.0, first_share: float = 1.0) -> list[tuple[int, int]]:
     """``pieces`` (at most ``rows``) contiguous ``(first, end)`` ranges of ``rows`` rows, of at least one row each: as
-    even as can be, but the last one ``last_share`` (in ``(0, 1]``) of the others' size, about. (The last piece's
-    dQ conversion runs alone on the GPU, so a smaller last piece leaves less of it exposed.)"""
+    even as can be, but the last one ``last_share`` and the first one ``first_share`` (each in ``(0, 1]``) of the
+    others' size, about. (The first piece's prepare pass and the last piece's dQ conversion run alone on the GPU, so
+    smaller end pieces leave less of them exposed.)"""
     pieces = max(1, min(pieces, rows))
-    units = pieces - 1 + last_share  # (a share of 1: rows * i // pieces, the even split)
+    if pieces == 1:
+        return [(0, rows)]
+    # Piece i ends at ``rows * ends[i] / units`` (all shares 1: ``rows * i // pieces``, the even split).
+    ends = [first_share + i for i in range(pieces - 1)]
+    units = ends[-1] + last_share
     bounds = [0]
-    for i in range(1, pieces):
-        bounds.append(min(max(int(rows * i / units), bounds[-1] + 1), rows - (pieces - i)))
+    for i, end in enumerate(ends, start=1):
+        bounds.append(min(max(int(rows * end / units), bounds[-1] + 1), rows - (pieces - i)))
     bounds.append(rows)
     return list(itertools.pairwise(bounds))
 

@@ -89,6 +89,10 @@ BWD_PIECES_LEAD = 2
 # The last piece's size against the others' (``_pieces.piece_ranges``): its dQ conversion runs on the whole GPU after
 # every main kernel (~0.13 ms of 8 pieces at 8K on an H100), so a smaller one exposes less. Not measured yet (s23a).
 BWD_LAST_PIECE_SHARE = 1.0
+# The first piece's size against the others': its prepare pass (and the lead's, ``BWD_PIECES_LEAD``) runs on the whole
+# GPU before any main kernel, ~0.2 ms a piece of 8 at 8K on an H100, while the host sets up the main kernel. Not
+# measured yet (s23a).
+BWD_FIRST_PIECE_SHARE = 1.0
 # With ``PLAN_BACKWARD_IN_FORWARD`` the forward builds the backward's tile lists once its main kernel is queued
 # (``attention_forward(plan_backward=True)``, as eager autograd calls ask), while they take at most this share of q's
 # memory or this many bytes: they stay allocated until the backward. Off: on an H100 at 8K with two lead pieces the
