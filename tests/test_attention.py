@@ -238,3 +238,41 @@ def test_deterministic_default_follows_torch(monkeypatch, flag, global_on, expec
     finally:
         torch.use_deterministic_algorithms(before)
     assert seen == [expected]
+
+
+_QKV_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int32]
+
+
+def _maybe(strategy, chance_of_default: int = 3):
+    """``None`` (keep the default) ``chance_of_default`` times as often as a draw from ``strategy``."""
+    return st.one_of(*[st.none()] * chance_of_default, strategy)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), min_size=4, max_size=4),
+    _maybe(st.integers(3, 5)),
+    st.lists(_maybe(st.integers(0, 3), 6), min_size=4, max_size=4),
+    _maybe(st.integers(3, 5), 6),
+    st.sampled_from(_QKV_DTYPES[:4]),
+    _maybe(st.sampled_from(_QKV_DTYPES)),
+    _maybe(st.sampled_from(["other shape", "other dtype", "list", "none"])),
+)
+def test_the_quick_input_check_agrees_with_the_detailed_one(q_shape, q_rank, k_dims, k_rank, q_dtype, k_dtype,
+                                                            v_kind):  # fmt: skip
+    """``check_qkv`` takes a one-expression check for well-formed inputs: it must accept exactly the inputs that
+    the detailed checks (which name the problem) accept. Each ``None`` keeps the well-formed default."""
+    from flashmask._validation import _diagnose_qkv, _well_formed
+
+    k_shape = [q_shape[i] if d is None else d for i, d in enumerate(k_dims)]
+    q = torch.zeros([*q_shape, 2][: q_rank or 4], dtype=q_dtype)
+    k = torch.zeros([*k_shape, 2][: k_rank or 4], dtype=k_dtype or q_dtype)
+    value = {None: k.clone(), "other shape": torch.zeros([*k.shape, 1], dtype=k.dtype),
+             "other dtype": k.to(torch.float64 if k.dtype != torch.float64 else torch.float32), "list": [0],
+             "none": None}[v_kind]  # fmt: skip
+    try:
+        _diagnose_qkv(q, k, value)
+        accepted = True
+    except (TypeError, ValueError):
+        accepted = False
+    assert _well_formed(q, k, value) == accepted

@@ -17,8 +17,36 @@ def resolve_deterministic(deterministic: bool | None) -> bool:
     return torch.are_deterministic_algorithms_enabled() if deterministic is None else bool(deterministic)
 
 
+def _well_formed(query, key, value) -> bool:
+    """Every condition of ``check_qkv`` in one expression: the common case costs the host less (the GPU waits on
+    this path before the first kernel of every call), and ``check_qkv`` names what is wrong otherwise."""
+    if not (isinstance(query, torch.Tensor) and isinstance(key, torch.Tensor) and isinstance(value, torch.Tensor)):
+        return False
+    q_shape, k_shape, dtype = query.shape, key.shape, query.dtype
+    return (
+        len(q_shape) == 4
+        and len(k_shape) == 4
+        and k_shape == value.shape
+        and dtype in _FLOAT_DTYPES
+        and key.dtype == dtype
+        and value.dtype == dtype
+        and q_shape[0] == k_shape[0]
+        and q_shape[3] == k_shape[3]
+        and k_shape[2] != 0
+        and q_shape[2] % k_shape[2] == 0
+        and key.device == query.device
+        and value.device == query.device
+    )
+
+
 def check_qkv(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
     """Check ``query [B, Sq, Hq, D]`` and ``key``/``value`` ``[B, Sk, Hkv, D]``."""
+    if not _well_formed(query, key, value):
+        _diagnose_qkv(query, key, value)
+
+
+def _diagnose_qkv(query, key, value) -> None:
+    """Raise the error that names the first thing wrong with the inputs (none raised: they are well formed)."""
     for name, t in (("query", query), ("key", key), ("value", value)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor of shape [B, S, H, D], got {type(t).__name__}")
