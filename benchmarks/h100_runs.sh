@@ -1711,9 +1711,19 @@ s23a)
     run ab_first_noplan 60 ab.txt "${ab1[@]}"
     run cprofile_fwd 60 cprofile.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
         --masks sliding_window --cprofile 40
-    # (The table's figures are H100 ones: on another card, SKIP_BENCH=1 leaves the benchmark out.)
-    [[ -n ${SKIP_BENCH:-} ]] || run bench_3masks 150 bench.log "${FM[@]}" bench --part kernel --seqlens 8K \
-        --head-dims 128 --peers flex --rep-ms 800 --masks sliding_window,causal_document,document --out "$OUT/b3"
+    # The benchmark itself (Flex only, the three 8K masks nearest the line): the defaults and the candidate settings
+    # in turn, twice (drift). (The table's figures are H100 ones: on another card SKIP_BENCH=1 leaves this out.)
+    B3=(bench --part kernel --seqlens 8K --head-dims 128 --peers flex --rep-ms 800
+        --masks sliding_window,causal_document,document)
+    CANDIDATE=(--set BWD_PIECES_LEAD=1 --set BWD_FIRST_PIECE_SHARE=0.25 --set BWD_LAST_PIECE_SHARE=0.5
+        --set PLAN_BACKWARD_IN_FORWARD=True)
+    if [[ -z ${SKIP_BENCH:-} ]]; then
+        for round in 1 2; do
+            run "bench_defaults_$round" 150 bench.log "${FM[@]}" "${B3[@]}" --out "$OUT/b3_defaults_$round"
+            run "bench_candidate_$round" 100 bench.log python3 benchmarks/bench_with.py "${CANDIDATE[@]}" -- \
+                "${B3[@]}" --out "$OUT/b3_candidate_$round"
+        done
+    fi
     ;;
 *)
     echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s23a)" >&2

@@ -189,6 +189,15 @@ def test_render_merges_parts(tmp_path, capsys):
     assert "## Time against sparsity" in (out / "results.md").read_text()
 
 
+def test_render_names_changed_settings(tmp_path):
+    """A run made with settings changed (``benchmarks/bench_with.py``) says so beside its metadata."""
+    data = json.loads(SAMPLE.read_text())
+    data["runs"] = [dict(data["runs"][0], changed_settings={"BWD_PIECES_LEAD": 1, "PLAN_BACKWARD_IN_FORWARD": True})]
+    md = report.render(data, tmp_path, log=lambda _: None)[0].read_text()
+    run_line = next(line for line in md.splitlines() if line.startswith("- ") and "commit" in line)
+    assert run_line.endswith("; setting `BWD_PIECES_LEAD=1`; setting `PLAN_BACKWARD_IN_FORWARD=True`")
+
+
 def test_render_missing_file(capsys, tmp_path):
     assert main(["bench", "--render", str(tmp_path / "nope.json")]) == 2
     assert "nope.json" in capsys.readouterr().err

@@ -158,3 +158,14 @@ def test_forward_key_sweeps_only_for_long_d128_calls_without_a_column_mask(gpu, 
         assert -(-seqlen_k // keys) == sweeps, (seqlen_k, keys)  # the fewest sweeps
         last = seqlen_k - (sweeps - 1) * keys
         assert last > keys - sweeps * block_n, (seqlen_k, keys)  # of equal length, to a block each
+
+
+def test_changed_settings_name_what_differs_from_the_defaults(monkeypatch) -> None:
+    """Benchmarks record the settings a run changed (``bench_with.py --set``); with none changed, nothing."""
+    assert configs.changed_settings() == {}
+    monkeypatch.setattr(configs, "BWD_PIECES_LEAD", configs.BWD_PIECES_LEAD + 1)
+    monkeypatch.setattr(configs, "PLAN_BACKWARD_IN_FORWARD", not configs.PLAN_BACKWARD_IN_FORWARD)
+    assert configs.changed_settings() == {
+        "BWD_PIECES_LEAD": configs.BWD_PIECES_LEAD,
+        "PLAN_BACKWARD_IN_FORWARD": configs.PLAN_BACKWARD_IN_FORWARD,
+    }

@@ -129,6 +129,7 @@ def _header(data: dict) -> list[str]:
             f"commit `{str(run.get('git_commit', 'unknown'))[:12]}`"
             f"{' (with local changes)' if run.get('git_dirty') else ''}; "
             f"{run.get('date', '?')}; `{run.get('command', '?')}`"
+            + "".join(f"; setting `{k}={v}`" for k, v in sorted((run.get("changed_settings") or {}).items()))
         )
     # Every run's method entries (a kernel-only run lacks the e2e ones); a later run's wording wins.
     method: dict = {}

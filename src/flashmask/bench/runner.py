@@ -95,6 +95,14 @@ def git_dirty() -> bool | None:
     return None if status is None else bool(status)
 
 
+def _changed_settings() -> dict:
+    try:
+        from ..kernels.configs import changed_settings
+    except ImportError:  # no Triton: no kernels, nothing to change
+        return {}
+    return changed_settings()
+
+
 def collect_meta(device: torch.device, argv: list[str] | None) -> dict:
     from .. import __version__
 
@@ -126,6 +134,7 @@ def collect_meta(device: torch.device, argv: list[str] | None) -> dict:
         "flashmask": __version__,
         "git_commit": git_commit(),
         "git_dirty": git_dirty(),
+        "changed_settings": _changed_settings(),
         "method": METHOD,
     }
 

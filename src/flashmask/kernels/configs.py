@@ -265,3 +265,16 @@ def triton_dkdv(cfg: KernelConfig) -> KernelConfig:
     """The Triton dK/dV tiles for calls the Gluon backward ``cfg`` cannot take (or ``deterministic=True``); they
     run with the dQ pass of ``Configs.dq``."""
     return _TRITON_DKDV_D128 if cfg.warp_specialized else cfg
+
+
+def _settings() -> dict[str, bool | int | float]:
+    return {name: value for name, value in globals().items() if name.isupper() and type(value) in (bool, int, float)}
+
+
+_DEFAULT_SETTINGS = _settings()
+
+
+def changed_settings() -> dict[str, bool | int | float]:
+    """This module's settings (its upper-case numbers and switches) that differ from their defaults: benchmarks
+    record them beside their figures."""
+    return {name: value for name, value in _settings().items() if _DEFAULT_SETTINGS.get(name) != value}
