@@ -1725,8 +1725,17 @@ s23a)
         done
     fi
     ;;
+s23b)
+    # Session 23, after s23a: the tree as committed (its defaults), checked and benchmarked: gpu_check D=128 with
+    # launch checks, the CUDA graph check, timeline of one timed call of each pass, then the whole 8K table.
+    gpu_check_d128_launches
+    run graph_check 150 graph_check.txt python3 benchmarks/graph_check.py
+    run timeline 60 timeline.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --timeline
+    run k128_8k 420 bench.log "${FM[@]}" bench --part kernel --seqlens 8K --head-dims 128 --out "$OUT/k128_8k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s23a)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s23b)" >&2
     exit 2
     ;;
 esac
