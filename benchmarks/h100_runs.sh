@@ -1691,38 +1691,45 @@ s22e)
     lead_and_lists_ab
     ;;
 s23a)
-    # Session 22, for the next device call (~4 min after the start): s22e (the lead pieces with and without the
-    # forward-built lists, 60 calls), then a smaller last piece (configs.BWD_LAST_PIECE_SHARE: its dQ conversion
-    # runs alone on the whole GPU after every main kernel, ~0.13 ms at 8K with 8 pieces), GPU time alone and by the
-    # timer, then the benchmark on the three 8K masks nearest the line (Flex only). Predicted: share 0.5 -0.05 to
-    # -0.07 ms of backward GPU time on sliding_window and causal_document, 0.25 up to -0.1 unless the last main
-    # kernel's tail gives it back; full level.
-    lead_and_lists_ab
-    run ab_last_gpu 70 ab.txt python3 benchmarks/ab_setting.py BWD_LAST_PIECE_SHARE 1.0,0.5,0.25 --reps 20 \
-        --seqlen 8192 --batch 16 --masks sliding_window,causal_document,full
+    # Sessions 22-23: the backward's end pieces. A smaller last piece (configs.BWD_LAST_PIECE_SHARE: its dQ conversion
+    # runs alone on the whole GPU after every main kernel, ~0.13 ms at 8K with 8 pieces), then a smaller first piece
+    # (BWD_FIRST_PIECE_SHARE) with one lead piece, so that less prepare runs alone before the first main kernel (~0.2
+    # ms a piece of 8), with and without the forward-built lists (PLAN_BACKWARD_IN_FORWARD), by the timer through the
+    # public call. Predicted: last share 0.5 -0.05 to -0.07 ms; first share 0.25 with the lists -0.1 to -0.25 ms
+    # against share 1 (the host's setup, ~0.1-0.17 ms, exposed instead). Then the host profile of both passes.
     run ab_last_timer 60 ab.txt python3 benchmarks/ab_setting.py BWD_LAST_PIECE_SHARE 1.0,0.5,0.25 --public --timer \
         --reps 40 --seqlen 8192 --batch 16 --masks sliding_window,causal_document
-    # Session 23: a smaller first piece (configs.BWD_FIRST_PIECE_SHARE) with one lead piece, so that less prepare runs
-    # alone before the first main kernel (~0.2 ms a piece of 8). Predicted with the forward-built lists: share 0.25
-    # -0.1 to -0.25 ms by the timer against share 1 (the host's setup, ~0.1-0.17 ms, then exposed instead).
     ab1=(python3 benchmarks/ab_setting.py --public --timer --reps 40 --seqlen 8192 --batch 16
         --masks sliding_window,causal_document BWD_FIRST_PIECE_SHARE 1.0,0.5,0.25 --set BWD_PIECES_LEAD=1)
     run ab_first_plan 60 ab.txt "${ab1[@]}" --set PLAN_BACKWARD_IN_FORWARD=True
     run ab_first_noplan 60 ab.txt "${ab1[@]}"
-    run cprofile_fwd 60 cprofile.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+    run cprofile 60 cprofile.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
         --masks sliding_window --cprofile 40
-    # The benchmark itself (Flex only, the three 8K masks nearest the line): the defaults and the candidate settings
-    # in turn, twice (drift). (The table's figures are H100 ones: on another card SKIP_BENCH=1 leaves this out.)
-    B3=(bench --part kernel --seqlens 8K --head-dims 128 --peers flex --rep-ms 800
+    # The benchmark itself (Flex only, the three 8K masks nearest the line): the defaults, then the candidate written
+    # into this copy's configs.py (checked by gpu_check D=128 first), then both again if there is time (drift).
+    # (The table's figures are H100 ones: on another card SKIP_BENCH=1 leaves the benchmarks out.)
+    B3=("${FM[@]}" bench --part kernel --seqlens 8K --head-dims 128 --peers flex --rep-ms 800
         --masks sliding_window,causal_document,document)
-    CANDIDATE=(--set BWD_PIECES_LEAD=1 --set BWD_FIRST_PIECE_SHARE=0.25 --set BWD_LAST_PIECE_SHARE=0.5
-        --set PLAN_BACKWARD_IN_FORWARD=True)
+    candidate() {
+        [[ -n $DRY ]] || sed -i -e "s/^BWD_PIECES_LEAD = .*/BWD_PIECES_LEAD = ${1:-1}/" \
+            -e "s/^BWD_FIRST_PIECE_SHARE = .*/BWD_FIRST_PIECE_SHARE = ${2:-0.25}/" \
+            -e "s/^BWD_LAST_PIECE_SHARE = .*/BWD_LAST_PIECE_SHARE = ${3:-0.5}/" \
+            -e "s/^PLAN_BACKWARD_IN_FORWARD = .*/PLAN_BACKWARD_IN_FORWARD = ${4:-True}/" src/flashmask/kernels/configs.py
+        grep -E '^(BWD_PIECES_LEAD|BWD_FIRST_PIECE_SHARE|BWD_LAST_PIECE_SHARE|PLAN_BACKWARD_IN_FORWARD) =' \
+            src/flashmask/kernels/configs.py | tr '\n' ' ' | tee -a "$STEPS"
+        echo | tee -a "$STEPS"
+    }
+    defaults() { candidate 2 1.0 1.0 False; }
     if [[ -z ${SKIP_BENCH:-} ]]; then
-        for round in 1 2; do
-            run "bench_defaults_$round" 150 bench.log "${FM[@]}" "${B3[@]}" --out "$OUT/b3_defaults_$round"
-            run "bench_candidate_$round" 100 bench.log python3 benchmarks/bench_with.py "${CANDIDATE[@]}" -- \
-                "${B3[@]}" --out "$OUT/b3_candidate_$round"
-        done
+        run bench_defaults_1 150 bench.log "${B3[@]}" --out "$OUT/b3_defaults_1"
+        candidate
+        gpu_check_d128_launches
+        run bench_candidate_1 100 bench.log "${B3[@]}" --out "$OUT/b3_candidate_1"
+        defaults
+        run bench_defaults_2 100 bench.log "${B3[@]}" --out "$OUT/b3_defaults_2"
+        candidate
+        run bench_candidate_2 100 bench.log "${B3[@]}" --out "$OUT/b3_candidate_2"
+        defaults
     fi
     ;;
 s23b)
