@@ -1703,7 +1703,7 @@ s23a)
         --masks sliding_window,causal_document BWD_FIRST_PIECE_SHARE 1.0,0.5,0.25 --set BWD_PIECES_LEAD=1)
     run ab_first_plan 60 ab.txt "${ab1[@]}" --set PLAN_BACKWARD_IN_FORWARD=True
     run ab_first_noplan 60 ab.txt "${ab1[@]}"
-    run cprofile 60 cprofile.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+    run cprofile 60 ab.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
         --masks sliding_window --cprofile 40
     # The benchmark itself (Flex only, the three 8K masks nearest the line): the defaults, then the candidate written
     # into this copy's configs.py (checked by gpu_check D=128 first), then both again if there is time (drift).
@@ -1723,7 +1723,9 @@ s23a)
     if [[ -z ${SKIP_BENCH:-} ]]; then
         run bench_defaults_1 150 bench.log "${B3[@]}" --out "$OUT/b3_defaults_1"
         candidate
-        gpu_check_d128_launches
+        # (Its log goes with the benchmarks': the device returns at most 8 files.)
+        run gpu_check_d128 200 bench.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+            --only "D=128" --out "$OUT/gpu_check_d128.json"
         run bench_candidate_1 100 bench.log "${B3[@]}" --out "$OUT/b3_candidate_1"
         defaults
         run bench_defaults_2 100 bench.log "${B3[@]}" --out "$OUT/b3_defaults_2"
