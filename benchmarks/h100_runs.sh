@@ -1723,9 +1723,10 @@ s23a)
     if [[ -z ${SKIP_BENCH:-} ]]; then
         run bench_defaults_1 150 bench.log "${B3[@]}" --out "$OUT/b3_defaults_1"
         candidate
-        # (Its log goes with the benchmarks': the device returns at most 8 files.)
+        # In 3 pieces (the end pieces' shares then cut rows unevenly). Its log goes with the benchmarks': the device
+        # returns at most 8 files.
         run gpu_check_d128 200 bench.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
-            --only "D=128" --out "$OUT/gpu_check_d128.json"
+            --only "D=128" --backward-pieces 3 --out "$OUT/gpu_check_d128.json"
         run bench_candidate_1 100 bench.log "${B3[@]}" --out "$OUT/b3_candidate_1"
         defaults
         run bench_defaults_2 100 bench.log "${B3[@]}" --out "$OUT/b3_defaults_2"
