@@ -86,19 +86,21 @@ BWD_PIECES_ALTERNATE = True
 # backward (host included) gave back ~0.4-0.5 ms of the pieces' ~0.7 ms at 8K on an H100; two read a little better
 # on all three masks tried (-0.03 to -0.6 ms, within the runs' noise; NOTES session 21). s22a sweeps 1 / 2 / 4 / 8.
 BWD_PIECES_LEAD = 2
-# The last piece's size against the others' (``_pieces.piece_ranges``): its dQ conversion runs on the whole GPU after
-# every main kernel (~0.13 ms of 8 pieces at 8K on an H100), so a smaller one exposes less. Not measured yet (s23a).
+# The last and first pieces' sizes against the others' (``_pieces.piece_ranges``). Smaller end pieces would expose less
+# of the passes that run alone on the whole GPU (the last piece's dQ conversion, the first's prepare), but each side
+# pass must finish beside one main kernel: on an H100 at 8K (s23a, by the timer through the public call) a last share
+# of 0.5 / 0.25 read +0.8% / +2-3.4% on sliding_window and causal_document, a first share of 0.5 / 0.25 with one lead
+# piece +5.6% / +7.5-8.8%, as the next main kernel waited on its side prepare. With 32 side programs both shares read
+# level (-0.2% to -0.7%), but 32 side programs cost the defaults +1.0-1.6% (s23c). So 1.0: even pieces.
 BWD_LAST_PIECE_SHARE = 1.0
-# The first piece's size against the others': its prepare pass (and the lead's, ``BWD_PIECES_LEAD``) runs on the whole
-# GPU before any main kernel, ~0.2 ms a piece of 8 at 8K on an H100, while the host sets up the main kernel. Not
-# measured yet (s23a).
 BWD_FIRST_PIECE_SHARE = 1.0
 # With ``PLAN_BACKWARD_IN_FORWARD`` the forward builds the backward's tile lists once its main kernel is queued
 # (``attention_forward(plan_backward=True)``, as eager autograd calls ask), while they take at most this share of q's
 # memory or this many bytes: they stay allocated until the backward. Off: on an H100 at 8K with two lead pieces the
 # backward's setup is already hidden under their prepare (s22d's timeline), and the timed backward read +0.4% /
 # +1.1% with it (sliding_window / causal_document, within the timer's noise), the forward +0.2% (its 15 us plan
-# kernel). It may pay with one lead piece, whose prepare is shorter than the setup with the lists (s22e).
+# kernel). With one lead piece it read level too (s23a: -0.5% / +0.1%), and one lead piece stays behind two on
+# sliding_window (+1.8% to +2.3%; causal_document -1.0%, s23a/s23c).
 PLAN_BACKWARD_IN_FORWARD = False
 BACKWARD_LISTS_MAX_SHARE = 1 / 32
 BACKWARD_LISTS_ALWAYS_BYTES = 1 << 20
