@@ -35,7 +35,8 @@ def piece_ranges(rows: int, pieces: int, last_share: float = 1.0, first_share: f
     """``pieces`` (at most ``rows``) contiguous ``(first, end)`` ranges of ``rows`` rows, of at least one row each: as
     even as can be, but the last one ``last_share`` and the first one ``first_share`` (each in ``(0, 1]``) of the
     others' size, about. (The first piece's prepare pass and the last piece's dQ conversion run alone on the GPU, so
-    smaller end pieces leave less of them exposed.)"""
+    smaller end pieces expose less of them, but a short piece's neighbour then has too little main kernel beside its
+    side pass: slower on the H100, and the configs keep even pieces, ``configs.BWD_LAST_PIECE_SHARE``.)"""
     pieces = max(1, min(pieces, rows))
     if pieces == 1:
         return [(0, rows)]
