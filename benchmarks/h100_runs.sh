@@ -1697,6 +1697,7 @@ s23a)
     # ms a piece of 8), with and without the forward-built lists (PLAN_BACKWARD_IN_FORWARD), by the timer through the
     # public call. Predicted: last share 0.5 -0.05 to -0.07 ms; first share 0.25 with the lists -0.1 to -0.25 ms
     # against share 1 (the host's setup, ~0.1-0.17 ms, exposed instead). Then the host profile of both passes.
+    # Ran (H100, results/s23a_*): both missed, +0.8% to +8.8% (the side passes fall behind; NOTES session 23).
     run ab_last_timer 60 ab.txt python3 benchmarks/ab_setting.py BWD_LAST_PIECE_SHARE 1.0,0.5,0.25 --public --timer \
         --reps 40 --seqlen 8192 --batch 16 --masks sliding_window,causal_document
     ab1=(python3 benchmarks/ab_setting.py --public --timer --reps 40 --seqlen 8192 --batch 16
