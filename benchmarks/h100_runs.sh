@@ -1745,8 +1745,35 @@ s23b)
         --masks sliding_window --timeline
     run k128_8k 420 bench.log "${FM[@]}" bench --part kernel --seqlens 8K --head-dims 128 --out "$OUT/k128_8k"
     ;;
+s24a)
+    # Session 24: where the forward's timer excess goes (sliding_window 0.70 ms against Flex's 0.20 at 8K): the
+    # forward cut at each layer (public call, no autograd, kernels' entry, plan built outside, main launch alone),
+    # in turns with FlexAttention's forward; causal_document without Flex.
+    run layers_sw 150 layers.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --layers --flex
+    run layers_cd 90 layers.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks causal_document --layers
+    ;;
+s24b)
+    # Session 24: the Gluon kernels at D=64 (configs.GLUON_FORWARD_D64 / GLUON_BACKWARD_D64, off in the tree), switched
+    # on in this copy's configs.py: gpu_check's D=64 cases with launch checks, then each pass against D=64's Triton
+    # kernels on GPU time (8K, B=16, 64 heads). Predicted: forward -15% to -25% (FA3's schedule against lock-step
+    # warpgroups), backward -10% to -20% (5 matmuls a tile against the dQ pass's 7); dK / dV within bf16 rounding of
+    # the Triton kernels', dQ too (reduce-adds in any order).
+    [[ -n $DRY ]] || sed -i -e "s/^GLUON_FORWARD_D64 = .*/GLUON_FORWARD_D64 = True/" \
+        -e "s/^GLUON_BACKWARD_D64 = .*/GLUON_BACKWARD_D64 = True/" src/flashmask/kernels/configs.py
+    grep -E '^GLUON_(FORWARD|BACKWARD)_D64 =' src/flashmask/kernels/configs.py | tr '\n' ' ' | tee -a "$STEPS"
+    echo | tee -a "$STEPS"
+    run gpu_check_d64 240 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D= 64" --out "$OUT/gpu_check_d64.json"
+    D64_MASKS=full,causal,sliding_window,causal_document,global_sliding_window,qk_sparse
+    run ab_fwd_d64 90 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_D64 False,True --pass fwd \
+        --head-dim 64 --seqlen 8192 --batch 16 --reps 10 --masks "$D64_MASKS"
+    run ab_bwd_d64 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_D64 False,True --pass bwd \
+        --head-dim 64 --seqlen 8192 --batch 16 --reps 10 --masks "$D64_MASKS"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s23b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s24b)" >&2
     exit 2
     ;;
 esac

@@ -188,6 +188,72 @@ def _ops(q, k, v, do, mask, fwd, bwd, out) -> None:
         print(f"| {label} | {_host_ms(fn, reps=100) * 1e3:.1f} |", flush=True)
 
 
+def _layers(q, k, v, mask, extra: dict, reps: int = 40) -> None:
+    """The timer's measurement (idle GPU, an event each side, a blocking wait) of the forward cut at each layer:
+    the public call with and without autograd, the kernels' entry point, the same with the tile plan built outside
+    the timed call, and the main kernel's launch alone (outputs and lists ready); the variants take turns call by
+    call. ``timer - busy`` is what the host adds in front of the GPU work; the differences between rows say which
+    layer costs it (``extra``: more labelled calls, e.g. FlexAttention's forward)."""
+    from flashmask import kernels as K
+
+    idx, causal = mask.startend_row_indices, mask.causal
+    q0, k0, v0 = (x.detach() for x in (q, k, v))
+    scale = q.shape[-1] ** -0.5
+    sq, sk = q.shape[1], k.shape[1]
+    out0, lse0 = K.attention_forward(q0, k0, v0, idx, causal, scale)
+    cfg = K._pick(K._head_dim_pad(q.shape[3]), q.device, idx, causal, sq, sk).forward
+    margs = K._MaskArgs(idx, causal, q.shape[2], lse0)
+    ready = K._lists(margs, sq, sk, cfg.block_m, cfg.block_n, q.device, transposed=False)
+    real_lists = K._lists
+
+    def planned_lists(*args, **kwargs):
+        ready[1].counter.zero_()  # the persistent kernel's item counter, which the plan kernel zeroes
+        return ready
+
+    def kernels_plan_outside():
+        K._lists = planned_lists
+        try:
+            return K.attention_forward(q0, k0, v0, idx, causal, scale)
+        finally:
+            K._lists = real_lists
+
+    def public_no_grad():
+        with torch.no_grad():
+            return flashmask_attention(q, k, v, mask)
+
+    def main_launch_only():
+        ready[1].counter.zero_()
+        K._launch_forward_ws(q0, k0, v0, out0, lse0, scale, margs, ready[1], cfg, lse0, lse0, lse0, 0, 0, False,
+                             False, False)  # fmt: skip
+
+    small = torch.empty(16, device=q.device)
+    variants = {
+        "public call (grad enabled)": lambda: flashmask_attention(q, k, v, mask),
+        "public call, no_grad": public_no_grad,
+        "kernels.attention_forward": lambda: K.attention_forward(q0, k0, v0, idx, causal, scale),
+        "attention_forward, plan built outside": kernels_plan_outside,
+        "main launch only (+ counter zero_)": main_launch_only,
+        "one zero_ of 16 floats": lambda: small.zero_(),
+        **extra,
+    }
+    for fn in variants.values():
+        fn()
+    times = {label: [] for label in variants}
+    for _ in range(reps):
+        for label, fn in variants.items():
+            torch.cuda.synchronize()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times[label].append(start.elapsed_time(end))
+    print("| forward cut at | timer ms | busy ms | timer - busy ms |\n| --- | --- | --- | --- |")
+    for label, fn in variants.items():
+        t, busy = statistics.median(times[label]), gpu_only_ms(fn, 10)
+        print(f"| {label} | {t:.3f} | {busy:.3f} | {t - busy:.3f} |", flush=True)
+
+
 def _launch_parts(fwd, bwd) -> None:
     """Host microseconds of each Triton / Gluon launch of one forward and one backward, replayed with the same
     arguments: the whole JIT launch, its binder alone (argument specialisation), and the compiled kernel's own
@@ -282,6 +348,27 @@ def _cprofile(fwd, bwd, calls: int) -> None:
         stats.sort_stats("cumulative").print_stats(40)
 
 
+def _flex_calls(w, args, q, k, v, do):
+    """FlexAttention's forward and backward (compiled, a ``BlockMask`` of the workload's mask) on copies of the
+    inputs in its ``[B, H, S, D]`` layout."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    block_mask = torch.compile(create_block_mask)(w.mask_mod, args.batch, None, args.seqlen, args.seqlen)
+    flex = torch.compile(flex_attention, dynamic=False)
+    qt, kt, vt = (x.detach().transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
+    dot = do.transpose(1, 2).contiguous()
+
+    def flex_fwd():
+        return flex(qt, kt, vt, block_mask=block_mask)
+
+    flex_out = flex_fwd()
+
+    def flex_bwd():
+        return torch.autograd.grad(flex_out, (qt, kt, vt), dot, retain_graph=True)
+
+    return flex_fwd, flex_bwd
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seqlen", type=int, default=8192)
@@ -294,6 +381,7 @@ def main() -> None:
     ap.add_argument("--ops", action="store_true", help="host time of each step of our call path")
     ap.add_argument("--launch", action="store_true", help="host time of each launch of one call, and of its parts")
     ap.add_argument("--timeline", action="store_true", help="host calls and kernels of one timed call of each pass")
+    ap.add_argument("--layers", action="store_true", help="the forward's timer excess cut at each layer of the path")
     ap.add_argument("--compare", metavar="DIR", help="also a copy of the package as `flashmask_base` in DIR, the two "
                     "taking turns (two rounds each), both given the mask as its tensor")  # fmt: skip
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -322,6 +410,13 @@ def main() -> None:
         def bwd(out=out):
             return torch.autograd.grad(out, (q, k, v), do, retain_graph=True)
 
+        if args.layers:
+            extra = {}
+            if args.flex:
+                flex_fwd, _ = _flex_calls(w, args, q, k, v, do)
+                extra["FlexAttention forward"] = flex_fwd
+            _layers(q, k, v, w.mask, extra)
+            return
         if args.ops:
             _ops(q, k, v, do, w.mask, fwd, bwd, out)
             return
@@ -337,22 +432,7 @@ def main() -> None:
             continue
         rows += report(f"ours {name}", fwd, bwd)
         if args.flex and i == 0:
-            from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-
-            block_mask = torch.compile(create_block_mask)(w.mask_mod, args.batch, None, args.seqlen, args.seqlen)
-            flex = torch.compile(flex_attention, dynamic=False)
-            qt, kt, vt = (x.detach().transpose(1, 2).contiguous().requires_grad_() for x in (q, k, v))
-            dot = do.transpose(1, 2).contiguous()
-
-            def flex_fwd():
-                return flex(qt, kt, vt, block_mask=block_mask)
-
-            flex_out = flex_fwd()
-
-            def flex_bwd():
-                return torch.autograd.grad(flex_out, (qt, kt, vt), dot, retain_graph=True)
-
-            rows += report(f"flex {name}", flex_fwd, flex_bwd)
+            rows += report(f"flex {name}", *_flex_calls(w, args, q, k, v, do))
     print("\n| call | pass | timer ms | busy ms | timer - busy | host ms | polling - busy | GPU idle between kernels |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, name, t, busy, gap, host, spin_gap, idle in rows:

@@ -1,4 +1,4 @@
-"""The warp-specialized Gluon backward (Hopper, D=128) as far as a machine without a GPU can see it.
+"""The warp-specialized Gluon backward (Hopper, D=128 and D=64) as far as a machine without a GPU can see it.
 
 Gluon has no interpreter, so its numbers are checked on the H100 (``benchmarks/gpu_check.py``: every D=128 case
 runs it in its non-deterministic mode; ``benchmarks/sanitize.py`` under memcheck). Here: it compiles for sm_90
@@ -39,13 +39,18 @@ interpreted = pytest.mark.skipif(
         (["--vectors", "2"], 16),
         (["--causal", "--vectors", "2"], 16),
         (["--vectors", "4"], 40),
+        (["--head-dim", "64"], 0),
+        (["--causal", "--vectors", "2", "--head-dim", "64"], 0),
+        (["--vectors", "4", "--head-dim", "64"], 0),
     ],
-    ids=["full", "causal", "causal-lts", "lts-ute", "causal-lts-lte", "four-vectors"],
+    ids=["full", "causal", "causal-lts", "lts-ute", "causal-lts-lte", "four-vectors", "d64-full", "d64-causal-lts-lte",
+         "d64-four-vectors"],  # fmt: skip
 )
 def test_gluon_backward_compiles_for_sm90(variant, max_spill_bytes):
     """The default (2 Q/dO stages) compiles for sm_90 without serialized wgmma and fits an H100's shared memory,
-    for every mask form. Without a column mask nothing spills; the forms that load per-key limits spill a few
-    scalars (4-36 bytes, reloaded at most once per tile: benchmarks/NOTES.md, sessions 10 and 19), bounded here.
+    for every mask form. Without a column mask nothing spills; at D=128 the forms that load per-key limits spill a
+    few scalars (4-36 bytes, reloaded at most once per tile: benchmarks/NOTES.md, sessions 10 and 19), bounded
+    here; at D=64 (half the dK / dV accumulators) nothing spills.
 
     Run in a subprocess without ``TRITON_INTERPRET``: under the interpreter Gluon's helpers cannot be compiled.
     """

@@ -132,6 +132,35 @@ def test_d64_backward_tiles_follow_form_and_length_on_hopper(gpu, form):
 
 
 @pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("forward_on", "backward_on"), [(True, False), (False, True), (True, True)])
+def test_d64_gluon_kernels_behind_their_switches(gpu, monkeypatch, form, forward_on, backward_on):
+    """``GLUON_FORWARD_D64`` / ``GLUON_BACKWARD_D64`` give D=64 on Hopper (Triton 3.6) the Gluon configs of D=128,
+    each alone; everything else stays as with both off, and where the Gluon kernels cannot run (or
+    ``deterministic=True``) D=64's own Triton tiles run: the forward's 4 warps and 2 stages on the same 128x128
+    tiles, the dK/dV tiles of the call's length and form. Other head dims and Ampere do not change."""
+    device, (major, _) = gpu
+    vectors, causal = form
+    monkeypatch.setattr(configs, "gluon_release", lambda: True)
+    lengths = [(8192, 8192), (configs.WIDE_DKDV_MIN_QUERIES,) * 2]
+    before = {(d, n): configs.pick(d, device, vectors, causal, *n) for d in HEAD_DIMS for n in lengths}
+    monkeypatch.setattr(configs, "GLUON_FORWARD_D64", forward_on)
+    monkeypatch.setattr(configs, "GLUON_BACKWARD_D64", backward_on)
+    for (d, n), old in before.items():
+        cfgs = configs.pick(d, device, vectors, causal, *n)
+        if major < 9 or d != 64:
+            assert cfgs == old, (d, n)
+            continue
+        assert cfgs.dq == old.dq and cfgs.forward_partial is None and not cfgs.atomic_dq
+        assert cfgs.forward == (configs.WARP_SPECIALIZED_FORWARD if forward_on else old.forward)
+        assert configs.triton_forward(cfgs.forward, vectors > 0, 64) == old.forward
+        if backward_on:
+            assert cfgs.dkdv == configs.WARP_SPECIALIZED_BACKWARD and cfgs.dkdv_fallback == old.dkdv
+        else:
+            assert cfgs.dkdv == old.dkdv and cfgs.dkdv_fallback is None
+        assert configs.triton_dkdv(cfgs.dkdv, cfgs.dkdv_fallback) == old.dkdv
+
+
+@pytest.mark.parametrize("form", FORMS)
 def test_forward_key_sweeps_only_for_long_d128_calls_without_a_column_mask(gpu, form):
     """On Hopper at D=128 without a column mask, a forward over more than ``FORWARD_SWEEP_MAX_KEYS`` keys visits
     them in the fewest equal sweeps of whole key blocks that stay within it; everything else runs one sweep."""

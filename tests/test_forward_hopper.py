@@ -1,4 +1,4 @@
-"""The warp-specialized Gluon forward (Hopper, D=128) as far as a machine without a GPU can see it.
+"""The warp-specialized Gluon forward (Hopper, D=128 and D=64) as far as a machine without a GPU can see it.
 
 Gluon has no interpreter, so its numbers are checked on the H100 (``benchmarks/gpu_check.py`` runs it on every
 D=128 case, with and without a column mask). Here: it compiles for
@@ -34,14 +34,18 @@ H100_SHARED_MEMORY_KB = 227
         ["--persistent", "--vectors", "2"],
         ["--persistent", "--causal", "--vectors", "2"],
         ["--persistent", "--vectors", "4"],
+        ["--persistent", "--causal", "--vectors", "1", "--head-dim", "64"],
+        ["--persistent", "--vectors", "4", "--head-dim", "64"],
     ],
-    ids=["full", "causal-sweep", "causal-lts", "lts-ute", "causal-lts-lte", "four-vectors"],
+    ids=["full", "causal-sweep", "causal-lts", "lts-ute", "causal-lts-lte", "four-vectors", "d64-causal-lts",
+         "d64-four-vectors"],  # fmt: skip
 )
 def test_gluon_forward_compiles_for_sm90_without_spills(variant):
     """The default (3 K/V stages, the persistent grid; one program per item in key sweeps) compiles for sm_90 with
     no spills and fits an H100's shared memory, without a column mask and with each form (their row limits
     packed: unpacked, the four-vector form spilled 540 B, and with the persistent grid the others 20-92 B), but
-    the one-vector form, whose two limits per column are kept unpacked (faster): at most 64 B of scalars there.
+    the one-vector form at D=128, whose two limits per column are kept unpacked (faster): at most 64 B of scalars
+    there. At D=64 (half the accumulator) nothing spills.
 
     Run in a subprocess without ``TRITON_INTERPRET``: under the interpreter Gluon's helpers cannot be compiled.
     """
@@ -51,7 +55,7 @@ def test_gluon_forward_compiles_for_sm90_without_spills(variant):
     assert done.returncode == 0, done.stderr[-2000:]
     line = done.stdout.strip().splitlines()[-1]
     spill_stores, spill_loads = map(int, re.search(r"spill \('(\d+)', '(\d+)'\)", line).groups())
-    unpacked_one_vector = variant[-2:] == ["--vectors", "1"]
+    unpacked_one_vector = variant[-2:] == ["--vectors", "1"]  # (the D=64 variants end with the head dim)
     assert spill_stores <= (64 if unpacked_one_vector else 0), line
     assert spill_loads <= (64 if unpacked_one_vector else 0), line
     assert "wgmma-serialized no" in line, line

@@ -4,9 +4,10 @@
 ``k``/``v`` ``[B, Sk, Hkv, D]`` with a contiguous last dim, ``indices`` int32 ``[1|B, Hm, Sk, C]`` or
 ``None``) and launch: block bounds and tile lists (``tiles.plan``: one launch at short lengths) -> main kernel.
 The forward's main kernel is the warp-specialized Gluon one (``forward_hopper``) where the config asks for it
-and the call allows it (Hopper, D=128, every mask form, Triton 3.6), else the Triton one. The backward's is the
-warp-specialized Gluon one (``backward_hopper``: dK, dV and dQ in one kernel) under the same conditions for every
-mask form unless ``deterministic=True``, else the Triton dK/dV kernel and dQ pass. Nothing here syncs with the
+and the call allows it (Hopper, D=128 or D=64, every mask form, Triton 3.6), else the Triton one. The backward's
+is the warp-specialized Gluon one (``backward_hopper``: dK, dV and dQ in one kernel) under the same conditions for
+every mask form unless ``deterministic=True``, else the Triton dK/dV kernel and dQ pass (at D=64 the configs ask for
+the Gluon kernels only where ``configs.GLUON_FORWARD_D64`` / ``GLUON_BACKWARD_D64``). Nothing here syncs with the
 host. This package imports nothing from the rest of flashmask.
 """
 
@@ -36,8 +37,8 @@ if _configs.gluon_release():
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor as GluonDescriptor
 
-    from .backward_hopper import WS_BWD_BLOCK_M, WS_BWD_BLOCK_N, WS_BWD_HEAD_DIM, WS_BWD_MAX_REGISTERS, bwd_ws_kernel
-    from .forward_hopper import WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIM, WS_MAX_REGISTERS, fwd_ws_kernel
+    from .backward_hopper import WS_BWD_BLOCK_M, WS_BWD_BLOCK_N, WS_BWD_HEAD_DIMS, WS_BWD_MAX_REGISTERS, bwd_ws_kernel
+    from .forward_hopper import WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIMS, WS_MAX_REGISTERS, fwd_ws_kernel
 
     _FWD_WS, _BWD_WS = CachedKernel(fwd_ws_kernel), CachedKernel(bwd_ws_kernel)
 
@@ -231,7 +232,7 @@ def _plan_backward(q, k, v, indices, causal: bool, bounds: KeyBlockBounds, cfgs:
     cfg = cfgs.dkdv
     # (``dout`` is not known yet; the backward checks it, and on another path these lists go unused.)
     if not (cfg.warp_specialized and _backward_ws_ok(q, k, v, q, use_tma)):
-        cfg = _configs.triton_dkdv(cfg)
+        cfg = _configs.triton_dkdv(cfg, cfgs.dkdv_fallback)
     rows = bounds.tensor.shape[0]
     words = list_words(rows, cdiv(seqlen_k, cfg.block_n), cdiv(seqlen_q, cfg.block_m))
     q_bytes = q.numel() * q.element_size()
@@ -331,7 +332,7 @@ def _launch_forward(
             _launch_forward_ws(q, k, v, out, lse, softmax_scale, mask, lists, cfg, state_acc, state_m, state_l,
                                sweep_lo, sweep_hi, carry_in, carry_out, sweep is not None)  # fmt: skip
             return
-        cfg = _configs.triton_forward(cfg, mask.form.has_mask)
+        cfg = _configs.triton_forward(cfg, mask.form.has_mask, _head_dim_pad(q.shape[3]))
     seqlen_q, num_q_heads, head_dim = q.shape[1], q.shape[2], q.shape[3]
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     d_pad = _head_dim_pad(head_dim)
@@ -362,11 +363,12 @@ def _launch_forward(
 
 
 def _warp_specialized_ok(q, k, v, mask: _MaskArgs, cfg: KernelConfig, use_tma: bool | None) -> bool:
-    """Whether the Gluon forward can take this call: Hopper, D=128, 16-bit, TMA-aligned (every mask form)."""
+    """Whether the Gluon forward can take this call: Hopper, D=128 or 64, 16-bit, TMA-aligned (every mask form)."""
     return (
         fwd_ws_kernel is not None
         and use_tma is not False
-        and (cfg.block_m, cfg.block_n, q.shape[3]) == (WS_BLOCK_M, WS_BLOCK_N, WS_HEAD_DIM)
+        and (cfg.block_m, cfg.block_n) == (WS_BLOCK_M, WS_BLOCK_N)
+        and q.shape[3] in WS_HEAD_DIMS
         and q.dtype in (torch.float16, torch.bfloat16)
         and _tma_ok(q, k, v)
     )
@@ -470,7 +472,7 @@ def attention_backward(
     cfg = cfgs.dkdv
     warp_specialized = cfg.warp_specialized and not deterministic and _backward_ws_ok(q, k, v, dout, use_tma)
     if not warp_specialized:
-        cfg = _configs.triton_dkdv(cfg)
+        cfg = _configs.triton_dkdv(cfg, cfgs.dkdv_fallback)
     atomic_dq = not warp_specialized and cfgs.atomic_dq and not deterministic
     if warp_specialized or atomic_dq:
         pieces = _backward_pieces(cfgs, q, batch * num_kv_heads, cdiv(seqlen_k, cfg.block_n))
@@ -663,15 +665,15 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
 
 
 def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
-    """Whether the Gluon backward can take this call: Hopper, D=128, 16-bit, TMA-aligned (every mask form), and LSE
-    rows (padded to whole query tiles) addressable by the 32-bit coordinates of its 1-D bulk copies."""
+    """Whether the Gluon backward can take this call: Hopper, D=128 or 64, 16-bit, TMA-aligned (every mask form), and
+    LSE rows (padded to whole query tiles) addressable by the 32-bit coordinates of its 1-D bulk copies."""
     if bwd_ws_kernel is None:  # another Triton release: no Gluon kernels (nor their constants)
         return False
     padded_rows = q.shape[0] * q.shape[2] * cdiv(q.shape[1], WS_BWD_BLOCK_M) * WS_BWD_BLOCK_M
     return (
         use_tma is not False
         and padded_rows < 2**31
-        and q.shape[3] == WS_BWD_HEAD_DIM
+        and q.shape[3] in WS_BWD_HEAD_DIMS
         and q.dtype in (torch.float16, torch.bfloat16)
         and _tma_ok(q, k, v, dout)
     )

@@ -1,4 +1,4 @@
-"""Warp-specialized FlashMask backward for Hopper (Gluon): dK, dV and dQ in one pass, D=128.
+"""Warp-specialized FlashMask backward for Hopper (Gluon): dK, dV and dQ in one pass, D=128 and D=64.
 
 The Triton backward computes dK/dV in one kernel and dQ in a second pass that recomputes ``Q K^T`` and
 ``dO V^T`` (7 matmuls per tile), because in Triton a dQ accumulated inside the dK/dV kernel did not fit beside
@@ -42,7 +42,7 @@ ALL_ROWS: gl.constexpr = gl.constexpr(2**30)  # above any row index
 WG_KEYS: gl.constexpr = gl.constexpr(64)
 WS_BWD_BLOCK_M = 64  # query rows per tile
 WS_BWD_BLOCK_N = 128  # keys per program
-WS_BWD_HEAD_DIM = 128
+WS_BWD_HEAD_DIMS = (64, 128)  # head dims the launcher gives this kernel
 # As the Gluon forward: 168 registers at launch for the 12 warps the partitions round up to; the producer warp
 # gives back down to 24 and the two consumers take 240 each.
 WS_BWD_MAX_REGISTERS = 168
@@ -308,10 +308,10 @@ def bwd_ws_kernel(
     """Grid ``(key blocks of 128, batch x key/value heads)``; 4 warps here plus a 4-warp and a 1-warp worker.
     A grid of fewer (batch x key/value head) rows takes rows ``bh_offset ..`` (the backward in pieces).
 
-    Gluon tensor descriptors over ``[B, S, H, 128]``: ``q_desc`` / ``do_desc`` with boxes ``[1, 64, 1, 128]``
-    (one query tile), ``k_desc`` / ``v_desc`` ``[1, 64, 1, 128]`` (one warpgroup's keys); ``dq_desc`` over the
-    fp32 dQ accumulator ``[B, Sq, Hq, 128]`` (zeroed; it receives ``softmax_scale * dS K``) with boxes
-    ``[1, 64, 1, 64]``. ``DK`` / ``DV`` are written in the inputs' dtype. The list arguments are
+    Gluon tensor descriptors over ``[B, S, H, D]`` (D = 128 or 64): ``q_desc`` / ``do_desc`` with boxes
+    ``[1, 64, 1, D]`` (one query tile), ``k_desc`` / ``v_desc`` ``[1, 64, 1, D]`` (one warpgroup's keys); ``dq_desc``
+    over the fp32 dQ accumulator ``[B, Sq, Hq, D]`` (zeroed; it receives ``softmax_scale * dS K``) with boxes
+    ``[1, 64, 1, D / 2]``. ``DK`` / ``DV`` are written in the inputs' dtype. The list arguments are
     ``tile_lists(..., transposed=True)``'s for 64 x 128 tiles.
     """
     pid_bh = gl.program_id(1) + bh_offset

@@ -21,7 +21,7 @@ class KernelConfig(NamedTuple):
     num_warps: int
     num_stages: int
     tma: bool = False  # Hopper bulk tensor copies (tensor descriptors) for the inner loop's loads
-    # The warp-specialized Gluon kernels (Hopper, D=128, Triton 3.6), with ``num_warps`` per consumer warpgroup
+    # The warp-specialized Gluon kernels (Hopper, D=128 and D=64, Triton 3.6), with ``num_warps`` per consumer warpgroup
     # and ``num_stages`` stages. Forward (``forward_hopper``; every mask form):
     # where it cannot run the launcher falls back to the Triton kernel on the same tiles (``triton_forward``).
     # Backward (``backward_hopper``, as ``dkdv``: dK, dV and dQ in one kernel): with ``deterministic=True`` or
@@ -48,6 +48,9 @@ class Configs(NamedTuple):
     # The dQ-accumulating backward (Gluon; Triton with ``atomic_dq``) in this many launches over pieces of the
     # (batch x key/value head) rows, its memory passes beside them (``kernels._pieces``); 0: ``BWD_PIECES``.
     backward_pieces: int = 0
+    # The Triton dK/dV tiles where a warp-specialized ``dkdv`` cannot run or ``deterministic=True`` (``None``: D=128's,
+    # ``triton_dkdv``).
+    dkdv_fallback: KernelConfig | None = None
 
 
 # Measured at D=128 on the H100 (benchmarks/NOTES.md, session 5): 64x64 tiles beat 128x128 on masks whose share
@@ -118,6 +121,10 @@ WARP_SPECIALIZED_FORWARD = KernelConfig(128, 128, 4, 3, True, warp_specialized=T
 # The Gluon backward (``backward_hopper``): 128 keys per program (two 4-warp consumer warpgroups of 64), query
 # tiles of 64 rows, two Q/dO stages (three spill and take 226 KB of shared memory).
 WARP_SPECIALIZED_BACKWARD = KernelConfig(64, 128, 4, 2, True, warp_specialized=True)
+# The Gluon kernels at D=64 on Hopper (Triton 3.6), forward and backward, each with its switch: they compile there
+# without spills (112 / 113 KB of shared memory, sm90_compile.py); off until checked and measured on the H100.
+GLUON_FORWARD_D64 = False
+GLUON_BACKWARD_D64 = False
 # The Triton dK/dV tiles at D=128 on Hopper (runs 11-14 in benchmarks/NOTES.md), the Gluon backward's fallback.
 _TRITON_DKDV_D128 = KernelConfig(64, 64, 4, 2, True)
 
@@ -194,7 +201,14 @@ def pick(
                     dq = K(128, 128, 8, 3, True)
                 if not causal and seqlen_q >= WIDE_DKDV_MIN_QUERIES:
                     dkdv = K(32, 256, 8, 3, True)
-            return Configs(K(128, 128, 4, 2, True), dkdv, dq)
+            forward = K(128, 128, 4, 2, True)
+            if head_dim_pad == 64 and gluon_release():
+                # The Gluon kernels at D=64 (session 24), each behind its switch; the Triton tiles above stay their
+                # fallbacks (the forward's lists are for 128x128 tiles either way).
+                forward = WARP_SPECIALIZED_FORWARD if GLUON_FORWARD_D64 else forward
+                if GLUON_BACKWARD_D64:
+                    return Configs(forward, WARP_SPECIALIZED_BACKWARD, dq, dkdv_fallback=dkdv)
+            return Configs(forward, dkdv, dq)
         if head_dim_pad <= 128:
             # The Gluon backward (session 10): 17-23% faster than the Triton dK/dV kernel and dQ pass at 8K on
             # full, causal and causal_document. The launcher takes the Triton tiles where it cannot run (D=96,
@@ -253,20 +267,25 @@ def _forward_d128_hopper(mask_vectors: int, gluon: bool) -> tuple[KernelConfig, 
     return WARP_SPECIALIZED_FORWARD, None
 
 
-def triton_forward(cfg: KernelConfig, has_mask: bool) -> KernelConfig:
+def triton_forward(cfg: KernelConfig, has_mask: bool, head_dim_pad: int = 128) -> KernelConfig:
     """The Triton forward on the tiles of a warp-specialized ``cfg``, for calls the Gluon kernel cannot take.
 
-    The tile lists are built for ``cfg``'s tiles, so they stay; the warps are those of both consumers; with a
-    column mask at most 2 stages, as that kernel gets by default (3 spill there, run 11).
+    The tile lists are built for ``cfg``'s tiles, so they stay. At D=128 the warps are those of both consumers;
+    with a column mask at most 2 stages, as that kernel gets by default (3 spill there, run 11). At a padded D of
+    64 or less, D=64's own Triton forward: 4 warps (two programs per SM), 2 stages (run 13).
     """
+    if head_dim_pad <= 64:
+        return cfg._replace(num_stages=2, warp_specialized=False)
     stages = min(cfg.num_stages, 2) if has_mask else cfg.num_stages
     return cfg._replace(num_warps=2 * cfg.num_warps, num_stages=stages, warp_specialized=False)
 
 
-def triton_dkdv(cfg: KernelConfig) -> KernelConfig:
-    """The Triton dK/dV tiles for calls the Gluon backward ``cfg`` cannot take (or ``deterministic=True``); they
-    run with the dQ pass of ``Configs.dq``."""
-    return _TRITON_DKDV_D128 if cfg.warp_specialized else cfg
+def triton_dkdv(cfg: KernelConfig, fallback: KernelConfig | None = None) -> KernelConfig:
+    """The Triton dK/dV tiles for calls the Gluon backward ``cfg`` cannot take (or ``deterministic=True``):
+    ``fallback`` (a ``Configs.dkdv_fallback``) if given, else D=128's; they run with the dQ pass of ``Configs.dq``."""
+    if not cfg.warp_specialized:
+        return cfg
+    return fallback or _TRITON_DKDV_D128
 
 
 def _settings() -> dict[str, bool | int | float]:

@@ -1,4 +1,4 @@
-"""Warp-specialized, persistent FlashMask forward for Hopper (Gluon): D=128, every mask form.
+"""Warp-specialized, persistent FlashMask forward for Hopper (Gluon): D=128 and D=64, every mask form.
 
 The Triton forward (``forward.py``) runs its two warpgroups in lock-step and waits on each wgmma as soon as it
 is issued, so the exponentials and the tensor cores take turns. Here each warpgroup owns 64 query rows and its
@@ -35,7 +35,7 @@ ALL_ROWS: gl.constexpr = gl.constexpr(2**30)  # above any row index
 WG_ROWS: gl.constexpr = gl.constexpr(64)
 WS_BLOCK_M = 128
 WS_BLOCK_N = 128  # the only key tile measured and checked
-WS_HEAD_DIM = 128
+WS_HEAD_DIMS = (64, 128)  # head dims the launcher gives this kernel
 # Registers per thread at launch, for the 12 warps (3 warpgroups) the partitions round up to: 168 x 384 threads
 # fill the register file; the producer warp gives back down to 24 and the two consumers take 240 each.
 WS_MAX_REGISTERS = 168
@@ -395,8 +395,8 @@ def fwd_ws_kernel(
     Grid ``(query blocks, batch x query heads)``, one item per program; or, with ``PERSISTENT``, ``(programs,)``
     (one per SM) that claim items in grid order from ``Counter`` (int32, zero at launch) until none is left, so
     that one item's loads start while the previous one's last tiles and output are still in flight.
-    ``q_desc`` / ``k_desc`` / ``v_desc``: Gluon tensor descriptors over ``[B, S, H, 128]`` with boxes
-    ``[1, 64, 1, 128]`` (Q) and ``[1, BLOCK_N, 1, 128]`` (K, V). The list arguments are ``tile_lists``' for
+    ``q_desc`` / ``k_desc`` / ``v_desc``: Gluon tensor descriptors over ``[B, S, H, D]`` (D = 128 or 64) with boxes
+    ``[1, 64, 1, D]`` (Q) and ``[1, BLOCK_N, 1, D]`` (K, V). The list arguments are ``tile_lists``' for
     ``BLOCK_M = 128`` and the K/V box's ``BLOCK_N``.
     """
     dtype: gl.constexpr = k_desc.dtype
