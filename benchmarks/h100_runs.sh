@@ -1772,8 +1772,24 @@ s24b)
     run ab_bwd_d64 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_D64 False,True --pass bwd \
         --head-dim 64 --seqlen 8192 --batch 16 --reps 10 --masks "$D64_MASKS"
     ;;
+s24c)
+    # After s24b: the D=64 Gluon kernels' pipeline depth (GPU time, switched on in this copy): forward 3 / 4 / 5 K/V
+    # stages, backward 2 / 3 Q/dO stages. Predicted: within +-3% (the D=128 kernels gained nothing past 3 / 2).
+    [[ -n $DRY ]] || sed -i -e "s/^GLUON_FORWARD_D64 = .*/GLUON_FORWARD_D64 = True/" \
+        -e "s/^GLUON_BACKWARD_D64 = .*/GLUON_BACKWARD_D64 = True/" src/flashmask/kernels/configs.py
+    D64_MASKS=full,sliding_window,causal_document,global_sliding_window
+    run ab_fwd_stages 120 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_D64_STAGES 3,4,5 --pass fwd \
+        --head-dim 64 --seqlen 8192 --batch 16 --reps 10 --masks "$D64_MASKS"
+    run ab_bwd_stages 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_D64_STAGES 2,3 --pass bwd \
+        --head-dim 64 --seqlen 8192 --batch 16 --reps 10 --masks "$D64_MASKS"
+    ;;
+s24d)
+    # The D=64 kernel table at 8K (every mask, all peers) on the tree's defaults (record for the README).
+    run k64_8k 570 k64_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 64 \
+        --out "$OUT/k64_8k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s24b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s24d)" >&2
     exit 2
     ;;
 esac

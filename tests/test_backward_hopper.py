@@ -43,8 +43,17 @@ interpreted = pytest.mark.skipif(
         (["--causal", "--vectors", "2", "--head-dim", "64"], 0),
         (["--vectors", "4", "--head-dim", "64"], 0),
     ],
-    ids=["full", "causal", "causal-lts", "lts-ute", "causal-lts-lte", "four-vectors", "d64-full", "d64-causal-lts-lte",
-         "d64-four-vectors"],  # fmt: skip
+    ids=[
+        "full",
+        "causal",
+        "causal-lts",
+        "lts-ute",
+        "causal-lts-lte",
+        "four-vectors",
+        "d64-full",
+        "d64-causal-lts-lte",
+        "d64-four-vectors",
+    ],
 )
 def test_gluon_backward_compiles_for_sm90(variant, max_spill_bytes):
     """The default (2 Q/dO stages) compiles for sm_90 without serialized wgmma and fits an H100's shared memory,

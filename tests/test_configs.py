@@ -141,6 +141,8 @@ def test_d64_gluon_kernels_behind_their_switches(gpu, monkeypatch, form, forward
     device, (major, _) = gpu
     vectors, causal = form
     monkeypatch.setattr(configs, "gluon_release", lambda: True)
+    assert configs.WARP_SPECIALIZED_FORWARD.num_stages == configs.GLUON_FORWARD_D64_STAGES
+    assert configs.WARP_SPECIALIZED_BACKWARD.num_stages == configs.GLUON_BACKWARD_D64_STAGES
     lengths = [(8192, 8192), (configs.WIDE_DKDV_MIN_QUERIES,) * 2]
     before = {(d, n): configs.pick(d, device, vectors, causal, *n) for d in HEAD_DIMS for n in lengths}
     monkeypatch.setattr(configs, "GLUON_FORWARD_D64", forward_on)
@@ -155,6 +157,7 @@ def test_d64_gluon_kernels_behind_their_switches(gpu, monkeypatch, form, forward
         assert configs.triton_forward(cfgs.forward, vectors > 0, 64) == old.forward
         if backward_on:
             assert cfgs.dkdv == configs.WARP_SPECIALIZED_BACKWARD and cfgs.dkdv_fallback == old.dkdv
+            assert cfgs.dkdv.num_stages == configs.GLUON_BACKWARD_D64_STAGES
         else:
             assert cfgs.dkdv == old.dkdv and cfgs.dkdv_fallback is None
         assert configs.triton_dkdv(cfgs.dkdv, cfgs.dkdv_fallback) == old.dkdv

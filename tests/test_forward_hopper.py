@@ -37,8 +37,16 @@ H100_SHARED_MEMORY_KB = 227
         ["--persistent", "--causal", "--vectors", "1", "--head-dim", "64"],
         ["--persistent", "--vectors", "4", "--head-dim", "64"],
     ],
-    ids=["full", "causal-sweep", "causal-lts", "lts-ute", "causal-lts-lte", "four-vectors", "d64-causal-lts",
-         "d64-four-vectors"],  # fmt: skip
+    ids=[
+        "full",
+        "causal-sweep",
+        "causal-lts",
+        "lts-ute",
+        "causal-lts-lte",
+        "four-vectors",
+        "d64-causal-lts",
+        "d64-four-vectors",
+    ],
 )
 def test_gluon_forward_compiles_for_sm90_without_spills(variant):
     """The default (3 K/V stages, the persistent grid; one program per item in key sweeps) compiles for sm_90 with

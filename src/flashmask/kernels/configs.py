@@ -125,6 +125,9 @@ WARP_SPECIALIZED_BACKWARD = KernelConfig(64, 128, 4, 2, True, warp_specialized=T
 # without spills (112 / 113 KB of shared memory, sm90_compile.py); off until checked and measured on the H100.
 GLUON_FORWARD_D64 = False
 GLUON_BACKWARD_D64 = False
+# Their K/V (forward) and Q/dO (backward) stages at D=64: up to 6 / 4 fit without spills (208 / 146 KB).
+GLUON_FORWARD_D64_STAGES = 3
+GLUON_BACKWARD_D64_STAGES = 2
 # The Triton dK/dV tiles at D=128 on Hopper (runs 11-14 in benchmarks/NOTES.md), the Gluon backward's fallback.
 _TRITON_DKDV_D128 = KernelConfig(64, 64, 4, 2, True)
 
@@ -205,9 +208,11 @@ def pick(
             if head_dim_pad == 64 and gluon_release():
                 # The Gluon kernels at D=64 (session 24), each behind its switch; the Triton tiles above stay their
                 # fallbacks (the forward's lists are for 128x128 tiles either way).
-                forward = WARP_SPECIALIZED_FORWARD if GLUON_FORWARD_D64 else forward
+                if GLUON_FORWARD_D64:
+                    forward = WARP_SPECIALIZED_FORWARD._replace(num_stages=GLUON_FORWARD_D64_STAGES)
                 if GLUON_BACKWARD_D64:
-                    return Configs(forward, WARP_SPECIALIZED_BACKWARD, dq, dkdv_fallback=dkdv)
+                    gluon_dkdv = WARP_SPECIALIZED_BACKWARD._replace(num_stages=GLUON_BACKWARD_D64_STAGES)
+                    return Configs(forward, gluon_dkdv, dq, dkdv_fallback=dkdv)
             return Configs(forward, dkdv, dq)
         if head_dim_pad <= 128:
             # The Gluon backward (session 10): 17-23% faster than the Triton dK/dV kernel and dQ pass at 8K on
