@@ -1766,11 +1766,11 @@ s24b)
     echo | tee -a "$STEPS"
     run gpu_check_d64 240 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
         --only "D= 64" --out "$OUT/gpu_check_d64.json"
-    D64_MASKS=full,causal,sliding_window,causal_document,global_sliding_window,qk_sparse
+    D64_MASKS=full,sliding_window,causal_document,global_sliding_window,qk_sparse
     run ab_fwd_d64 90 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_D64 False,True --pass fwd \
-        --head-dim 64 --seqlen 8192 --batch 16 --reps 10 --masks "$D64_MASKS"
+        --head-dim 64 --seqlen 8192 --batch 16 --reps 8 --masks "$D64_MASKS"
     run ab_bwd_d64 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_D64 False,True --pass bwd \
-        --head-dim 64 --seqlen 8192 --batch 16 --reps 10 --masks "$D64_MASKS"
+        --head-dim 64 --seqlen 8192 --batch 16 --reps 8 --masks "$D64_MASKS"
     ;;
 s24c)
     # After s24b: the D=64 Gluon kernels' pipeline depth (GPU time, switched on in this copy): forward 3 / 4 / 5 K/V
