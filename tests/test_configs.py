@@ -27,17 +27,19 @@ def gpu(request, monkeypatch):
 @pytest.mark.parametrize("form", FORMS)
 def test_default_backward_is_deterministic_except_the_gluon_one(gpu, form):
     """README: the default configurations compute dQ in its own pass (no atomics), so gradients repeat, except at
-    D=128 on Hopper: there the dK/dV config is the warp-specialized Gluon kernel, whose dQ reduce-adds land in any
-    order; ``deterministic=True`` replaces it with the Triton dK/dV tiles and the dQ pass."""
+    D=128 and D=64 on Hopper (D=64 with Triton 3.6, whose Gluon it needs): there the dK/dV config is the
+    warp-specialized Gluon kernel, whose dQ reduce-adds land in any order; ``deterministic=True`` replaces it with
+    the Triton dK/dV tiles and the dQ pass."""
     device, (major, _) = gpu
     vectors, causal = form
     for d in HEAD_DIMS:
         cfgs = configs.pick(d, device, mask_vectors=vectors, causal=causal)
         assert not cfgs.atomic_dq and not cfgs.tma_reduce_dq, (d, cfgs)
-        gluon = major >= 9 and d == 128
+        gluon = major >= 9 and (d == 128 or (d == 64 and configs.gluon_release()))
         assert cfgs.dkdv.warp_specialized == gluon, (d, cfgs.dkdv)
-        assert cfgs.dkdv == (configs.WARP_SPECIALIZED_BACKWARD if gluon else configs.triton_dkdv(cfgs.dkdv))
-        assert not configs.triton_dkdv(cfgs.dkdv).warp_specialized
+        fallback = configs.triton_dkdv(cfgs.dkdv, cfgs.dkdv_fallback)
+        assert cfgs.dkdv == (configs.WARP_SPECIALIZED_BACKWARD if gluon else fallback)
+        assert not fallback.warp_specialized
         assert not cfgs.dq.warp_specialized
 
 
@@ -112,12 +114,18 @@ def test_d64_backward_tiles_follow_form_and_length_on_hopper(gpu, form):
     forms, other head dims and Ampere keep one backward at every length."""
     device, (major, _) = gpu
     vectors, causal = form
-    short = configs.pick(64, device, vectors, causal, seqlen_q=8192, seqlen_k=8192)
-    assert configs.pick(64, device, vectors, causal) == short
-    mid = configs.pick(64, device, vectors, causal, seqlen_q=32768, seqlen_k=configs.DEEP_DQ_MIN_KEYS)
+
+    def pick(*args, **kwargs):
+        """The configs with the Triton dK/dV tiles in ``dkdv`` (the Gluon kernel's fallback where it is the default)."""
+        cfgs = configs.pick(*args, **kwargs)
+        return cfgs._replace(dkdv=configs.triton_dkdv(cfgs.dkdv, cfgs.dkdv_fallback), dkdv_fallback=None)
+
+    short = pick(64, device, vectors, causal, seqlen_q=8192, seqlen_k=8192)
+    assert pick(64, device, vectors, causal) == short
+    mid = pick(64, device, vectors, causal, seqlen_q=32768, seqlen_k=configs.DEEP_DQ_MIN_KEYS)
     n = configs.WIDE_DKDV_MIN_QUERIES
-    long = configs.pick(64, device, vectors, causal, seqlen_q=n, seqlen_k=n)
-    below = configs.pick(64, device, vectors, causal, seqlen_q=n - 1, seqlen_k=n)
+    long = pick(64, device, vectors, causal, seqlen_q=n, seqlen_k=n)
+    below = pick(64, device, vectors, causal, seqlen_q=n - 1, seqlen_k=n)
     if major < 9 or vectors:
         assert short == mid == long
         return
@@ -134,8 +142,8 @@ def test_d64_backward_tiles_follow_form_and_length_on_hopper(gpu, form):
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize(("forward_on", "backward_on"), [(True, False), (False, True), (True, True)])
 def test_d64_gluon_kernels_behind_their_switches(gpu, monkeypatch, form, forward_on, backward_on):
-    """``GLUON_FORWARD_D64`` / ``GLUON_BACKWARD_D64`` give D=64 on Hopper (Triton 3.6) the Gluon configs of D=128,
-    each alone; everything else stays as with both off, and where the Gluon kernels cannot run (or
+    """``GLUON_FORWARD_D64`` / ``GLUON_BACKWARD_D64`` (both on by default) give D=64 on Hopper (Triton 3.6) the Gluon
+    configs of D=128, each alone; everything else stays as with both off, and where the Gluon kernels cannot run (or
     ``deterministic=True``) D=64's own Triton tiles run: the forward's 4 warps and 2 stages on the same 128x128
     tiles, the dK/dV tiles of the call's length and form. Other head dims and Ampere do not change."""
     device, (major, _) = gpu
@@ -144,6 +152,8 @@ def test_d64_gluon_kernels_behind_their_switches(gpu, monkeypatch, form, forward
     assert configs.WARP_SPECIALIZED_FORWARD.num_stages == configs.GLUON_FORWARD_D64_STAGES
     assert configs.WARP_SPECIALIZED_BACKWARD.num_stages == configs.GLUON_BACKWARD_D64_STAGES
     lengths = [(8192, 8192), (configs.WIDE_DKDV_MIN_QUERIES,) * 2]
+    monkeypatch.setattr(configs, "GLUON_FORWARD_D64", False)
+    monkeypatch.setattr(configs, "GLUON_BACKWARD_D64", False)
     before = {(d, n): configs.pick(d, device, vectors, causal, *n) for d in HEAD_DIMS for n in lengths}
     monkeypatch.setattr(configs, "GLUON_FORWARD_D64", forward_on)
     monkeypatch.setattr(configs, "GLUON_BACKWARD_D64", backward_on)

@@ -92,8 +92,8 @@ def flashmask_attention(
         softmax_scale: defaults to ``1 / sqrt(D)``.
         return_lse: also return the log-sum-exp of each row (natural log).
         deterministic: bit-identical gradients from run to run (GPU kernels; the PyTorch path always is). The
-            default GPU backward at D=128 on Hopper adds dQ by bulk fp32 reduce-adds in varying order; with
-            this flag it runs the Triton kernels instead (about 1.2x-1.3x the backward time). ``None`` (the
+            default GPU backward at D=128 and D=64 on Hopper adds dQ by bulk fp32 reduce-adds in varying order;
+            with this flag it runs the Triton kernels instead (about 1.15x-1.3x the backward time). ``None`` (the
             default) follows ``torch.use_deterministic_algorithms``.
         backend: ``None`` picks the Triton kernels for fp16/bf16 CUDA tensors and the PyTorch path otherwise;
             ``"torch"`` or ``"triton"`` forces one (``"triton"`` on CPU tensors needs ``TRITON_INTERPRET=1``).

@@ -121,11 +121,14 @@ WARP_SPECIALIZED_FORWARD = KernelConfig(128, 128, 4, 3, True, warp_specialized=T
 # The Gluon backward (``backward_hopper``): 128 keys per program (two 4-warp consumer warpgroups of 64), query
 # tiles of 64 rows, two Q/dO stages (three spill and take 226 KB of shared memory).
 WARP_SPECIALIZED_BACKWARD = KernelConfig(64, 128, 4, 2, True, warp_specialized=True)
-# The Gluon kernels at D=64 on Hopper (Triton 3.6), forward and backward, each with its switch: they compile there
-# without spills (112 / 113 KB of shared memory, sm90_compile.py); off until checked and measured on the H100.
-GLUON_FORWARD_D64 = False
-GLUON_BACKWARD_D64 = False
-# Their K/V (forward) and Q/dO (backward) stages at D=64: up to 6 / 4 fit without spills (208 / 146 KB).
+# The Gluon kernels at D=64 on Hopper (Triton 3.6), forward and backward, each with its switch. They compile there
+# without spills (112 / 113 KB of shared memory). Against D=64's Triton kernels on the H100 at 8K (GPU time, session
+# 24, s24b): forward -8% to -15%, backward -13% to -23% on full, sliding_window, causal_document,
+# global_sliding_window and qk_sparse; gpu_check's D=64 cases 15/15 with both on.
+GLUON_FORWARD_D64 = True
+GLUON_BACKWARD_D64 = True
+# Their K/V (forward) and Q/dO (backward) stages at D=64: up to 6 / 4 fit without spills (208 / 146 KB); 4 and 5
+# forward stages read level with 3 (-0.5% to +0.3%), 3 backward stages -1.6% to +1.9% against 2 (s24c).
 GLUON_FORWARD_D64_STAGES = 3
 GLUON_BACKWARD_D64_STAGES = 2
 # The Triton dK/dV tiles at D=128 on Hopper (runs 11-14 in benchmarks/NOTES.md), the Gluon backward's fallback.
@@ -206,8 +209,8 @@ def pick(
                     dkdv = K(32, 256, 8, 3, True)
             forward = K(128, 128, 4, 2, True)
             if head_dim_pad == 64 and gluon_release():
-                # The Gluon kernels at D=64 (session 24), each behind its switch; the Triton tiles above stay their
-                # fallbacks (the forward's lists are for 128x128 tiles either way).
+                # The Gluon kernels at D=64 (session 24: 8-23% faster), each behind its switch; the Triton tiles
+                # above stay their fallbacks (the forward's lists are for 128x128 tiles either way).
                 if GLUON_FORWARD_D64:
                     forward = WARP_SPECIALIZED_FORWARD._replace(num_stages=GLUON_FORWARD_D64_STAGES)
                 if GLUON_BACKWARD_D64:
