@@ -1788,8 +1788,24 @@ s24d)
     run k64_8k 570 k64_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 64 \
         --out "$OUT/k64_8k"
     ;;
+s24e)
+    # The D=64 Gluon kernels (default since session 24) under the sanitizers: memcheck and racecheck over the eight
+    # D=64 cases of sanitize.py (every form, the long-call configs), the backward whole and in 3 pieces, then ConSan
+    # (barrier protocol) on the four forms' first cases; the CUDA graph check (its D=64 kernels now Gluon). Then the
+    # D=64 32K table.
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1)
+    run memcheck_d64 150 sanitize_d64.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py --head-dim 64
+    run memcheck_d64_pieces 150 sanitize_d64.txt "${san[@]}" --tool memcheck python3 benchmarks/sanitize.py \
+        --head-dim 64 --backward-pieces 3
+    run racecheck_d64 120 sanitize_d64.txt "${san[@]}" --tool racecheck python3 benchmarks/sanitize.py --head-dim 64
+    run consan_d64 120 sanitize_d64.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+        python3 benchmarks/sanitize.py --consan --head-dim 64 --cases 0:13
+    run graph_check 150 graph_check.txt python3 benchmarks/graph_check.py
+    run k64_32k 570 k64_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 64 \
+        --out "$OUT/k64_32k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s24d)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s24e)" >&2
     exit 2
     ;;
 esac

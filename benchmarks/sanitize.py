@@ -2,11 +2,12 @@
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck python benchmarks/sanitize.py [--cases 0:12]
 
-``--cases`` runs a slice of the 28 cases, so that a long sanitizer run can be split over several calls;
+``--cases`` runs a slice of the 28 cases, so that a long sanitizer run can be split over several calls
+(``--head-dim D`` only those of one head dim);
 ``--backward-pieces N`` runs the dQ-accumulating backwards in N pieces (their side streams and passes).
 
 compute-sanitizer's racecheck does not see the bulk copies (TMA) and wgmma reads of the Gluon kernels (D=128
-on Hopper), which go through the async proxy. For those, Triton's own concurrency sanitizer checks the kernels'
+and D=64 on Hopper), which go through the async proxy. For those, Triton's own concurrency sanitizer checks the kernels'
 barrier protocol (every shared-memory access against the mbarriers and waits that should order it):
 
     TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 python benchmarks/sanitize.py --consan --cases 2:3
@@ -151,6 +152,7 @@ def main() -> None:
     ap.add_argument("--ws-probe", type=int, default=None, help="run only a minimal warp-specialized kernel (0-3)")
     ap.add_argument("--backward-pieces", type=int, default=0,
                     help="the atomic-dQ backwards in this many pieces (kernels._pieces; 0: as configured)")  # fmt: skip
+    ap.add_argument("--head-dim", type=int, default=None, help="only the cases of this head dim")
     ap.add_argument("--consan", action="store_true", help="scratch memory for TRITON_INSTRUMENTATION_MODE=consan")
     ap.add_argument("--consan-control", choices=["race", "clean"], default=None,
                     help="run only ConSan's positive control: a shared-memory read before (race) or after (clean) "
@@ -174,6 +176,8 @@ def main() -> None:
     cases += [(True, 0, 457, 1000, 128, 0, 256), (False, 2, 457, 1000, 128, 0, 256)]
     start, stop = (int(x) if x else None for x in args.cases.split(":")) if args.cases else (None, None)
     for case, (causal, c, sq, sk, d, as_len, sweep_keys) in list(enumerate(cases))[start:stop]:
+        if args.head_dim is not None and d != args.head_dim:
+            continue
         torch.manual_seed(case)
         b, hq, hkv = 2, 4, 2
         q = torch.randn(b, sq, hq, d, device=dev, dtype=torch.bfloat16)
