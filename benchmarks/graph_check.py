@@ -6,7 +6,8 @@ window) are copied into its input buffers. This checks that against eager calls 
 
 - the public call with autograd (``flashmask_attention`` + ``torch.autograd.grad``) at the paper's 8K shape, where
   the default backward runs in pieces on side streams (``configs.BWD_PIECES``);
-- the kernels' entry points at D=128 (Gluon) with the backward in 3 pieces, and at D=64 (Triton).
+- the kernels' entry points at D=128 (Gluon) with the backward in 3 pieces, and at D=64 (Gluon since session 24;
+  and with ``deterministic=True``, the Triton kernels).
 
 Out, LSE, dK and dV must be bit-identical to the eager call's, dQ (fp32 atomics) within 1e-2; three replays each.
 
@@ -44,11 +45,13 @@ def _public_step(q, k, v, do, idx):
     return (out, *torch.autograd.grad(out, (q, k, v), do))
 
 
-def _kernel_step(q, k, v, do, idx, pieces: int):
+def _kernel_step(q, k, v, do, idx, pieces: int, deterministic: bool = False):
     scale = q.shape[-1] ** -0.5
     out, lse, bounds = attention_forward(q, k, v, idx, True, scale, keep_bounds=True)
     cfgs = kconfigs.pick(q.shape[-1], q.device)._replace(backward_pieces=pieces)
-    return (out, lse, *attention_backward(do, q, k, v, out, lse, idx, True, scale, configs=cfgs, bounds=bounds))
+    grads = attention_backward(do, q, k, v, out, lse, idx, True, scale, deterministic=deterministic, configs=cfgs,
+                               bounds=bounds)  # fmt: skip
+    return (out, lse, *grads)
 
 
 def _check(label: str, shape: tuple, step, grad_inputs: bool) -> bool:
@@ -96,7 +99,13 @@ def main() -> None:
     results = [
         _check("public 8K (B=16, H=32, D=128)", (16, 8192, 32, 128), _public_step, grad_inputs=True),
         _check("kernels D=128, 3 pieces", (2, 4096, 8, 128), lambda *a: _kernel_step(*a, pieces=3), False),
-        _check("kernels D=64", (2, 4096, 8, 64), lambda *a: _kernel_step(*a, pieces=1), False),
+        _check("kernels D=64 (Gluon)", (2, 4096, 8, 64), lambda *a: _kernel_step(*a, pieces=1), False),
+        _check(
+            "kernels D=64, deterministic (Triton)",
+            (2, 4096, 8, 64),
+            lambda *a: _kernel_step(*a, pieces=1, deterministic=True),
+            False,
+        ),
     ]
     sys.exit(0 if all(results) else 1)
 
