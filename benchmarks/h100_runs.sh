@@ -1804,8 +1804,13 @@ s24e)
     run k64_32k 570 k64_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 64 \
         --out "$OUT/k64_32k"
     ;;
+s24f)
+    # The D=64 kernel table at 128K (every mask, all peers), the Gluon kernels' first figures at that length.
+    run k64_128k 570 k64_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K --head-dims 64 \
+        --out "$OUT/k64_128k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s24e)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s24f)" >&2
     exit 2
     ;;
 esac
