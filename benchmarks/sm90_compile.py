@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--persistent", action="store_true", help="Gluon forward: the persistent grid")
     parser.add_argument("--transposed", action="store_true", help="plan: the backward's lists (per key block)")
     parser.add_argument("--bounds-given", action="store_true", help="plan: the forward's bounds handed in")
+    parser.add_argument("--no-dkv-tma", action="store_true",
+                        help="Gluon backward: dK / dV by scattered stores (unaligned buffers)")  # fmt: skip
     parser.add_argument("--sass", help="write SASS (and .ttgir, .ptx next to it) to this path")
     a = parser.parse_args()
     triton.runtime.driver.set_active(_Sm90Driver())
@@ -170,10 +172,15 @@ def main() -> None:
             gluon_desc(do, bm),
             gluon_desc(dq_acc, bm, D // 2),
             *[GluonDescriptor(flat, [flat.numel()], [1], [bm], row_layout)] * 2,
+            *(
+                [gluon_desc(k, bn // 2), gluon_desc(v, bn // 2)]
+                if not a.no_dkv_tma
+                else [GluonDescriptor(flat, [flat.numel()], [1], [bm], row_layout)] * 2
+            ),
         ]
         args = [*descs, o, o, mask, *ints, *strides * 2, 0, 0, mask.stride(2), 1, *scalars, S, H, H, 1, H,
                 S // bm, S // bn, 0.1, 0.1, 0]  # fmt: skip
-        flags = dict(**mc, NUM_STAGES=a.stages)
+        flags = dict(**mc, NUM_STAGES=a.stages, DKV_TMA=not a.no_dkv_tma)
         _compile(backward_hopper.bwd_ws_kernel, args, flags, 4, a.stages, a.sass, backward_hopper.WS_BWD_MAX_REGISTERS)
     elif a.kernel == "plan":
         num_m, num_n = S // bm, S // bn

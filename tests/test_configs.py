@@ -173,6 +173,20 @@ def test_d64_gluon_kernels_behind_their_switches(gpu, monkeypatch, form, forward
         assert configs.triton_dkdv(cfgs.dkdv, cfgs.dkdv_fallback) == old.dkdv
 
 
+@pytest.mark.parametrize("has_mask", [False, True])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_gluon_backward_dkv_copies_except_d64_without_a_column_mask(monkeypatch, head_dim, has_mask):
+    """The Gluon backward writes dK / dV by bulk copies (``GLUON_BACKWARD_DKV_COPIES``, on) except at D=64 without a
+    column mask, where the scattered stores measured faster (``GLUON_BACKWARD_DKV_COPIES_D64_NO_MASK``, off); the
+    main switch off turns them off everywhere."""
+    d64_plain = head_dim == 64 and not has_mask
+    assert configs.gluon_dkv_copies(head_dim, has_mask) is not d64_plain
+    monkeypatch.setattr(configs, "GLUON_BACKWARD_DKV_COPIES_D64_NO_MASK", True)
+    assert configs.gluon_dkv_copies(head_dim, has_mask)
+    monkeypatch.setattr(configs, "GLUON_BACKWARD_DKV_COPIES", False)
+    assert not configs.gluon_dkv_copies(head_dim, has_mask)
+
+
 @pytest.mark.parametrize("form", FORMS)
 def test_forward_key_sweeps_only_for_long_d128_calls_without_a_column_mask(gpu, form):
     """On Hopper at D=128 without a column mask, a forward over more than ``FORWARD_SWEEP_MAX_KEYS`` keys visits

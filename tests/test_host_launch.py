@@ -297,6 +297,21 @@ def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form, monkeypatch
     assert not gluon_host["_BWD_PREPROCESS"].runs and not gluon_host["_BWD_PREPROCESS"].jit_launches
 
 
+@pytest.mark.parametrize("form", [(False, 0), (True, 1)], ids=["full", "lts"])
+def test_gluon_backward_binds_with_either_dkv_write(gluon_host, form, monkeypatch) -> None:
+    """dK / dV by scattered stores (the copies switched off, or buffers the copy engine cannot write) and by bulk
+    copies are two specialisations of one kernel: each binds once, and a call of the other does not reuse it."""
+    from flashmask.kernels import configs
+
+    shape = (1, 256, 256, 2, 1, 1, torch.bfloat16, False)
+    stand_in = gluon_host["_BWD_WS"]
+    for copies in (True, False, True, False):
+        monkeypatch.setattr(configs, "GLUON_BACKWARD_DKV_COPIES", copies)
+        _fwd_bwd_host(form, *shape)
+    assert stand_in.jit_launches == 2 and len(stand_in.runs) == 2
+    assert len(stand_in.kernel_cache) == 2
+
+
 def _descriptor_launcher(monkeypatch, encodings: list, scratch: int = 0):
     """A compiled kernel ``(A, desc D1, n, desc D2, C)`` whose launcher is Triton 3.6's own descriptor wrapper around
     a recording raw launcher, with a stand-in encoder (the real one needs a GPU); returns it and the raw calls."""

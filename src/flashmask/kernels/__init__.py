@@ -700,13 +700,18 @@ def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_sc
     # The lists sit at offsets of one new allocation that its rows and the ints fix.
     signature = (q.dtype, k.dtype, v.dtype, dout.dtype, ints, lists.full_count.numel(),
                  tuple((t.dtype, t.data_ptr() % 16) for t in (dk, dv, mask.tensor)))  # fmt: skip
+    # dK and dV leave by bulk copies where the configs choose them and the buffers allow (ours are contiguous;
+    # caller-given ones may not be).
+    dkv_tma = _configs.gluon_dkv_copies(head_dim, mask.form.has_mask) and _tma_ok(dk, dv)
+    dk_desc, dv_desc = ((_gluon_descriptor(t, block_n // 2, element) for t in (dk, dv)) if dkv_tma
+                        else (lse_desc, delta_desc))  # fmt: skip
     args = (
         _gluon_descriptor(q, block_m, element), _gluon_descriptor(k, block_n // 2, element),
         _gluon_descriptor(v, block_n // 2, element), _gluon_descriptor(dout, block_m, element),
-        _gluon_descriptor(dq_acc, block_m, gl.float32, head_dim // 2), lse_desc, delta_desc,
+        _gluon_descriptor(dq_acc, block_m, gl.float32, head_dim // 2), lse_desc, delta_desc, dk_desc, dv_desc,
         dk, dv, mask.tensor, *lists.per_block(), *ints, softmax_scale * _LOG2E, softmax_scale,
     )  # fmt: skip
-    options = dict(**mask.constexprs(), NUM_STAGES=cfg.num_stages, num_warps=cfg.num_warps,
+    options = dict(**mask.constexprs(), NUM_STAGES=cfg.num_stages, DKV_TMA=dkv_tma, num_warps=cfg.num_warps,
                    maxnreg=WS_BWD_MAX_REGISTERS)  # fmt: skip
 
     def launch(first: int, end: int) -> None:

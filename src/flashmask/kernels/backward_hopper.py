@@ -84,13 +84,13 @@ def _query_block(full_list, part_list, num_full, i):
 
 @gluon.jit
 def _producer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
-              HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
-              UTE_COL: gl.constexpr):  # fmt: skip
+              HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
+              DKV_TMA: gl.constexpr):  # fmt: skip
     """One warp: K and V of the program's keys once, then Q and dO of every visited tile into the stage ring.
 
     It takes the consumers' arguments because Gluon's worker partitions share one signature.
     """
-    q_desc, k_desc, v_desc, do_desc, _dq_desc, lse_desc, delta_desc = descs
+    q_desc, k_desc, v_desc, do_desc, _dq_desc, lse_desc, delta_desc = descs[:7]
     k_bufs, v_bufs, q_bufs, do_bufs, _ds_bufs, _dq_bufs, lse_bufs, delta_bufs = bufs
     kv_bar, qdo_ready, qdo_empty, _ds_ready, _ds_free = bars
     b, kv_h, _pid_n, start_n = coords
@@ -156,8 +156,8 @@ def _hide(p_t, q_rows, limits, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UT
 
 @gluon.jit
 def _consumer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
-              HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
-              UTE_COL: gl.constexpr):  # fmt: skip
+              HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
+              DKV_TMA: gl.constexpr):  # fmt: skip
     """One warpgroup: dK and dV of its 64 keys over every visited query tile, and its half of each tile's dQ."""
     dq_desc = descs[4]
     k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs = bufs
@@ -249,14 +249,27 @@ def _consumer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, C
     tma.store_wait(0)
 
     # dK and dV of this warpgroup's keys, summed over the group's query heads.
-    o_keys = start_n + WG * WG_KEYS + gl.arange(0, WG_KEYS, layout=gl.SliceLayout(1, kv_layout))
-    offs_d = gl.arange(0, head_dim, layout=gl.SliceLayout(0, kv_layout))
-    key_ok = gl.expand_dims(o_keys < seqlen_k, 1)
-    key_offs = gl.expand_dims(o_keys.to(gl.int64), 1)
-    dk_ptrs = DK + b64 * stride_dkb + kv_h * stride_dkh + key_offs * stride_dks + gl.expand_dims(offs_d, 0)
-    dv_ptrs = DV + b64 * stride_dvb + kv_h * stride_dvh + key_offs * stride_dvs + gl.expand_dims(offs_d, 0)
-    gl.store(dk_ptrs, (dk * sm_scale).to(dtype), mask=key_ok)
-    gl.store(dv_ptrs, dv.to(dtype), mask=key_ok)
+    if DKV_TMA:
+        # Staged in this warpgroup's own buffers, free now: its V (read by its own dP^T only) and its dQ staging
+        # buffer (the last reduce-add has read it); the copy engine drops the rows past Sk.
+        dk_desc, dv_desc = descs[7], descs[8]
+        dv_stage = v_bufs.index(WG)
+        dk_stage = dq_bufs.index(WG)._reinterpret(dtype, dk_desc.block_type.shape, dk_desc.layout)
+        dv_stage.reshape([WG_KEYS, head_dim]).store(dv.to(dtype))
+        dk_stage.reshape([WG_KEYS, head_dim]).store((dk * sm_scale).to(dtype))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(dk_desc, [b, start_n + WG * WG_KEYS, kv_h, 0], dk_stage)
+        tma.async_copy_shared_to_global(dv_desc, [b, start_n + WG * WG_KEYS, kv_h, 0], dv_stage)
+        tma.store_wait(0)
+    else:
+        o_keys = start_n + WG * WG_KEYS + gl.arange(0, WG_KEYS, layout=gl.SliceLayout(1, kv_layout))
+        offs_d = gl.arange(0, head_dim, layout=gl.SliceLayout(0, kv_layout))
+        key_ok = gl.expand_dims(o_keys < seqlen_k, 1)
+        key_offs = gl.expand_dims(o_keys.to(gl.int64), 1)
+        dk_ptrs = DK + b64 * stride_dkb + kv_h * stride_dkh + key_offs * stride_dks + gl.expand_dims(offs_d, 0)
+        dv_ptrs = DV + b64 * stride_dvb + kv_h * stride_dvh + key_offs * stride_dvs + gl.expand_dims(offs_d, 0)
+        gl.store(dk_ptrs, (dk * sm_scale).to(dtype), mask=key_ok)
+        gl.store(dv_ptrs, dv.to(dtype), mask=key_ok)
 
 
 @gluon.jit
@@ -268,6 +281,8 @@ def bwd_ws_kernel(
     dq_desc,
     lse_desc,
     delta_desc,
+    dk_desc,
+    dv_desc,
     DK,
     DV,
     Mask,
@@ -304,6 +319,7 @@ def bwd_ws_kernel(
     UTS_COL: gl.constexpr,
     UTE_COL: gl.constexpr,
     NUM_STAGES: gl.constexpr,
+    DKV_TMA: gl.constexpr,
 ):
     """Grid ``(key blocks of 128, batch x key/value heads)``; 4 warps here plus a 4-warp and a 1-warp worker.
     A grid of fewer (batch x key/value head) rows takes rows ``bh_offset ..`` (the backward in pieces).
@@ -311,8 +327,10 @@ def bwd_ws_kernel(
     Gluon tensor descriptors over ``[B, S, H, D]`` (D = 128 or 64): ``q_desc`` / ``do_desc`` with boxes
     ``[1, 64, 1, D]`` (one query tile), ``k_desc`` / ``v_desc`` ``[1, 64, 1, D]`` (one warpgroup's keys); ``dq_desc``
     over the fp32 dQ accumulator ``[B, Sq, Hq, D]`` (zeroed; it receives ``softmax_scale * dS K``) with boxes
-    ``[1, 64, 1, D / 2]``. ``DK`` / ``DV`` are written in the inputs' dtype. The list arguments are
-    ``tile_lists(..., transposed=True)``'s for 64 x 128 tiles.
+    ``[1, 64, 1, D / 2]``. ``DK`` / ``DV`` are written in the inputs' dtype: with ``DKV_TMA`` by bulk copies through
+    ``dk_desc`` / ``dv_desc`` (boxes ``[1, 64, 1, D]``, as ``k_desc``), otherwise by scattered stores through the
+    pointers (the descriptors are then placeholders). The list arguments are ``tile_lists(..., transposed=True)``'s
+    for 64 x 128 tiles.
     """
     pid_bh = gl.program_id(1) + bh_offset
     b = pid_bh // num_kv_heads
@@ -350,7 +368,7 @@ def bwd_ws_kernel(
         mbarrier.init(ds_ready.index(i), count=2)
         mbarrier.init(ds_free.index(i), count=2)
 
-    descs = (q_desc, k_desc, v_desc, do_desc, dq_desc, lse_desc, delta_desc)
+    descs = (q_desc, k_desc, v_desc, do_desc, dq_desc, lse_desc, delta_desc, dk_desc, dv_desc)
     bufs = (k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs)
     bars = (kv_bar, qdo_ready, qdo_empty, ds_ready, ds_free)
     lists = (FullCount, FullIndex, PartCount, PartIndex, list_stride_b, num_m_blocks, num_n_blocks, q_per_kv,
@@ -363,11 +381,11 @@ def bwd_ws_kernel(
     gl.warp_specialize(
         [
             (_consumer, (descs, bufs, bars, lists, coords, masks, dims, 0, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
-                         UTE_COL)),
+                         UTE_COL, DKV_TMA)),
             (_consumer, (descs, bufs, bars, lists, coords, masks, dims, 1, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
-                         UTE_COL)),
+                         UTE_COL, DKV_TMA)),
             (_producer, (descs, bufs, bars, lists, coords, masks, dims, 0, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
-                         UTE_COL)),
+                         UTE_COL, DKV_TMA)),
         ],
         [4, 1],
         [240, 24],

@@ -131,6 +131,14 @@ GLUON_BACKWARD_D64 = True
 # forward stages read level with 3 (-0.5% to +0.3%), 3 backward stages -1.6% to +1.9% against 2 (s24c).
 GLUON_FORWARD_D64_STAGES = 3
 GLUON_BACKWARD_D64_STAGES = 2
+# The Gluon backward's dK / dV leave through shared memory it no longer needs, by bulk copies, instead of 64 scattered
+# stores per thread (benchmarks/NOTES.md, session 25; GPU time in turn against the stores, H100, 8K): D=128
+# sliding_window -5.6%, causal_document -5.9%, full -4.3%; D=64 sliding_window -6.5%, causal_document -2.3%,
+# global_sliding_window -5.4%, but full +2.25% (two runs), so at D=64 the forms without a column mask keep the
+# stores (its causal form was not timed with the copies). Spills at D=128: 12-40 B on the column-mask forms (0-36 B
+# with the stores); none at D=64. Buffers the copy engine cannot write (caller-given, unaligned) take the stores.
+GLUON_BACKWARD_DKV_COPIES = True
+GLUON_BACKWARD_DKV_COPIES_D64_NO_MASK = False
 # The Triton dK/dV tiles at D=128 on Hopper (runs 11-14 in benchmarks/NOTES.md), the Gluon backward's fallback.
 _TRITON_DKDV_D128 = KernelConfig(64, 64, 4, 2, True)
 
@@ -294,6 +302,14 @@ def triton_dkdv(cfg: KernelConfig, fallback: KernelConfig | None = None) -> Kern
     if not cfg.warp_specialized:
         return cfg
     return fallback or _TRITON_DKDV_D128
+
+
+def gluon_dkv_copies(head_dim: int, has_mask: bool) -> bool:
+    """Whether the Gluon backward writes dK / dV by bulk copies (``GLUON_BACKWARD_DKV_COPIES``) for this head dim and
+    mask form (the caller also checks that the copy engine can write the buffers)."""
+    if head_dim == 64 and not has_mask:
+        return GLUON_BACKWARD_DKV_COPIES and GLUON_BACKWARD_DKV_COPIES_D64_NO_MASK
+    return GLUON_BACKWARD_DKV_COPIES
 
 
 def _settings() -> dict[str, bool | int | float]:
