@@ -1436,6 +1436,8 @@ s18b)
     table_8k
     ;;
 s18c)
+    # (Measured in session 25 by s19b: s19a landed, s18c dropped; their patches are gone and this step no longer
+    # runs; kept as the record of what ran.)
     # Prepared in session 18, not run (no device was lent after s18a). On the device's copy of the tree: the
     # committed package copied to benchmarks/_base, then benchmarks/experiments/s18c_kv_prefetch.patch applied:
     # the Gluon backward's producer, once its loads are issued, asks L2 for the K/V of the program
@@ -1463,6 +1465,8 @@ s18d)
         --masks sliding_window,causal_document,causal_blockwise,full
     ;;
 s19a)
+    # (Measured in session 25 by s19b: s19a landed, s18c dropped; their patches are gone and this step no longer
+    # runs; kept as the record of what ran.)
     # Prepared in session 19, not run (no device was lent). On the device's copy of the tree: the committed package
     # copied to benchmarks/_base, then benchmarks/experiments/s19a_dkv_tma_epilogue.patch applied: each consumer
     # warpgroup of the Gluon backward writes its dK / dV to shared memory it no longer needs (its own V buffer,
@@ -1478,6 +1482,8 @@ s19a)
         --batch 16 --masks sliding_window,causal_document,causal_blockwise,full
     ;;
 s19b)
+    # (Measured in session 25 by s19b: s19a landed, s18c dropped; their patches are gone and this step no longer
+    # runs; kept as the record of what ran.)
     # Prepared in session 19, not run: s18c (K/V prefetch) and s19a (dK / dV by bulk copies) together, each
     # measured against the others in one call. On the device's copy of the tree: three copies of the package as
     # flashmask_base (the committed one, with s18c alone, with s19a alone; benchmarks/_base*, not in git), then
@@ -1809,8 +1815,44 @@ s24f)
     run k64_128k 570 k64_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K --head-dims 64 \
         --out "$OUT/k64_128k"
     ;;
+s25c)
+    # Session 25, after s19b: s19a (dK / dV out by bulk copies) landed alone, on by default (s18c's prefetch read
+    # +0.5% to +0.9% slower in s19b and stays out). Needs the committed package before it as
+    # benchmarks/_base/flashmask_base (made here from git, carried to the device). gpu_check's D=128 and D=64 cases
+    # with launch checks, memcheck over both head dims' cases, the backward against the committed one in turn at
+    # D=128 and D=64 (predicted from s19b: -4% to -5.5% on sliding_window and causal_document, -2% on full, dK / dV
+    # bit-identical), then the 8K table's three masks nearest 1.3x (Flex only).
+    gpu_check_d128_launches
+    run gpu_check_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D= 64" --out "$OUT/gpu_check_d64.json"
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 --tool memcheck)
+    run memcheck_d128 100 memcheck.txt "${san[@]}" python3 benchmarks/sanitize.py --head-dim 128
+    run memcheck_d64 90 memcheck.txt "${san[@]}" python3 benchmarks/sanitize.py --head-dim 64
+    for d in 128 64; do
+        run "ab_base_d$d" 60 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --head-dim "$d" \
+            --seqlen 8192 --batch 16 --masks sliding_window,causal_document,full
+    done
+    run k128_8k_3 570 k128_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
+        --masks sliding_window,causal_document,document --peers flex --out "$OUT/k128_8k_3"
+    ;;
+s25d)
+    # First the forward's layers again (s24a), now with each variant's host time right after the sync and the main
+    # launch alone without its counter's zero_: whether the main launch's 0.28 ms over a trivial op's floor (s24a) is
+    # the host's Python or the launch reaching the GPU. Then the D=128 32K table (the ten column masks) on the
+    # session-25 backward (dK / dV by bulk copies, -4% to -6% GPU time at 8K). Predicted: qk_sparse from 1.27x
+    # (session 22) to 1.31x-1.33x by the timer; the others +2-4%.
+    run layers_sw 120 layers.txt python3 benchmarks/host_overhead.py --seqlen 8192 --batch 16 \
+        --masks sliding_window --layers --flex
+    table_32k
+    ;;
+s25e)
+    # The six D=64 32K masks that s24e's table did not reach in session 25 (the Gluon kernels' first figures there).
+    run k64_32k_rest 570 k64_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 64 \
+        --masks global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
+        --out "$OUT/k64_32k_rest"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s24f)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s25e)" >&2
     exit 2
     ;;
 esac
