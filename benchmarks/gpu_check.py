@@ -98,6 +98,16 @@ def build_cases(quick: bool) -> list[dict]:
                 dict(kind="random", causal=causal, C=c, Sq=sq, Sk=sk, B=2, Hq=8, Hkv=2, Hm=8, D=128,
                      dtype=("bfloat16", "float16")[i % 2])
             )  # fmt: skip
+    # The same kernels at D=64 (Gluon on Hopper since session 24): every column-mask form with Sq != Sk both ways at
+    # GQA ratios 1 and 8, which the cases above give D=64 only with a ratio of 4.
+    for j, (causal, c) in enumerate(FORMS):
+        for sq, sk in ((1000, 1537), (1537, 1000)):
+            i = next(counter)
+            hq, hkv = ((8, 8), (8, 1))[i % 2]
+            cases.append(
+                dict(kind="random", causal=causal, C=c, Sq=sq, Sk=sk, B=1 + j % 2, Hq=hq, Hkv=hkv,
+                     Hm=(hkv, hq)[j % 2], D=64, dtype=("bfloat16", "float16")[j % 2])
+            )  # fmt: skip
     if quick:
         cases = [c for c in cases if c["D"] in (64, 128)][:10]
     return cases

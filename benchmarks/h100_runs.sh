@@ -1846,7 +1846,11 @@ s25d)
     table_32k
     ;;
 s25e)
-    # The six D=64 32K masks that s24e's table did not reach in session 25 (the Gluon kernels' first figures there).
+    # gpu_check's D=64 cases with launch checks (23 since session 25: every column-mask form with Sq != Sk both ways at
+    # GQA ratios 1 and 8 added), then the six D=64 32K masks that s24e's table did not reach in session 25 (the Gluon
+    # kernels' first figures there).
+    run gpu_check_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D= 64" --out "$OUT/gpu_check_d64.json"
     run k64_32k_rest 570 k64_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 64 \
         --masks global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
         --out "$OUT/k64_32k_rest"
