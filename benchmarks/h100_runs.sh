@@ -1855,8 +1855,27 @@ s25e)
         --masks global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
         --out "$OUT/k64_32k_rest"
     ;;
+s26a)
+    # Session 26: s25d's layers found the Gluon forward's launch alone 0.44 ms over its GPU-alone time with 0.06 ms of
+    # host time after the sync. Whether the timer's excess is the card's clocks (power cap) rather than the host:
+    # each pass timed by the timer, back to back and behind a sleep, with the SM clock sampled. Then s25e.
+    run clocks_sw 150 clocks.txt python3 benchmarks/clock_probe.py --seqlen 8192 --batch 16 --mask sliding_window
+    run gpu_check_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D= 64" --out "$OUT/gpu_check_d64.json"
+    run k64_32k_rest 570 k64_32k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 32K --head-dims 64 \
+        --masks global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction \
+        --out "$OUT/k64_32k_rest"
+    ;;
+s26b)
+    # The D=64 kernel tables at 8K and 128K (every mask, all peers) on the Gluon kernels (s24d and s24f in one call:
+    # 8K took ~200 s and 128K ~330 s on the Triton kernels in session 1).
+    run k64_8k 240 k64_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 64 \
+        --out "$OUT/k64_8k"
+    run k64_128k 570 k64_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K --head-dims 64 \
+        --out "$OUT/k64_128k"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s25e)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s26b)" >&2
     exit 2
     ;;
 esac

@@ -230,6 +230,14 @@ def _layers(q, k, v, mask, extra: dict, reps: int = 40) -> None:
                              False, False)  # fmt: skip
 
     small = torch.empty(16, device=q.device)
+
+    def python_only():
+        # No GPU work: how fast the host runs plain Python right after a sync, against the same hot.
+        total = 0
+        for i in range(2000):
+            total += i
+        return total
+
     variants = {
         "public call (grad enabled)": lambda: flashmask_attention(q, k, v, mask),
         "public call, no_grad": public_no_grad,
@@ -238,6 +246,7 @@ def _layers(q, k, v, mask, extra: dict, reps: int = 40) -> None:
         "main launch only (+ counter zero_)": main_launch_only,
         "main launch only (counter zeroed before the timer)": main_launch_zeroed,
         "one zero_ of 16 floats": lambda: small.zero_(),
+        "plain Python (2000 additions, no GPU work)": python_only,
         **extra,
     }
     # Run before a variant's timed call, outside the timer (the persistent forward's item counter must start at 0).
@@ -259,15 +268,30 @@ def _layers(q, k, v, mask, extra: dict, reps: int = 40) -> None:
             end.record()
             end.synchronize()
             times[label].append(start.elapsed_time(end))
+    # The same Python hot: each variant's second of two calls made back to back, the GPU still busy with the
+    # first (no sync between them, so the host's caches and clocks are as a training loop leaves them).
+    hot = {label: [] for label in variants}
+    for _ in range(reps // 2):
+        for label, fn in variants.items():
+            if label in setups:
+                continue
+            torch.cuda.synchronize()
+            torch.cuda._sleep(SLEEP_CYCLES)
+            fn()
+            t0 = time.perf_counter()
+            fn()
+            hot[label].append((time.perf_counter() - t0) * 1e3)
+    torch.cuda.synchronize()
     # ``host``: the call's Python as timed here, right after a sync (what the GPU can wait on); ``timer - busy -
     # host`` is what is left for the launches to reach the GPU and its idle time between kernels.
-    print("| forward cut at | timer ms | busy ms | timer - busy ms | host ms (after a sync) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| forward cut at | timer ms | busy ms | timer - busy ms | host ms (after a sync) | host ms (hot) |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for label, fn in variants.items():
         # (Behind the sleep the setup's own GPU work is a few microseconds.)
         queued = (lambda fn=fn, setup=setups[label]: (setup(), fn())) if label in setups else fn
         t, busy, h = statistics.median(times[label]), gpu_only_ms(queued, 10), statistics.median(host[label])
-        print(f"| {label} | {t:.3f} | {busy:.3f} | {t - busy:.3f} | {h:.3f} |", flush=True)
+        h_hot = f"{statistics.median(hot[label]):.3f}" if hot[label] else "-"
+        print(f"| {label} | {t:.3f} | {busy:.3f} | {t - busy:.3f} | {h:.3f} | {h_hot} |", flush=True)
 
 
 def _launch_parts(fwd, bwd) -> None:

@@ -1,0 +1,176 @@
+"""Is the timer's excess over the GPU-alone time the host's, or the card's clocks?
+
+    python benchmarks/clock_probe.py --seqlen 8192 --batch 16 --mask sliding_window
+
+``host_overhead.py --layers`` (session 26) found the Gluon forward's single launch, with 0.06 ms of host time after
+the sync, 0.44 ms above its GPU-alone time ("busy": queued behind a 20 ms sleep kernel). This times each call in
+three ways, each for about ``--seconds`` while ``nvidia-smi`` samples the SM clock and the power draw every 20 ms:
+
+- ``timer``: as the benchmark's ``Timer`` (an event each side of one call on an idle GPU, then a blocking wait);
+- ``back to back``: the calls queued one behind another, an event each side of each, no sync until the end (the
+  GPU never waits on the host, and runs at the clocks the calls themselves leave it at);
+- ``behind a 20 ms sleep``: as ``peers.gpu_only_ms`` (the GPU-alone measure of the development tools).
+
+If ``back to back`` reads about ``timer`` minus the host's time, and the clocks under it are lower than behind the
+sleep, the excess is the card's clocks under its power cap, not the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import torch
+import triton
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from host_overhead import _flex_calls
+
+from flashmask import flashmask_attention
+from flashmask.bench import workloads
+from flashmask.bench.peers import SLEEP_CYCLES
+
+
+class _Sampler:
+    """``nvidia-smi`` in the background: (wall time, SM clock MHz, power W) every 20 ms."""
+
+    def __init__(self) -> None:
+        query = "--query-gpu=clocks.sm,power.draw"
+        self.proc = subprocess.Popen(
+            ["nvidia-smi", "-i", os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0], query,
+             "--format=csv,noheader,nounits", "-lms", "20"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.samples: list[tuple[float, float, float]] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                clock, power = (float(x) for x in line.strip().split(","))
+            except ValueError:
+                continue
+            self.samples.append((time.time(), clock, power))
+
+    def between(self, t0: float, t1: float) -> tuple[float, float, int]:
+        inside = [(c, p) for t, c, p in self.samples if t0 <= t <= t1]
+        if not inside:
+            return float("nan"), float("nan"), 0
+        return statistics.median(c for c, _ in inside), statistics.median(p for _, p in inside), len(inside)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def _timer(fn, seconds: float) -> list[float]:
+    times = []
+    t_end = time.time() + seconds
+    while time.time() < t_end:
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
+
+
+def _back_to_back(fn, seconds: float, call_ms: float) -> list[float]:
+    calls = max(5, int(seconds * 1e3 / max(call_ms, 1e-3)))
+    torch.cuda.synchronize()
+    fn()  # the first timed call then starts behind one, as every other does
+    events = []
+    for _ in range(calls):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        events.append((start, end))
+    torch.cuda.synchronize()
+    return [s.elapsed_time(e) for s, e in events]
+
+
+def _behind_sleep(fn, seconds: float) -> list[float]:
+    times = []
+    t_end = time.time() + seconds
+    while time.time() < t_end:
+        torch.cuda.synchronize()
+        torch.cuda._sleep(SLEEP_CYCLES)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seqlen", type=int, default=8192)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--heads", type=int, default=32)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--mask", default="sliding_window")
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--no-flex", action="store_true")
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__}")
+    shape = (args.batch, args.seqlen, args.heads, args.head_dim)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(shape, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    do = torch.randn(shape, device=dev, dtype=torch.bfloat16)
+    w = workloads.make(args.mask, args.seqlen, args.batch, dev)
+
+    def fwd():
+        return flashmask_attention(q, k, v, w.mask)
+
+    out = fwd()
+
+    def bwd():
+        return torch.autograd.grad(out, (q, k, v), do, retain_graph=True)
+
+    calls = {"ours fwd": fwd, "ours bwd": bwd}
+    if not args.no_flex:
+        flex_fwd, flex_bwd = _flex_calls(w, args, q, k, v, do)
+        calls.update({"flex fwd": flex_fwd, "flex bwd": flex_bwd})
+    for fn in calls.values():
+        for _ in range(3):
+            fn()
+    torch.cuda.synchronize()
+    sampler = _Sampler()
+    time.sleep(0.5)
+    rows = []
+    for label, fn in calls.items():
+        for phase in ("timer", "back to back", "behind a 20 ms sleep", "timer"):
+            t0 = time.time()
+            if phase == "timer":
+                times = _timer(fn, args.seconds)
+            elif phase == "back to back":
+                times = _back_to_back(fn, args.seconds, statistics.median(rows[-1][2]) if rows else 5.0)
+            else:
+                times = _behind_sleep(fn, args.seconds)
+            clock, power, samples = sampler.between(t0, time.time())
+            rows.append((label, phase, times, clock, power, samples))
+            time.sleep(0.3)
+    sampler.stop()
+    print(f"\n{args.mask}, S={args.seqlen}, B={args.batch}, H={args.heads}, D={args.head_dim}, bf16")
+    print("| call | measured | median ms | calls | SM clock MHz (median) | power W (median) | samples |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, phase, times, clock, power, samples in rows:
+        print(f"| {label} | {phase} | {statistics.median(times):.3f} | {len(times)} | {clock:.0f} | {power:.0f} | "
+              f"{samples} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
