@@ -13,9 +13,13 @@ them, instead of the kernels' entry points. With ``--base`` the variants are the
 named ``flashmask_base`` in ``DIR`` (first) and this tree's (second). Per mask, the variants take turns call by
 call (so a card warming under its power cap slows each alike), and each call is timed on the GPU alone: queued
 behind a sleep kernel, so the host's time is hidden (with ``--timer``: as the benchmark times it, host time
-included). Printed per mask: the median ms of each variant and its ratio to the first, and the largest difference
-of each output (forward: out, LSE; backward: dQ, dK, dV) from the first variant's, so a variant that computes
-something else shows. Ends with a short table.
+included). With ``--loop S`` each variant instead runs back to back (the GPU never idle) in blocks of about ``S``
+seconds, the variants taking turns by block, while ``nvidia-smi`` samples the card: at the power cap the GPU alone
+behind a sleep reads power-hungry kernels up to ~10% fast (a rested card starts at its top clock; NOTES, session
+26), and back to back the time follows the energy per call, printed too (median power of the block's second half
+x its median call). Printed per mask: the median ms of each variant and its ratio to the first, and the largest
+difference of each output (forward: out, LSE; backward: dQ, dK, dV) from the first variant's, so a variant that
+computes something else shows. Ends with a short table.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ import math
 import os
 import statistics
 import sys
+import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from _card_sampler import CardSampler
 from _kernel_calls import kernel_calls, paper_inputs, public_calls, set_configs
 
 from flashmask.bench.peers import gpu_only_ms
@@ -55,6 +61,29 @@ def _timer_ms(call) -> float:
     end.record()
     end.synchronize()
     return start.elapsed_time(end)
+
+
+def _loop_block(call, seconds: float, sampler: CardSampler) -> tuple[list[float], float, float]:
+    """About ``seconds`` of back-to-back calls (the first untimed, so every timed one starts behind another): each
+    call's ms, and the card's median clock (MHz) and power (W) over the block's second half."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    call()
+    torch.cuda.synchronize()
+    estimate_ms = max((time.perf_counter() - t0) * 1e3, 0.05)
+    t_start = time.time()
+    call()
+    events = []
+    for _ in range(max(3, int(seconds * 1e3 / estimate_ms))):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        call()
+        end.record()
+        events.append((start, end))
+    torch.cuda.synchronize()
+    t_end = time.time()
+    clock, power, _ = sampler.between((t_start + t_end) / 2, t_end)
+    return [s.elapsed_time(e) for s, e in events], clock, power
 
 
 def _variants(args) -> tuple[str, list, list]:
@@ -107,6 +136,9 @@ def main() -> None:
         action="store_true",
         help="time each call as the benchmark's timer does (host time included), not the GPU alone",
     )
+    ap.add_argument("--loop", type=float, metavar="S",
+                    help="time back to back in blocks of S seconds per variant, with the card's clock, power and "
+                    "energy per call (--reps blocks per variant)")  # fmt: skip
     ap.add_argument("--public", action="store_true",
                     help="call flashmask_attention with autograd (settings only), not the kernels")  # fmt: skip
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -119,22 +151,34 @@ def main() -> None:
     inputs = paper_inputs(args.batch, args.seqlen, args.head_dim, torch.device("cuda"))
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; {label} in {names}; "
           f"{' '.join(args.set) or 'no other setting changed'}; "
-          f"{'timer (host included)' if args.timer else 'GPU alone'}; "
+          f"{'back to back' if args.loop else 'timer (host included)' if args.timer else 'GPU alone'}; "
           f"{'public call with autograd' if args.public else 'kernel entry points'}; "
           f"{args.which}, B={inputs.batch} S={inputs.seqlen} H={inputs.heads} D={inputs.head_dim}, bf16, "
           f"{args.reps} calls per variant")  # fmt: skip
+    sampler = CardSampler() if args.loop else None
     rows = []
     for mask in args.masks.split(","):
         calls = [v(mask, inputs)[0 if args.which == "fwd" else 1] for v in variants]
         times: list[list[float]] = [[] for _ in calls]
+        card: list[list[tuple[float, float, float]]] = [[] for _ in calls]  # per block: (clock, power, joules)
         # Warm-up (compilation) and each variant's outputs.
         results = [[x.clone() for x in call()] for call in calls]
         for _ in range(args.reps):
             for i, call in enumerate(calls):
-                times[i].append(_timer_ms(call) if args.timer else gpu_only_ms(call, reps=1))
+                if args.loop:
+                    block, clock, power = _loop_block(call, args.loop, sampler)
+                    times[i] += block
+                    card[i].append((clock, power, power * statistics.median(block) / 1e3))
+                else:
+                    times[i].append(_timer_ms(call) if args.timer else gpu_only_ms(call, reps=1))
         if not args.base:
             calls[0]()  # leaves the first value set
         medians = [statistics.median(t) for t in times]
+        if args.loop:
+            for name, blocks in zip(names, card, strict=True):
+                clock, power, joules = (statistics.median(b[j] for b in blocks) for j in range(3))
+                print(f"{mask} {label}={name}: back to back at {clock:.0f} MHz, {power:.0f} W, {joules:.3f} J per "
+                      f"call", flush=True)  # fmt: skip
         diffs = [[_max_diff(a, b) for a, b in zip(results[0], r, strict=True)] for r in results]
         outputs = "out, lse" if args.which == "fwd" else "dq, dk, dv"
         for name, ms, diff in zip(names, medians, diffs, strict=True):
@@ -146,6 +190,8 @@ def main() -> None:
     for mask, medians, diffs in rows:
         ratios = " / ".join(f"{m / medians[0]:.4f}" for m in medians[1:])
         print(f"| {mask} | {' | '.join(f'{m:.3f}' for m in medians)} | {ratios} | {max(diffs):.3g} |")
+    if sampler is not None:
+        sampler.stop()
 
 
 if __name__ == "__main__":

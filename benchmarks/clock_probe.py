@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import threading
 import time
 
 import torch
@@ -30,44 +28,12 @@ import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from _card_sampler import CardSampler
 from host_overhead import _flex_calls
 
 from flashmask import flashmask_attention
 from flashmask.bench import workloads
 from flashmask.bench.peers import SLEEP_CYCLES
-
-
-class _Sampler:
-    """``nvidia-smi`` in the background: (wall time, SM clock MHz, power W) every 20 ms."""
-
-    def __init__(self) -> None:
-        query = "--query-gpu=clocks.sm,power.draw"
-        self.proc = subprocess.Popen(
-            ["nvidia-smi", "-i", os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0], query,
-             "--format=csv,noheader,nounits", "-lms", "20"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.samples: list[tuple[float, float, float]] = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                clock, power = (float(x) for x in line.strip().split(","))
-            except ValueError:
-                continue
-            self.samples.append((time.time(), clock, power))
-
-    def between(self, t0: float, t1: float) -> tuple[float, float, int]:
-        inside = [(c, p) for t, c, p in self.samples if t0 <= t <= t1]
-        if not inside:
-            return float("nan"), float("nan"), 0
-        return statistics.median(c for c, _ in inside), statistics.median(p for _, p in inside), len(inside)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def _timer(fn, seconds: float) -> list[float]:
@@ -148,7 +114,7 @@ def main() -> None:
         for _ in range(3):
             fn()
     torch.cuda.synchronize()
-    sampler = _Sampler()
+    sampler = CardSampler()
     time.sleep(0.5)
     rows = []
     for label, fn in calls.items():

@@ -1874,8 +1874,23 @@ s26b)
     run k64_128k 570 k64_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K --head-dims 64 \
         --out "$OUT/k64_128k"
     ;;
+s27a)
+    # The D=64 128K table's seven masks that session 26 did not reach (the Gluon kernels' first figures there; the
+    # table's rows for them are still the Triton kernels' of sessions 7-8).
+    run k64_128k_rest 570 k64_128k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 128K \
+        --head-dims 64 --out "$OUT/k64_128k_rest" \
+        --masks document,global_sliding_window,causal_blockwise,prefix_lm_document,prefix_lm_causal,qk_sparse,random_eviction
+    ;;
+s27b)
+    # The whole gpu_check matrix (76 cases since session 25) in one call with launch checks, then D=64 8K
+    # prefix_lm_document, whose session-26 run lost its record to the step's cap.
+    run gpu_check_all 330 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --out "$OUT/gpu_check_all.json"
+    run k64_8k_pld 200 k64_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 64 \
+        --masks prefix_lm_document --out "$OUT/k64_8k_pld"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s26b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s27b)" >&2
     exit 2
     ;;
 esac

@@ -7,7 +7,9 @@ waits: the GPU starts idle, so until the call's first large kernel is queued it 
 the custom op's dispatch, the block bounds and tile lists, descriptors, the launches). Per pass this prints:
 
 - ``timer``: the benchmark's median (CUDA events around one call on an idle GPU);
-- ``busy``: the same call queued behind a 20 ms sleep kernel, so the host's time is hidden: the GPU's alone;
+- ``busy``: the same call queued behind a 20 ms sleep kernel, so the host's time is hidden: the GPU's alone, but
+  on a rested card (session 26: at the power cap our kernels run ~10% slower in a run of calls than behind the
+  sleep, so ``timer - busy`` is mostly clock, not host; ``clock_probe.py`` separates the two);
 - ``host``: wall time of the call's Python (the GPU kept busy, so no launch waits on it);
 - ``polling``: the timer's measurement with the host polling the end event (``query``) rather than blocking;
 - the kernels of one call (``torch.profiler``): GPU time of each, and the GPU's idle time between the first

@@ -87,7 +87,11 @@ GPU_ONLY_REPS = 5
 def gpu_only_ms(fn: Callable[[], object], reps: int = 20) -> float:
     """Median ms of ``fn`` on the GPU alone (CUDA): each call queued behind a sleep kernel, so that the host's time
     of the call is hidden. The development tools' measure (``benchmarks/``); the benchmark's ``Timer`` counts the
-    host's time, as a caller waiting for the result does."""
+    host's time, as a caller waiting for the result does.
+
+    The sleep also rests the card: a kernel that runs it at its power cap starts here at the top clock and reads
+    up to ~10% faster than in a run of calls (``benchmarks/clock_probe.py``, NOTES session 26). ``back_to_back_ms``
+    is the GPU's time at the clocks a run of calls leaves it at."""
     return _queued_ms(fn, lambda: torch.cuda._sleep(SLEEP_CYCLES), reps)
 
 
