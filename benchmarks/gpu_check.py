@@ -31,6 +31,8 @@ import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from _kernel_calls import set_configs
+
 from flashmask import ColumnMask
 from flashmask.bench import workloads
 from flashmask.kernels import attention_backward, attention_forward
@@ -276,7 +278,8 @@ def run_case(case: dict, backward_pieces: int = 0) -> dict:
 
 
 def _worker(args):
-    cases, backward_pieces = args
+    cases, backward_pieces, settings = args
+    set_configs(settings)  # (a spawned worker starts from the module's defaults)
     out = []
     for case in cases:
         t = time.time()
@@ -300,7 +303,10 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="run only cases whose description contains this text")
     parser.add_argument("--backward-pieces", type=int, default=0,
                         help="the dQ-atomic modes' backward in this many pieces (kernels._pieces)")  # fmt: skip
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a setting of flashmask.kernels.configs in every worker (repeatable)")  # fmt: skip
     args = parser.parse_args()
+    set_configs(args.set)  # checks the names before any case runs
     cases = build_cases(args.quick)
     if args.only:
         cases = [c for c in cases if args.only in _describe(c)]
@@ -309,15 +315,15 @@ def main() -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        chunks = [(cases[i :: args.workers], args.backward_pieces) for i in range(args.workers)]
+        chunks = [(cases[i :: args.workers], args.backward_pieces, args.set) for i in range(args.workers)]
         with ctx.Pool(args.workers) as pool:
             results = [r for part in pool.map(_worker, chunks) for r in part]
     else:
-        results = _worker((cases, args.backward_pieces))
+        results = _worker((cases, args.backward_pieces, args.set))
     passed = sum(r["ok"] for r in results)
     meta = dict(
         device=torch.cuda.get_device_name(), torch=torch.__version__,
-        triton=__import__("triton").__version__, seconds=round(time.time() - t0, 1),
+        triton=__import__("triton").__version__, seconds=round(time.time() - t0, 1), settings=args.set,
     )  # fmt: skip
     if args.out:
         with open(args.out, "w") as f:

@@ -1889,8 +1889,26 @@ s27b)
     run k64_8k_pld 200 k64_8k.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 64 \
         --masks prefix_lm_document --out "$OUT/k64_8k_pld"
     ;;
+s27c)
+    # Session 26's GLUON_BACKWARD_DQ_SCALE_IN_CONVERT (dQ's softmax scale applied by the conversion of the fp32
+    # accumulator, not per tile in the Gluon kernel: 32 fewer FMULs per thread per tile at D=128, fewer spills):
+    # gpu_check's D=128 and D=64 cases with it on and launch checks, then the backward A/B in turn, back to back
+    # with energy per call and behind the sleep. Predicted: -0.5% to -1.5% backward at 8K on sliding_window and
+    # causal_document, less on full; dK / dV bit-identical, dQ within fp32 rounding.
+    on=(--set GLUON_BACKWARD_DQ_SCALE_IN_CONVERT=True)
+    run gpu_check_d128 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" "${on[@]}" --out "$OUT/gpu_check_d128.json"
+    run gpu_check_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D= 64" "${on[@]}" --out "$OUT/gpu_check_d64.json"
+    for d in 128 64; do
+        run "ab_loop_d$d" 120 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_DQ_SCALE_IN_CONVERT False,True \
+            --pass bwd --head-dim "$d" --masks sliding_window,causal_document,full --loop 1.0 --reps 4
+        run "ab_alone_d$d" 90 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_DQ_SCALE_IN_CONVERT False,True \
+            --pass bwd --head-dim "$d" --masks sliding_window,causal_document,full
+    done
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s27b)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s27c)" >&2
     exit 2
     ;;
 esac
