@@ -36,11 +36,15 @@ from flashmask.bench import workloads
 from flashmask.bench.peers import SLEEP_CYCLES
 
 
-def _timer(fn, seconds: float) -> list[float]:
+def _one_by_one(fn, seconds: float, before=None) -> list[float]:
+    """Calls of ``fn`` for about ``seconds``, each from a synchronised, idle GPU with an event on each side (the
+    timer's way); with ``before`` (a sleep kernel) each queued behind it instead, so the host's time is hidden."""
     times = []
     t_end = time.time() + seconds
     while time.time() < t_end:
         torch.cuda.synchronize()
+        if before is not None:
+            before()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
@@ -63,21 +67,6 @@ def _back_to_back(fn, seconds: float, call_ms: float) -> list[float]:
         events.append((start, end))
     torch.cuda.synchronize()
     return [s.elapsed_time(e) for s, e in events]
-
-
-def _behind_sleep(fn, seconds: float) -> list[float]:
-    times = []
-    t_end = time.time() + seconds
-    while time.time() < t_end:
-        torch.cuda.synchronize()
-        torch.cuda._sleep(SLEEP_CYCLES)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return times
 
 
 def main() -> None:
@@ -121,11 +110,11 @@ def main() -> None:
         for phase in ("timer", "back to back", "behind a 20 ms sleep", "timer"):
             t0 = time.time()
             if phase == "timer":
-                times = _timer(fn, args.seconds)
+                times = _one_by_one(fn, args.seconds)
             elif phase == "back to back":
                 times = _back_to_back(fn, args.seconds, statistics.median(rows[-1][2]) if rows else 5.0)
             else:
-                times = _behind_sleep(fn, args.seconds)
+                times = _one_by_one(fn, args.seconds, before=lambda: torch.cuda._sleep(SLEEP_CYCLES))
             clock, power, samples = sampler.between(t0, time.time())
             rows.append((label, phase, times, clock, power, samples))
             time.sleep(0.3)
