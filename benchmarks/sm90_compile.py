@@ -119,8 +119,6 @@ def main() -> None:
     parser.add_argument("--bounds-given", action="store_true", help="plan: the forward's bounds handed in")
     parser.add_argument("--no-dkv-tma", action="store_true",
                         help="Gluon backward: dK / dV by scattered stores (unaligned buffers)")  # fmt: skip
-    parser.add_argument("--dq-scale-in-convert", action="store_true",
-                        help="Gluon backward: dQ left unscaled for the convert pass (SCALE_DQ off)")  # fmt: skip
     parser.add_argument("--sass", help="write SASS (and .ttgir, .ptx next to it) to this path")
     a = parser.parse_args()
     triton.runtime.driver.set_active(_Sm90Driver())
@@ -182,7 +180,7 @@ def main() -> None:
         ]
         args = [*descs, o, o, mask, *ints, *strides * 2, 0, 0, mask.stride(2), 1, *scalars, S, H, H, 1, H,
                 S // bm, S // bn, 0.1, 0.1, 0]  # fmt: skip
-        flags = dict(**mc, NUM_STAGES=a.stages, DKV_TMA=not a.no_dkv_tma, SCALE_DQ=not a.dq_scale_in_convert)
+        flags = dict(**mc, NUM_STAGES=a.stages, DKV_TMA=not a.no_dkv_tma)
         _compile(backward_hopper.bwd_ws_kernel, args, flags, 4, a.stages, a.sass, backward_hopper.WS_BWD_MAX_REGISTERS)
     elif a.kernel == "plan":
         num_m, num_n = S // bm, S // bn
@@ -197,7 +195,7 @@ def main() -> None:
             _compile(backward.bwd_prepare_kernel, args, dict(HAS_DLSE=True, BLOCK_M=bm, HEAD_DIM=D, HEAD_DIM_PAD=D),
                      a.warps, 1, a.sass)  # fmt: skip
         else:
-            args = [torch.empty(B, S, H, D), q, *strides, S, H, 0, items, 0.1]
+            args = [torch.empty(B, S, H, D), q, *strides, S, H, 0, items]
             _compile(backward.dq_convert_kernel, args, dict(BLOCK_M=bm, HEAD_DIM=D, HEAD_DIM_PAD=D), a.warps, 1,
                      a.sass)  # fmt: skip
     elif a.kernel == "fwd":

@@ -44,10 +44,6 @@ interpreted = pytest.mark.skipif(
         (["--head-dim", "64", "--no-dkv-tma"], 0),
         (["--causal", "--vectors", "2", "--head-dim", "64"], 0),
         (["--vectors", "4", "--head-dim", "64"], 0),
-        (["--causal", "--dq-scale-in-convert"], 0),
-        (["--causal", "--vectors", "1", "--dq-scale-in-convert"], 12),
-        (["--vectors", "4", "--dq-scale-in-convert"], 28),
-        (["--vectors", "4", "--head-dim", "64", "--dq-scale-in-convert"], 0),
     ],
     ids=[
         "full",
@@ -61,10 +57,6 @@ interpreted = pytest.mark.skipif(
         "d64-full",
         "d64-causal-lts-lte",
         "d64-four-vectors",
-        "causal-dq-scale-in-convert",
-        "causal-lts-dq-scale-in-convert",
-        "four-vectors-dq-scale-in-convert",
-        "d64-four-vectors-dq-scale-in-convert",
     ],
 )
 def test_gluon_backward_compiles_for_sm90(variant, max_spill_bytes):
@@ -74,8 +66,7 @@ def test_gluon_backward_compiles_for_sm90(variant, max_spill_bytes):
     (``--no-dkv-tma``). Without a column mask nothing spills; at D=128 the forms that load per-key limits spill a
     few scalars (12-40 bytes with the copies, 0-36 with the stores; reloaded at most once per tile or per program:
     benchmarks/NOTES.md, sessions 10, 19 and 25), bounded here; at D=64 (half the dK / dV accumulators) nothing
-    spills. With dQ's scale left to the conversion (``configs.GLUON_BACKWARD_DQ_SCALE_IN_CONVERT``, ``SCALE_DQ``
-    off) the column-mask forms spill 12-28 bytes (session 26).
+    spills.
 
     Run in a subprocess without ``TRITON_INTERPRET``: under the interpreter Gluon's helpers cannot be compiled.
     """

@@ -500,13 +500,10 @@ def attention_backward(
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     q_per_kv = num_q_heads // num_kv_heads
     if warp_specialized:
-        scale_in_convert = _configs.GLUON_BACKWARD_DQ_SCALE_IN_CONVERT
-        _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds,
-                              scale_dq=not scale_in_convert)(0, batch * num_kv_heads)  # fmt: skip
-        if not scale_in_convert:
-            return (dq_acc.to(q.dtype) if dq_buf is None else dq_buf.copy_(dq_acc)), dk, dv
-        # One pass: fp32 product cast into the output's dtype.
-        return torch.mul(dq_acc, softmax_scale, out=_empty(q) if dq_buf is None else dq_buf), dk, dv
+        _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)(
+            0, batch * num_kv_heads
+        )
+        return (dq_acc.to(q.dtype) if dq_buf is None else dq_buf.copy_(dq_acc)), dk, dv
 
     # dQ either by fp32 atomics inside the dK/dV kernel, or by its own pass (no atomics, bit-identical).
     dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if atomic_dq else delta
@@ -619,8 +616,6 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
     dlse_arg = lse if dlse is None else dlse.contiguous()
     prepare_ints = (*out.stride()[:3], *dout.stride()[:3], seqlen_q, row_stride, num_q_heads)
     prepare_align = tuple(t.data_ptr() % 16 for t in (out, dout, lse, dlse_arg))
-    # The Gluon kernel may leave dQ's softmax scale to the convert passes (``configs``); the Triton one scales it.
-    scale_in_convert = warp_specialized and _configs.GLUON_BACKWARD_DQ_SCALE_IN_CONVERT
     dq = dk = dv = None  # allocated by ``setup``
 
     def setup():
@@ -632,8 +627,7 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
         dq = _empty(q) if dq_buf is None else dq_buf
         mask = _MaskArgs(indices, causal, num_q_heads, lse)
         if warp_specialized:
-            return _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds,
-                                         scale_dq=not scale_in_convert)  # fmt: skip
+            return _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)
         return _dkdv_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, cfgs, use_tma,
                               True, bounds)  # fmt: skip
 
@@ -661,8 +655,7 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
         ints = (*dq.stride()[:3], seqlen_q, num_q_heads, first * q_per_kv, items)
         _DQ_CONVERT(
             (min(programs or items, items),), (dq.dtype, dq.data_ptr() % 16, batch, ints, block_m, warps),
-            dq_acc, dq, *ints, softmax_scale if scale_in_convert else 1.0, BLOCK_M=block_m, HEAD_DIM=head_dim,
-            HEAD_DIM_PAD=d_pad, num_warps=warps,
+            dq_acc, dq, *ints, BLOCK_M=block_m, HEAD_DIM=head_dim, HEAD_DIM_PAD=d_pad, num_warps=warps,
         )  # fmt: skip
 
     ranges = piece_ranges(batch * num_kv_heads, pieces, _configs.BWD_LAST_PIECE_SHARE, _configs.BWD_FIRST_PIECE_SHARE)
@@ -687,10 +680,10 @@ def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
 
 
 def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs,
-                          cfg: KernelConfig, bounds: KeyBlockBounds | None, scale_dq: bool):  # fmt: skip
+                          cfg: KernelConfig, bounds: KeyBlockBounds | None):  # fmt: skip
     """The Gluon backward's tile lists and arguments, and a function ``(first, end)`` that launches it over (batch x
     key/value head) rows ``[first, end)``: dK and dV into ``dk`` / ``dv``, dQ added into ``dq_acc`` (fp32,
-    zeroed: the kernel's reduce-add target), times the softmax scale if ``scale_dq`` (else the caller scales it)."""
+    zeroed: the kernel's reduce-add target)."""
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     block_m, block_n = WS_BWD_BLOCK_M, WS_BWD_BLOCK_N
@@ -718,8 +711,8 @@ def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_sc
         _gluon_descriptor(dq_acc, block_m, gl.float32, head_dim // 2), lse_desc, delta_desc, dk_desc, dv_desc,
         dk, dv, mask.tensor, *lists.per_block(), *ints, softmax_scale * _LOG2E, softmax_scale,
     )  # fmt: skip
-    options = dict(**mask.constexprs(), NUM_STAGES=cfg.num_stages, DKV_TMA=dkv_tma, SCALE_DQ=scale_dq,
-                   num_warps=cfg.num_warps, maxnreg=WS_BWD_MAX_REGISTERS)  # fmt: skip
+    options = dict(**mask.constexprs(), NUM_STAGES=cfg.num_stages, DKV_TMA=dkv_tma, num_warps=cfg.num_warps,
+                   maxnreg=WS_BWD_MAX_REGISTERS)  # fmt: skip
 
     def launch(first: int, end: int) -> None:
         _BWD_WS(_grid(end - first, num_n), (*signature, first), *args, first, **options)

@@ -142,14 +142,13 @@ def dq_convert_kernel(
     num_q_heads,
     first_row,
     num_items,
-    scale,
     BLOCK_M: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr,
 ):
-    """``DQ`` (any strides, its own dtype) = ``scale * DQAcc`` (fp32, contiguous ``[B, Sq, Hq, HEAD_DIM]``) for the
+    """``DQ`` (any strides, its own dtype) from ``DQAcc`` (fp32, contiguous ``[B, Sq, Hq, HEAD_DIM]``) for the
     (batch x query head) rows ``first_row ..``: ``num_items`` blocks of ``BLOCK_M`` query rows, taken in turn by
-    however many programs the grid has. ``scale`` is 1 where the main kernel scaled dQ itself."""
+    however many programs the grid has."""
     blocks_per_row = tl.cdiv(seqlen_q, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     for item in range(tl.program_id(0), num_items, tl.num_programs(0)):
@@ -159,7 +158,7 @@ def dq_convert_kernel(
         acc = tl.load(DQAcc + ((b * seqlen_q + rows) * num_q_heads + h) * HEAD_DIM + offs_d[None, :], mask=ok,
                       eviction_policy="evict_first")  # fmt: skip
         dq_ptrs = DQ + b * stride_qb + h * stride_qh + rows.to(tl.int64) * stride_qs + offs_d[None, :]
-        tl.store(dq_ptrs, (acc * scale).to(DQ.dtype.element_ty), mask=ok, eviction_policy="evict_first")
+        tl.store(dq_ptrs, acc.to(DQ.dtype.element_ty), mask=ok, eviction_policy="evict_first")
 
 
 @triton.jit

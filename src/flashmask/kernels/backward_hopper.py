@@ -85,7 +85,7 @@ def _query_block(full_list, part_list, num_full, i):
 @gluon.jit
 def _producer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-              DKV_TMA: gl.constexpr, SCALE_DQ: gl.constexpr):  # fmt: skip
+              DKV_TMA: gl.constexpr):  # fmt: skip
     """One warp: K and V of the program's keys once, then Q and dO of every visited tile into the stage ring.
 
     It takes the consumers' arguments because Gluon's worker partitions share one signature.
@@ -157,7 +157,7 @@ def _hide(p_t, q_rows, limits, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UT
 @gluon.jit
 def _consumer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-              DKV_TMA: gl.constexpr, SCALE_DQ: gl.constexpr):  # fmt: skip
+              DKV_TMA: gl.constexpr):  # fmt: skip
     """One warpgroup: dK and dV of its 64 keys over every visited query tile, and its half of each tile's dQ."""
     dq_desc = descs[4]
     k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs = bufs
@@ -242,11 +242,7 @@ def _consumer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, C
             mbarrier.arrive(ds_free.index(ds_slot))
             # The previous tile's reduce-add has read the staging buffer long ago; wait for it before rewriting.
             tma.store_wait(0)
-            # (Without SCALE_DQ the softmax scale is applied once, where the accumulator is converted: one multiply
-            # per dQ element per call instead of one per element of every tile's half.)
-            if SCALE_DQ:
-                dq = dq * sm_scale
-            dq_smem.store(dq)
+            dq_smem.store(dq * sm_scale)
             fence_async_shared()
             _reduce_add(dq_desc, [b, start_m, h, WG * dq_cols], dq_bufs.index(WG))
             t += 1
@@ -324,18 +320,17 @@ def bwd_ws_kernel(
     UTE_COL: gl.constexpr,
     NUM_STAGES: gl.constexpr,
     DKV_TMA: gl.constexpr,
-    SCALE_DQ: gl.constexpr,
 ):
     """Grid ``(key blocks of 128, batch x key/value heads)``; 4 warps here plus a 4-warp and a 1-warp worker.
     A grid of fewer (batch x key/value head) rows takes rows ``bh_offset ..`` (the backward in pieces).
 
     Gluon tensor descriptors over ``[B, S, H, D]`` (D = 128 or 64): ``q_desc`` / ``do_desc`` with boxes
     ``[1, 64, 1, D]`` (one query tile), ``k_desc`` / ``v_desc`` ``[1, 64, 1, D]`` (one warpgroup's keys); ``dq_desc``
-    over the fp32 dQ accumulator ``[B, Sq, Hq, D]`` (zeroed; it receives ``softmax_scale * dS K``, or with
-    ``SCALE_DQ`` off ``dS K``, scaled by the caller's conversion) with boxes ``[1, 64, 1, D / 2]``. ``DK`` / ``DV``
-    are written in the inputs' dtype: with ``DKV_TMA`` by bulk copies through ``dk_desc`` / ``dv_desc`` (boxes
-    ``[1, 64, 1, D]``, as ``k_desc``), otherwise by scattered stores through the pointers (the descriptors are then
-    placeholders). The list arguments are ``tile_lists(..., transposed=True)``'s for 64 x 128 tiles.
+    over the fp32 dQ accumulator ``[B, Sq, Hq, D]`` (zeroed; it receives ``softmax_scale * dS K``) with boxes
+    ``[1, 64, 1, D / 2]``. ``DK`` / ``DV`` are written in the inputs' dtype: with ``DKV_TMA`` by bulk copies through
+    ``dk_desc`` / ``dv_desc`` (boxes ``[1, 64, 1, D]``, as ``k_desc``), otherwise by scattered stores through the
+    pointers (the descriptors are then placeholders). The list arguments are ``tile_lists(..., transposed=True)``'s
+    for 64 x 128 tiles.
     """
     pid_bh = gl.program_id(1) + bh_offset
     b = pid_bh // num_kv_heads
@@ -386,11 +381,11 @@ def bwd_ws_kernel(
     gl.warp_specialize(
         [
             (_consumer, (descs, bufs, bars, lists, coords, masks, dims, 0, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
-                         UTE_COL, DKV_TMA, SCALE_DQ)),
+                         UTE_COL, DKV_TMA)),
             (_consumer, (descs, bufs, bars, lists, coords, masks, dims, 1, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
-                         UTE_COL, DKV_TMA, SCALE_DQ)),
+                         UTE_COL, DKV_TMA)),
             (_producer, (descs, bufs, bars, lists, coords, masks, dims, 0, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
-                         UTE_COL, DKV_TMA, SCALE_DQ)),
+                         UTE_COL, DKV_TMA)),
         ],
         [4, 1],
         [240, 24],

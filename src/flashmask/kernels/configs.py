@@ -139,11 +139,6 @@ GLUON_BACKWARD_D64_STAGES = 2
 # with the stores); none at D=64. Buffers the copy engine cannot write (caller-given, unaligned) take the stores.
 GLUON_BACKWARD_DKV_COPIES = True
 GLUON_BACKWARD_DKV_COPIES_D64_NO_MASK = False
-# The Gluon backward's dQ softmax scale applied once, where its fp32 accumulator is converted to the inputs' dtype
-# (as FlashAttention-2's dQ conversion does), instead of to every tile's dQ half before its reduce-add: 32 fewer FMULs
-# per thread per tile at D=128 (of ~440 beside the matmuls; SASS, session 26). Not yet run on a GPU: off until
-# gpu_check passes with it and a back-to-back A/B (``ab_setting.py --loop``) says whether it pays.
-GLUON_BACKWARD_DQ_SCALE_IN_CONVERT = False
 # The Triton dK/dV tiles at D=128 on Hopper (runs 11-14 in benchmarks/NOTES.md), the Gluon backward's fallback.
 _TRITON_DKDV_D128 = KernelConfig(64, 64, 4, 2, True)
 
