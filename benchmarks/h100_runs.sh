@@ -1907,8 +1907,25 @@ s27c)
             --pass bwd --head-dim "$d" --masks sliding_window,causal_document,full
     done
     ;;
+s27d)
+    # The backward's piece settings were tuned on GPU time behind a sleep (sessions 21-23), which at the power cap
+    # reads a rested card; re-run back to back with energy per call, and by the timer through the public call (host
+    # included). Predicted: 8 pieces stay best by the timer; back to back 1 piece within +1% to +3% of 8 (the side
+    # passes' overlap buys less when the card is power-bound). Then ConSan over the D=64 Gluon kernels' causal
+    # one-vector case (sliding_window's form), never run to the end (~6 min at D=128).
+    for m in sliding_window,causal_document; do
+        run "ab_pieces_loop_$m" 90 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 8,4,1 --pass bwd \
+            --masks "$m" --loop 1.0 --reps 3
+    done
+    run ab_pieces_timer 60 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 8,4,1 --pass bwd --public --timer \
+        --masks sliding_window,causal_document --reps 30
+    run ab_side_loop 70 ab.txt python3 benchmarks/ab_setting.py BWD_SIDE_PROGRAMS 8,16 --pass bwd \
+        --masks sliding_window --loop 1.0 --reps 3
+    run consan_d64_0 480 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+        python3 benchmarks/sanitize.py --consan --cases 0:1
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s27c)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s27d)" >&2
     exit 2
     ;;
 esac
