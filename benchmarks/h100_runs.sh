@@ -1924,8 +1924,25 @@ s27d)
     run consan_d64_0 480 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
         python3 benchmarks/sanitize.py --consan --cases 0:1
     ;;
+s28a)
+    # 16 pieces, never timed back to back: session 27 found that fewer pieces cost energy per call as well as time
+    # (1 piece +5.6% J on sliding_window), so more overlap may save some. Predicted: within +-1% of 8 (session 21,
+    # behind the sleep, read 16 a little behind 8). By the timer with 150 calls per variant (30 were too few).
+    run ab_pieces16_loop 90 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 8,16 --pass bwd \
+        --masks sliding_window,causal_document --loop 1.0 --reps 4
+    run ab_pieces16_timer 60 ab.txt python3 benchmarks/ab_setting.py BWD_PIECES 8,16 --pass bwd --public --timer \
+        --masks sliding_window,causal_document --reps 150
+    ;;
+s28b | s28c | s28d | s28e | s28f)
+    # ConSan over the D=64 Gluon kernels, one (causal, C) form per call (~6 min each; case 0, causal one vector,
+    # ran clean in session 27): cases 4 (causal, two vectors), 8 (two), 12 (four), 16 (causal, none), 20 (none).
+    declare -A consan_case=([s28b]=4 [s28c]=8 [s28d]=12 [s28e]=16 [s28f]=20)
+    c=${consan_case[$STEP]}
+    run "consan_d64_$c" 540 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
+        python3 benchmarks/sanitize.py --consan --cases "$c:$((c + 1))"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s27d)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s28f)" >&2
     exit 2
     ;;
 esac
