@@ -40,6 +40,8 @@ from flashmask.kernels import configs as kconfigs
 from flashmask.reference import reference_attention
 
 FORMS = [(True, 1), (True, 2), (False, 2), (False, 4)]
+# Log-scale spread of the keys' norms in the cases that test the forward's rescaling (scores up to e^4 ~ 55x larger).
+KEY_SPREAD = 4.0
 
 
 def build_cases(quick: bool) -> list[dict]:
@@ -110,6 +112,17 @@ def build_cases(quick: bool) -> list[dict]:
                 dict(kind="random", causal=causal, C=c, Sq=sq, Sk=sk, B=1 + j % 2, Hq=hq, Hkv=hkv,
                      Hm=(hkv, hq)[j % 2], D=64, dtype=("bfloat16", "float16")[j % 2])
             )  # fmt: skip
+    # Keys scaled by exp(U(0, KEY_SPREAD)) each: the scores' row maxima jump from tile to tile by more than the Gluon
+    # forward's rescale threshold (``configs.GLUON_FORWARD_RESCALE_THRESHOLD``) at random tiles, and stay below it at
+    # others, so both of its branches run on the same rows; one case visits the keys in sweeps (state carried over).
+    for d, (causal, c), sweep in ((128, (True, 1), None), (128, (False, 4), None), (64, (True, 2), None),
+                                  (128, (False, 0), 1024)):  # fmt: skip
+        i = next(counter)
+        cases.append(
+            dict(kind="plain" if c == 0 else "random", causal=causal, C=c, Sq=1537, Sk=4099, B=1 + i % 2, Hq=8,
+                 Hkv=2, Hm=2, D=d, dtype=("bfloat16", "float16")[i % 2], as_len=None, sweep_keys=sweep,
+                 key_spread=KEY_SPREAD)
+        )  # fmt: skip
     if quick:
         cases = [c for c in cases if c["D"] in (64, 128)][:10]
     return cases
@@ -127,6 +140,8 @@ def _describe(case: dict) -> str:
         what = f"random causal={case['causal']} C={case['C']}"
     if case.get("sweep_keys"):
         what += f" sweeps of {case['sweep_keys']}"
+    if case.get("key_spread"):
+        what += f" keys x e^U(0,{case['key_spread']:g})"
     return (
         f"{what:32s} {shape:16s} B={case['B']} Hq={case['Hq']} Hkv={case['Hkv']} Hm={case['Hm']} "
         f"D={case['D']:3d} {case['dtype']}"
@@ -172,6 +187,8 @@ def run_case(case: dict, backward_pieces: int = 0) -> dict:
     b, hq, hkv, d = case["B"], case["Hq"], case["Hkv"], case["D"]
     q = torch.randn(b, sq, hq, d, device=device, dtype=dtype)
     k = torch.randn(b, sk, hkv, d, device=device, dtype=dtype)
+    if case.get("key_spread"):
+        k = k * torch.exp(case["key_spread"] * torch.rand(b, sk, hkv, 1, device=device)).to(dtype)
     v = torch.randn(b, sk, hkv, d, device=device, dtype=dtype)
     do = torch.randn(b, sq, hq, d, device=device, dtype=dtype)
     scale = 1.0 / math.sqrt(d)

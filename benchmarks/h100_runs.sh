@@ -1941,8 +1941,40 @@ s28b | s28c | s28d | s28e | s28f)
     run "consan_d64_$c" 540 consan.txt env TRITON_INSTRUMENTATION_MODE=consan CUDA_LAUNCH_BLOCKING=1 \
         python3 benchmarks/sanitize.py --consan --cases "$c:$((c + 1))"
     ;;
+s28g)
+    # The Gluon forward's lazy rescale (configs.GLUON_FORWARD_RESCALE_THRESHOLD = 8: the accumulator is rescaled
+    # only on tiles where some row's maximum grows by more than 2^8; -1 = every tile, as before). gpu_check's whole
+    # matrix with launch checks (80 cases: four new ones with keys spread over e^4, where the maxima jump), then the
+    # forward A/B back to back with energy per call and behind the sleep. Predicted: back to back -2% to -4% at
+    # D=128 on sliding_window, causal_document and full (64 of ~470 instructions per thread and tile gone, ~15 added,
+    # and at the power cap the clock follows the energy); behind the sleep -0% to -2%; D=64 about half of that.
+    run gpu_check_all 300 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --out "$OUT/gpu_check_all.json"
+    ab=(python3 benchmarks/ab_setting.py GLUON_FORWARD_RESCALE_THRESHOLD "(-1.0),8.0" --pass fwd)
+    run ab_rescale_loop 120 ab.txt "${ab[@]}" --masks sliding_window,causal_document,full --loop 1.0 --reps 4
+    run ab_rescale_sleep 60 ab.txt "${ab[@]}" --masks sliding_window,causal_document,full --reps 30
+    run ab_rescale_loop_d64 90 ab.txt "${ab[@]}" --head-dim 64 --masks sliding_window,full --loop 1.0 --reps 4
+    ;;
+s28j)
+    # The Gluon backward converting dQ itself (configs.GLUON_BACKWARD_FUSED_DQ_CONVERT: each (batch, key/value head)
+    # row's last program converts the row's fp32 accumulator from L2; no conversion passes). s28i's upper bound
+    # (the pass skipped, dQ wrong): -4.5% back to back on sliding_window. Predicted: -2% to -4% back to back on
+    # sliding_window and causal_document (the in-kernel conversion costs part of what the pass did, from L2), less
+    # on full; dQ equal to the pass's within its reduce-add order. Then gpu_check's D=128 and D=64 cases with it on
+    # and launch checks, and the D=128 ones again in 3 pieces.
+    fused=(--set GLUON_BACKWARD_FUSED_DQ_CONVERT=True)
+    ab=(python3 benchmarks/ab_setting.py GLUON_BACKWARD_FUSED_DQ_CONVERT False,True --pass bwd)
+    run ab_fused_loop 120 ab.txt "${ab[@]}" --masks sliding_window,causal_document,full --loop 1.0 --reps 3
+    run ab_fused_timer 60 ab.txt "${ab[@]}" --public --timer --masks sliding_window,causal_document --reps 60
+    run gpu_check_d128 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" "${fused[@]}" --out "$OUT/gpu_check_d128.json"
+    run gpu_check_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D= 64" "${fused[@]}" --out "$OUT/gpu_check_d64.json"
+    run gpu_check_d128_pieces 150 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --only "D=128" \
+        --backward-pieces 3 "${fused[@]}" --out "$OUT/gpu_check_d128_pieces.json"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s28f)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s28j)" >&2
     exit 2
     ;;
 esac

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from flashmask.kernels import backward, backward_hopper, forward, forward_hopper, tiles
+from flashmask.kernels import backward, backward_hopper, configs, forward, forward_hopper, tiles
 from flashmask.kernels.tiles import mask_form
 
 _BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--persistent", action="store_true", help="Gluon forward: the persistent grid")
     parser.add_argument("--transposed", action="store_true", help="plan: the backward's lists (per key block)")
     parser.add_argument("--bounds-given", action="store_true", help="plan: the forward's bounds handed in")
+    parser.add_argument("--fused-dq", type=int, choices=[0, 1], default=None,
+                        help="Gluon backward: dQ converted by each row's last program (FUSED_DQ; default: the "
+                        "configs' GLUON_BACKWARD_FUSED_DQ_CONVERT)")  # fmt: skip
     parser.add_argument("--no-dkv-tma", action="store_true",
                         help="Gluon backward: dK / dV by scattered stores (unaligned buffers)")  # fmt: skip
     parser.add_argument("--sass", help="write SASS (and .ttgir, .ptx next to it) to this path")
@@ -179,8 +182,10 @@ def main() -> None:
             ),
         ]
         args = [*descs, o, o, mask, *ints, *strides * 2, 0, 0, mask.stride(2), 1, *scalars, S, H, H, 1, H,
-                S // bm, S // bn, 0.1, 0.1, 0]  # fmt: skip
-        flags = dict(**mc, NUM_STAGES=a.stages, DKV_TMA=not a.no_dkv_tma)
+                S // bm, S // bn, 0.1, 0.1, 0, dq_acc, q, torch.zeros(B * H, dtype=torch.int32),
+                *q.stride()[:3]]  # fmt: skip
+        fused_dq = configs.GLUON_BACKWARD_FUSED_DQ_CONVERT if a.fused_dq is None else bool(a.fused_dq)
+        flags = dict(**mc, NUM_STAGES=a.stages, DKV_TMA=not a.no_dkv_tma, FUSED_DQ=fused_dq)
         _compile(backward_hopper.bwd_ws_kernel, args, flags, 4, a.stages, a.sass, backward_hopper.WS_BWD_MAX_REGISTERS)
     elif a.kernel == "plan":
         num_m, num_n = S // bm, S // bn

@@ -279,22 +279,42 @@ def test_gluon_launches_bind_to_their_kernels_and_reuse_checks_out(gluon_host, f
         assert {len(run) - 9 for run in gluon_host[name].runs} == {len(gluon_host[name].params)}, name
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["convert-pass", "fused-convert"])
 @pytest.mark.parametrize("form", _FORMS, ids=["full", "causal", "lts", "lts-lte", "lts-ute", "four"])
-def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form, monkeypatch) -> None:
+def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form, fused, monkeypatch) -> None:
     """The backward in 3 pieces of its 4 (batch x key/value head) rows, one lead piece: each piece's main kernel,
     prepare and convert passes (whole grid or side grid) get their own launch signature, bound once and then
-    reused."""
+    reused. Where the main kernel converts dQ itself there is no convert pass."""
     from flashmask.kernels import configs
 
     monkeypatch.setattr(configs, "BWD_PIECES_LEAD", 1)
+    monkeypatch.setattr(configs, "GLUON_BACKWARD_FUSED_DQ_CONVERT", fused)
     shape = (2, 200, 330, 4, 2, 2, torch.float16, True)
     for _ in range(2):
         _fwd_bwd_host(form, *shape, backward_pieces=3)
-    for name in ("_BWD_WS", "_BWD_PREPARE", "_DQ_CONVERT"):
+    for name in ("_BWD_WS", "_BWD_PREPARE") + (() if fused else ("_DQ_CONVERT",)):
         stand_in = gluon_host[name]
         assert stand_in.jit_launches == 3 and len(stand_in.runs) == 3, name
         assert {len(run) - 9 for run in stand_in.runs} == {len(stand_in.params)}, name
     assert not gluon_host["_BWD_PREPROCESS"].runs and not gluon_host["_BWD_PREPROCESS"].jit_launches
+    convert = gluon_host["_DQ_CONVERT"]
+    assert (convert.jit_launches + len(convert.runs) == 0) == fused
+
+
+@pytest.mark.parametrize("form", [(False, 0), (True, 1)], ids=["full", "lts"])
+def test_gluon_backward_with_and_without_the_fused_convert_are_two_signatures(gluon_host, form, monkeypatch) -> None:
+    """The main kernel with the dQ conversion fused (its output, counters and strides as arguments) and without it
+    (placeholders) bind separately, in one piece and in pieces, and each reuses its own launch."""
+    from flashmask.kernels import configs
+
+    shape = (1, 256, 256, 2, 1, 1, torch.bfloat16, False)
+    stand_in = gluon_host["_BWD_WS"]
+    for fused in (True, False, True, False):
+        monkeypatch.setattr(configs, "GLUON_BACKWARD_FUSED_DQ_CONVERT", fused)
+        _fwd_bwd_host(form, *shape)
+    assert stand_in.jit_launches == 2 and len(stand_in.runs) == 2
+    assert len(stand_in.kernel_cache) == 2
+    assert {len(run) - 9 for run in stand_in.runs} == {len(stand_in.params)}
 
 
 @pytest.mark.parametrize("form", [(False, 0), (True, 1)], ids=["full", "lts"])

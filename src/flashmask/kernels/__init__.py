@@ -500,10 +500,12 @@ def attention_backward(
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     q_per_kv = num_q_heads // num_kv_heads
     if warp_specialized:
-        _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)(
-            0, batch * num_kv_heads
-        )
-        return (dq_acc.to(q.dtype) if dq_buf is None else dq_buf.copy_(dq_acc)), dk, dv
+        dq = _empty(q) if dq_buf is None else dq_buf
+        fused = _fused_dq_convert(dq)
+        arrivals = _arrival_counters(batch * num_kv_heads, q.device) if fused else None
+        _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds,
+                              dq if fused else None, arrivals)(0, batch * num_kv_heads)  # fmt: skip
+        return (dq if fused else dq.copy_(dq_acc)), dk, dv
 
     # dQ either by fp32 atomics inside the dK/dV kernel, or by its own pass (no atomics, bit-identical).
     dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if atomic_dq else delta
@@ -617,6 +619,8 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
     prepare_ints = (*out.stride()[:3], *dout.stride()[:3], seqlen_q, row_stride, num_q_heads)
     prepare_align = tuple(t.data_ptr() % 16 for t in (out, dout, lse, dlse_arg))
     dq = dk = dv = None  # allocated by ``setup``
+    # The Gluon kernels convert dQ themselves (each row's last program), where the output buffer allows it.
+    fused = warp_specialized and _fused_dq_convert(q if grads is None else grads[0])
 
     def setup():
         """The gradients' buffers, the main kernel's tile lists (on the current stream) and launcher: called once
@@ -627,7 +631,9 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
         dq = _empty(q) if dq_buf is None else dq_buf
         mask = _MaskArgs(indices, causal, num_q_heads, lse)
         if warp_specialized:
-            return _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)
+            arrivals = _arrival_counters(batch * num_kv_heads, q.device) if fused else None
+            return _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds,
+                                         dq if fused else None, arrivals)  # fmt: skip
         return _dkdv_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, cfgs, use_tma,
                               True, bounds)  # fmt: skip
 
@@ -659,9 +665,21 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
         )  # fmt: skip
 
     ranges = piece_ranges(batch * num_kv_heads, pieces, _configs.BWD_LAST_PIECE_SHARE, _configs.BWD_FIRST_PIECE_SHARE)
-    run_in_pieces(runner_for(q.device), ranges, prepare, setup, convert,
+    run_in_pieces(runner_for(q.device), ranges, prepare, setup, None if fused else convert,
                   alternate=_configs.BWD_PIECES_ALTERNATE, lead=_configs.BWD_PIECES_LEAD)  # fmt: skip
     return dq, dk, dv
+
+
+def _fused_dq_convert(dq: torch.Tensor) -> bool:
+    """Whether the Gluon backward converts dQ into ``dq`` itself (``configs.GLUON_BACKWARD_FUSED_DQ_CONVERT``; its
+    stores need a contiguous last dim), instead of a pass that reads the fp32 accumulator back."""
+    return _configs.GLUON_BACKWARD_FUSED_DQ_CONVERT and dq.stride(-1) == 1
+
+
+def _arrival_counters(rows: int, device) -> torch.Tensor:
+    """Zeroed int32 counters, one per (batch x key/value head) row: the Gluon backward's programs of a row arrive on
+    it and the last one converts the row's dQ."""
+    return torch.zeros(rows, dtype=torch.int32, device=device)
 
 
 def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
@@ -680,10 +698,12 @@ def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
 
 
 def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs,
-                          cfg: KernelConfig, bounds: KeyBlockBounds | None):  # fmt: skip
+                          cfg: KernelConfig, bounds: KeyBlockBounds | None, dq: torch.Tensor | None = None,
+                          arrivals: torch.Tensor | None = None):  # fmt: skip
     """The Gluon backward's tile lists and arguments, and a function ``(first, end)`` that launches it over (batch x
     key/value head) rows ``[first, end)``: dK and dV into ``dk`` / ``dv``, dQ added into ``dq_acc`` (fp32,
-    zeroed: the kernel's reduce-add target)."""
+    zeroed: the kernel's reduce-add target), and with ``dq`` (last dim contiguous) and ``arrivals``
+    (``_arrival_counters`` of all rows) also converted into ``dq`` by each row's last program."""
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     block_m, block_n = WS_BWD_BLOCK_M, WS_BWD_BLOCK_N
@@ -711,10 +731,15 @@ def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_sc
         _gluon_descriptor(dq_acc, block_m, gl.float32, head_dim // 2), lse_desc, delta_desc, dk_desc, dv_desc,
         dk, dv, mask.tensor, *lists.per_block(), *ints, softmax_scale * _LOG2E, softmax_scale,
     )  # fmt: skip
-    options = dict(**mask.constexprs(), NUM_STAGES=cfg.num_stages, DKV_TMA=dkv_tma, num_warps=cfg.num_warps,
-                   maxnreg=WS_BWD_MAX_REGISTERS)  # fmt: skip
+    fused = dq is not None
+    # Unused placeholders (of the same types) without the fused conversion.
+    fused_args = (dq_acc, *((dq, arrivals, *dq.stride()[:3]) if fused else (dk, lists.counter, 0, 0, 0)))
+    fused_layout = (dq.dtype, dq.data_ptr() % 16, *dq.stride()[:3], arrivals.data_ptr() % 16) if fused else None
+    signature = (*signature, fused, dq_acc.data_ptr() % 16, fused_layout)
+    options = dict(**mask.constexprs(), NUM_STAGES=cfg.num_stages, DKV_TMA=dkv_tma, FUSED_DQ=fused,
+                   num_warps=cfg.num_warps, maxnreg=WS_BWD_MAX_REGISTERS)  # fmt: skip
 
     def launch(first: int, end: int) -> None:
-        _BWD_WS(_grid(end - first, num_n), (*signature, first), *args, first, **options)
+        _BWD_WS(_grid(end - first, num_n), (*signature, first), *args, first, *fused_args, **options)
 
     return launch

@@ -60,6 +60,51 @@ def _reduce_add(tensor_desc, coord, src, _semantic=None):
 
 
 @gluon.jit
+def _bulk_writes_done():
+    """Wait until this thread's bulk copies and reduce-adds have written global memory (``tma.store_wait`` waits
+    only until they have read their shared-memory source), then order those writes, made by the async proxy, before
+    this thread's later generic accesses (the release that hands the dQ rows to the program converting them)."""
+    gl.inline_asm_elementwise(
+        "cp.async.bulk.wait_group 0;\n\tfence.proxy.async.global;", "=r", [], dtype=gl.int32, is_pure=False, pack=1
+    )
+
+
+@gluon.jit
+def _convert_dq_if_last(DQAcc, DQ, Arrivals, pid_bh, b, kv_h, q_per_kv, num_q_heads, seqlen_q, num_n_blocks,
+                        stride_dqb, stride_dqs, stride_dqh, HEAD_DIM: gl.constexpr):  # fmt: skip
+    """The last of the (batch, key/value head) row's programs to finish writes its query heads' dQ: the fp32
+    accumulator's rows (``DQAcc``, contiguous ``[B, Sq, Hq, HEAD_DIM]``, complete once all ``num_n_blocks`` programs
+    have arrived) converted to ``DQ``'s dtype. They were just reduce-added, so they are read from L2, not memory
+    (a separate conversion pass reads them back from memory: 2.1 GB per 8K call at 32 heads x 128).
+
+    Each program arrives once after its own reduce-adds are written (``_bulk_writes_done`` in both consumers, then
+    the partitions' join); the arrival is a release and its read an acquire, at GPU scope."""
+    arrived = gl.atomic_add(Arrivals + pid_bh, 1, sem="acq_rel", scope="gpu")
+    if arrived == num_n_blocks - 1:
+        # 16-byte loads along the head dim; four warps (the default partition's) over the rows.
+        col_threads: gl.constexpr = HEAD_DIM // 4
+        layout: gl.constexpr = gl.BlockedLayout([1, 4], [32 // col_threads, col_threads], [4, 1], [1, 0])
+        block_rows: gl.constexpr = 64
+        rows = gl.arange(0, block_rows, layout=gl.SliceLayout(1, layout))
+        cols = gl.expand_dims(gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, layout)), 0)
+        b64 = b.to(gl.int64)
+        for g in range(q_per_kv):
+            h = kv_h * q_per_kv + g
+            for start in range(0, seqlen_q, block_rows):
+                r = start + rows
+                ok = gl.expand_dims(r < seqlen_q, 1)
+                r64 = gl.expand_dims(r.to(gl.int64), 1)
+                acc = gl.load(
+                    DQAcc + ((b64 * seqlen_q + r64) * num_q_heads + h) * HEAD_DIM + cols,
+                    mask=ok,
+                    other=0.0,
+                    cache_modifier=".cg",
+                )
+                dst = DQ + b64 * stride_dqb + r64 * stride_dqs + h * stride_dqh + cols
+                gl.store(dst, acc.to(DQ.dtype.element_ty), mask=ok)
+
+
+@gluon.jit
 def _head_lists(lists, coords, g):
     """The unmasked / partial query-block lists of this program's key block for the ``g``-th head of its group."""
     FullCount, FullIndex, PartCount, PartIndex, list_stride_b, num_m_blocks, num_n_blocks, q_per_kv, q_per_mask = lists
@@ -85,7 +130,7 @@ def _query_block(full_list, part_list, num_full, i):
 @gluon.jit
 def _producer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-              DKV_TMA: gl.constexpr):  # fmt: skip
+              DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr):  # fmt: skip
     """One warp: K and V of the program's keys once, then Q and dO of every visited tile into the stage ring.
 
     It takes the consumers' arguments because Gluon's worker partitions share one signature.
@@ -157,7 +202,7 @@ def _hide(p_t, q_rows, limits, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UT
 @gluon.jit
 def _consumer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-              DKV_TMA: gl.constexpr):  # fmt: skip
+              DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr):  # fmt: skip
     """One warpgroup: dK and dV of its 64 keys over every visited query tile, and its half of each tile's dQ."""
     dq_desc = descs[4]
     k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs = bufs
@@ -270,6 +315,8 @@ def _consumer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, C
         dv_ptrs = DV + b64 * stride_dvb + kv_h * stride_dvh + key_offs * stride_dvs + gl.expand_dims(offs_d, 0)
         gl.store(dk_ptrs, (dk * sm_scale).to(dtype), mask=key_ok)
         gl.store(dv_ptrs, dv.to(dtype), mask=key_ok)
+    if FUSED_DQ:
+        _bulk_writes_done()
 
 
 @gluon.jit
@@ -313,6 +360,12 @@ def bwd_ws_kernel(
     qk_scale,
     sm_scale,
     bh_offset,
+    DQAcc,
+    DQ,
+    Arrivals,
+    stride_dqb,
+    stride_dqs,
+    stride_dqh,
     CAUSAL: gl.constexpr,
     HAS_MASK: gl.constexpr,
     LTE_COL: gl.constexpr,
@@ -320,6 +373,7 @@ def bwd_ws_kernel(
     UTE_COL: gl.constexpr,
     NUM_STAGES: gl.constexpr,
     DKV_TMA: gl.constexpr,
+    FUSED_DQ: gl.constexpr = False,
 ):
     """Grid ``(key blocks of 128, batch x key/value heads)``; 4 warps here plus a 4-warp and a 1-warp worker.
     A grid of fewer (batch x key/value head) rows takes rows ``bh_offset ..`` (the backward in pieces).
@@ -331,6 +385,11 @@ def bwd_ws_kernel(
     ``dk_desc`` / ``dv_desc`` (boxes ``[1, 64, 1, D]``, as ``k_desc``), otherwise by scattered stores through the
     pointers (the descriptors are then placeholders). The list arguments are ``tile_lists(..., transposed=True)``'s
     for 64 x 128 tiles.
+
+    With ``FUSED_DQ`` the last program of each (batch x key/value head) row to finish converts its query heads' dQ
+    from ``DQAcc`` (the accumulator ``dq_desc`` covers, as a pointer) into ``DQ`` (strides ``stride_dq*``, last dim
+    contiguous), counting the row's programs in ``Arrivals`` (int32 per row, zeroed); otherwise the three are
+    placeholders and a separate pass converts.
     """
     pid_bh = gl.program_id(1) + bh_offset
     b = pid_bh // num_kv_heads
@@ -381,13 +440,17 @@ def bwd_ws_kernel(
     gl.warp_specialize(
         [
             (_consumer, (descs, bufs, bars, lists, coords, masks, dims, 0, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
-                         UTE_COL, DKV_TMA)),
+                         UTE_COL, DKV_TMA, FUSED_DQ)),
             (_consumer, (descs, bufs, bars, lists, coords, masks, dims, 1, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
-                         UTE_COL, DKV_TMA)),
+                         UTE_COL, DKV_TMA, FUSED_DQ)),
             (_producer, (descs, bufs, bars, lists, coords, masks, dims, 0, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
-                         UTE_COL, DKV_TMA)),
+                         UTE_COL, DKV_TMA, FUSED_DQ)),
         ],
         [4, 1],
         [240, 24],
     )
     # fmt: on
+    if FUSED_DQ:
+        # (After the join: both consumers' reduce-adds are written.)
+        _convert_dq_if_last(DQAcc, DQ, Arrivals, pid_bh, b, kv_h, q_per_kv, num_q_heads, seqlen_q, num_n_blocks,
+                            stride_dqb, stride_dqs, stride_dqh, q_desc.block_type.shape[3])  # fmt: skip
