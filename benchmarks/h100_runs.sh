@@ -1948,6 +1948,7 @@ s28g)
     # forward A/B back to back with energy per call and behind the sleep. Predicted: back to back -2% to -4% at
     # D=128 on sliding_window, causal_document and full (64 of ~470 instructions per thread and tile gone, ~15 added,
     # and at the power cap the clock follows the energy); behind the sleep -0% to -2%; D=64 about half of that.
+    # (Measured +4% to +11%; the setting was removed again, so this step records what ran: NOTES, session 28.)
     run gpu_check_all 300 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
         --out "$OUT/gpu_check_all.json"
     ab=(python3 benchmarks/ab_setting.py GLUON_FORWARD_RESCALE_THRESHOLD "(-1.0),8.0" --pass fwd)

@@ -74,8 +74,9 @@ def _convert_dq_if_last(DQAcc, DQ, Arrivals, pid_bh, b, kv_h, q_per_kv, num_q_he
                         stride_dqb, stride_dqs, stride_dqh, HEAD_DIM: gl.constexpr):  # fmt: skip
     """The last of the (batch, key/value head) row's programs to finish writes its query heads' dQ: the fp32
     accumulator's rows (``DQAcc``, contiguous ``[B, Sq, Hq, HEAD_DIM]``, complete once all ``num_n_blocks`` programs
-    have arrived) converted to ``DQ``'s dtype. They were just reduce-added, so they are read from L2, not memory
-    (a separate conversion pass reads them back from memory: 2.1 GB per 8K call at 32 heads x 128).
+    have arrived) converted to ``DQ``'s dtype, in place of a conversion pass. Meant to read the sums from L2; on an
+    H100 at 8K the row's early ones have left it by then, and one program reading 4 MB alone made the backward 1-2.5%
+    slower than the passes (``configs.GLUON_BACKWARD_FUSED_DQ_CONVERT``, off).
 
     Each program arrives once after its own reduce-adds are written (``_bulk_writes_done`` in both consumers, then
     the partitions' join); the arrival is a release and its read an acquire, at GPU scope."""
