@@ -301,35 +301,23 @@ def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form, fused, monk
     assert (convert.jit_launches + len(convert.runs) == 0) == fused
 
 
+@pytest.mark.parametrize("setting", ["GLUON_BACKWARD_DKV_COPIES", "GLUON_BACKWARD_FUSED_DQ_CONVERT"])
 @pytest.mark.parametrize("form", [(False, 0), (True, 1)], ids=["full", "lts"])
-def test_gluon_backward_with_and_without_the_fused_convert_are_two_signatures(gluon_host, form, monkeypatch) -> None:
-    """The main kernel with the dQ conversion fused (its output, counters and strides as arguments) and without it
-    (placeholders) bind separately, in one piece and in pieces, and each reuses its own launch."""
+def test_gluon_backward_binds_once_per_specialisation(gluon_host, form, setting, monkeypatch) -> None:
+    """Each switch of the Gluon backward gives two specialisations of one kernel, each bound once and not reused by
+    a call of the other: dK / dV by scattered stores (the copies off, or buffers the copy engine cannot write) or by
+    bulk copies; dQ converted by the kernel (its output, counters and strides as arguments) or by passes
+    (placeholders there)."""
     from flashmask.kernels import configs
 
     shape = (1, 256, 256, 2, 1, 1, torch.bfloat16, False)
     stand_in = gluon_host["_BWD_WS"]
-    for fused in (True, False, True, False):
-        monkeypatch.setattr(configs, "GLUON_BACKWARD_FUSED_DQ_CONVERT", fused)
+    for on in (True, False, True, False):
+        monkeypatch.setattr(configs, setting, on)
         _fwd_bwd_host(form, *shape)
     assert stand_in.jit_launches == 2 and len(stand_in.runs) == 2
     assert len(stand_in.kernel_cache) == 2
     assert {len(run) - 9 for run in stand_in.runs} == {len(stand_in.params)}
-
-
-@pytest.mark.parametrize("form", [(False, 0), (True, 1)], ids=["full", "lts"])
-def test_gluon_backward_binds_with_either_dkv_write(gluon_host, form, monkeypatch) -> None:
-    """dK / dV by scattered stores (the copies switched off, or buffers the copy engine cannot write) and by bulk
-    copies are two specialisations of one kernel: each binds once, and a call of the other does not reuse it."""
-    from flashmask.kernels import configs
-
-    shape = (1, 256, 256, 2, 1, 1, torch.bfloat16, False)
-    stand_in = gluon_host["_BWD_WS"]
-    for copies in (True, False, True, False):
-        monkeypatch.setattr(configs, "GLUON_BACKWARD_DKV_COPIES", copies)
-        _fwd_bwd_host(form, *shape)
-    assert stand_in.jit_launches == 2 and len(stand_in.runs) == 2
-    assert len(stand_in.kernel_cache) == 2
 
 
 def _descriptor_launcher(monkeypatch, encodings: list, scratch: int = 0):
