@@ -1974,8 +1974,18 @@ s28j)
     run gpu_check_d128_pieces 150 gpu_check.log python3 benchmarks/gpu_check.py --workers 8 --only "D=128" \
         --backward-pieces 3 "${fused[@]}" --out "$OUT/gpu_check_d128_pieces.json"
     ;;
+s29a)
+    # The side passes' shape, back to back (sessions 21-23 tuned it behind the sleep or by the timer): the conversion
+    # passes cost up to 4.5% of the 8K sliding_window backward (s28i), part of it their side programs' SMs and power
+    # beside the main kernels. Predicted: within +-1% each (4 programs or 16 warps stream as many bytes, longer).
+    for setting in "BWD_SIDE_PROGRAMS 8,4" "BWD_SIDE_WARPS 32,16"; do
+        read -r name values <<<"$setting"
+        run "ab_${name,,}_loop" 80 ab.txt python3 benchmarks/ab_setting.py "$name" "$values" --pass bwd \
+            --masks sliding_window,causal_document --loop 1.0 --reps 3
+    done
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s28j)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s29a)" >&2
     exit 2
     ;;
 esac
