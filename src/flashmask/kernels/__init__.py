@@ -502,9 +502,8 @@ def attention_backward(
     if warp_specialized:
         dq = _empty(q) if dq_buf is None else dq_buf
         fused = _fused_dq_convert(dq)
-        arrivals = _arrival_counters(batch * num_kv_heads, q.device) if fused else None
         _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds,
-                              dq if fused else None, arrivals)(0, batch * num_kv_heads)  # fmt: skip
+                              dq if fused else None)(0, batch * num_kv_heads)  # fmt: skip
         return (dq if fused else dq.copy_(dq_acc)), dk, dv
 
     # dQ either by fp32 atomics inside the dK/dV kernel, or by its own pass (no atomics, bit-identical).
@@ -631,9 +630,8 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
         dq = _empty(q) if dq_buf is None else dq_buf
         mask = _MaskArgs(indices, causal, num_q_heads, lse)
         if warp_specialized:
-            arrivals = _arrival_counters(batch * num_kv_heads, q.device) if fused else None
             return _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds,
-                                         dq if fused else None, arrivals)  # fmt: skip
+                                         dq if fused else None)  # fmt: skip
         return _dkdv_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, cfgs, use_tma,
                               True, bounds)  # fmt: skip
 
@@ -676,12 +674,6 @@ def _fused_dq_convert(dq: torch.Tensor) -> bool:
     return _configs.GLUON_BACKWARD_FUSED_DQ_CONVERT and dq.stride(-1) == 1
 
 
-def _arrival_counters(rows: int, device) -> torch.Tensor:
-    """Zeroed int32 counters, one per (batch x key/value head) row: the Gluon backward's programs of a row arrive on
-    it and the last one converts the row's dQ."""
-    return torch.zeros(rows, dtype=torch.int32, device=device)
-
-
 def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
     """Whether the Gluon backward can take this call: Hopper, D=128 or 64, 16-bit, TMA-aligned (every mask form), and
     LSE rows (padded to whole query tiles) addressable by the 32-bit coordinates of its 1-D bulk copies."""
@@ -698,12 +690,12 @@ def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
 
 
 def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs,
-                          cfg: KernelConfig, bounds: KeyBlockBounds | None, dq: torch.Tensor | None = None,
-                          arrivals: torch.Tensor | None = None):  # fmt: skip
+                          cfg: KernelConfig, bounds: KeyBlockBounds | None,
+                          dq: torch.Tensor | None = None):  # fmt: skip
     """The Gluon backward's tile lists and arguments, and a function ``(first, end)`` that launches it over (batch x
     key/value head) rows ``[first, end)``: dK and dV into ``dk`` / ``dv``, dQ added into ``dq_acc`` (fp32,
-    zeroed: the kernel's reduce-add target), and with ``dq`` (last dim contiguous) and ``arrivals``
-    (``_arrival_counters`` of all rows) also converted into ``dq`` by each row's last program."""
+    zeroed: the kernel's reduce-add target), and with ``dq`` (last dim contiguous) also converted into ``dq`` by each
+    row's last program, which the row's programs count in zeroed int32 counters of all rows allocated here."""
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     block_m, block_n = WS_BWD_BLOCK_M, WS_BWD_BLOCK_N
@@ -732,6 +724,7 @@ def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_sc
         dk, dv, mask.tensor, *lists.per_block(), *ints, softmax_scale * _LOG2E, softmax_scale,
     )  # fmt: skip
     fused = dq is not None
+    arrivals = torch.zeros(batch * num_kv_heads, dtype=torch.int32, device=q.device) if fused else None
     # Unused placeholders (of the same types) without the fused conversion.
     fused_args = (dq_acc, *((dq, arrivals, *dq.stride()[:3]) if fused else (dk, lists.counter, 0, 0, 0)))
     fused_layout = (dq.dtype, dq.data_ptr() % 16, *dq.stride()[:3], arrivals.data_ptr() % 16) if fused else None
