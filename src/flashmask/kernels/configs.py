@@ -139,14 +139,18 @@ GLUON_BACKWARD_D64_STAGES = 2
 # with the stores); none at D=64. Buffers the copy engine cannot write (caller-given, unaligned) take the stores.
 GLUON_BACKWARD_DKV_COPIES = True
 GLUON_BACKWARD_DKV_COPIES_D64_NO_MASK = False
-# The Gluon backward converting dQ itself: the last program of each (batch x key/value head) row converts the row's
-# fp32 accumulator into the output (``backward_hopper._convert_dq_if_last``), with no conversion passes. Correct
-# (gpu_check's D=128 and D=64 cases, whole and in 3 pieces, s28j) but slower on an H100 at 8K, D=128, back to back:
-# +2.5% sliding_window, +2.1% causal_document, +1.1% full. By then the row's early lines have left L2 (ncu: the main
-# kernel reads the whole accumulator back from memory, +0.28 GB per piece, +15% time per piece), and one program
-# reads it alone. Off; the conversion passes it would replace cost up to 4.5% of that backward (skipped, s28i), so
-# a conversion per query tile right after its last add is the next form to try (benchmarks/NOTES.md, session 28).
+# The Gluon backward converting dQ itself, with no conversion passes (which cost up to 4.5% of the 8K
+# sliding_window backward on an H100, s28i): each 64-row query tile is converted by the program whose reduce-adds
+# into it land last, while its sums are in L2, by a converter partition of one warp that also issues the
+# reduce-adds (``backward_hopper._converter``). Correct (gpu_check D=128 26/26, D=64 24/24, s29c/s29d) but not yet
+# faster on an H100 at 8K, D=128, back to back: the "pipelined" schedule with fences +2.7% sliding_window, +2.6%
+# causal_document, +1.2% full (s29d). Off until step s29e has measured the other schedules (benchmarks/NOTES.md,
+# session 29). (Session 28's per-row form, +1.1% to +2.5%, is gone.)
 GLUON_BACKWARD_FUSED_DQ_CONVERT = False
+# When the converter counts a tile's arrival and converts it ("immediate", "previous" or "pipelined", see
+# ``backward_hopper._converter``), and whether it adds the memory model's fences (``_count_arrival``).
+GLUON_BACKWARD_DQ_CONVERTER_SCHEDULE = "immediate"
+GLUON_BACKWARD_DQ_CONVERTER_FENCES = False
 # The Triton dK/dV tiles at D=128 on Hopper (runs 11-14 in benchmarks/NOTES.md), the Gluon backward's fallback.
 _TRITON_DKDV_D128 = KernelConfig(64, 64, 4, 2, True)
 
