@@ -1984,8 +1984,64 @@ s29a)
             --masks sliding_window,causal_document --loop 1.0 --reps 3
     done
     ;;
+s29b)
+    # (Ran on the first form, since replaced: the conversion in the consumer warpgroups.)
+    # dQ converted per 64-row query tile inside the Gluon backward (GLUON_BACKWARD_FUSED_DQ_CONVERT, now per tile:
+    # the program whose reduce-adds land last converts the tile from L2, its copies a tile behind). s28i's bound
+    # (conversion passes skipped): -4.5% sliding_window, -3.6% causal_document back to back. Predicted: -1.5% to
+    # -3.5% on both (the per-tile wait for the reduce-add's writes, the atomics' MEMBAR.GPU and some 250 bytes of
+    # spills take part of it); full less. First gpu_check's D=128 cases with it on (launch checks), then the A/B.
+    fused=(--set GLUON_BACKWARD_FUSED_DQ_CONVERT=True)
+    run gpu_check_d128 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" "${fused[@]}" --out "$OUT/gpu_check_d128.json"
+    ab=(python3 benchmarks/ab_setting.py GLUON_BACKWARD_FUSED_DQ_CONVERT False,True --pass bwd)
+    run ab_fused_loop 120 ab.txt "${ab[@]}" --masks sliding_window,causal_document,full --loop 1.0 --reps 3
+    ;;
+s29e)
+    # Not run in session 29 (the device was paused); prepared for the next. s29d (converter partition, the
+    # "pipelined" schedule with fences, in-place conversion): +2.7% / +2.6% / +1.2% back to back (sliding_window /
+    # causal_document / full). Offline SASS: whenever the converter carries a tile's state ("previous",
+    # "pipelined") ptxas spills 14 wgmma descriptors of the default warpgroup, reloaded every tile; "immediate"
+    # (wait for this tile's adds, count, convert at once) carries none, and its waits fall on the converter only.
+    # The completion waits and proxy fences compile to CCTL.IVALL (the SM's L1 dropped). Predicted: fused
+    # "immediate" without fences -1% to -3% against the passes on sliding_window and causal_document (bound -4.5% /
+    # -3.6%), full within 1%, unless the converter's waits outlast a tile; "previous" and "pipelined" about s29d;
+    # fences within 1%. Then gpu_check with the default schedule, both head dims, and D=128 with the fences.
+    fused=(--set GLUON_BACKWARD_FUSED_DQ_CONVERT=True)
+    run ab_fused_loop 120 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_FUSED_DQ_CONVERT False,True \
+        --pass bwd --masks sliding_window,causal_document,full --loop 1.0 --reps 3
+    run ab_schedule_loop 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_DQ_CONVERTER_SCHEDULE \
+        "'immediate','previous','pipelined'" "${fused[@]}" --pass bwd --masks sliding_window,causal_document \
+        --loop 1.0 --reps 3
+    run ab_fences_loop 100 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_DQ_CONVERTER_FENCES False,True \
+        "${fused[@]}" --pass bwd --masks sliding_window,causal_document --loop 1.0 --reps 3
+    run gpu_check_d128 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" "${fused[@]}" --out "$OUT/gpu_check_d128.json"
+    run gpu_check_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D= 64" "${fused[@]}" --out "$OUT/gpu_check_d64.json"
+    run gpu_check_fences 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
+        --workers 8 --only "D=128" "${fused[@]}" --set GLUON_BACKWARD_DQ_CONVERTER_FENCES=True \
+        --out "$OUT/gpu_check_fences.json"
+    ;;
+s29c|s29d)
+    # (Ran on the session-29 kernels of the time: s29c converted by scattered stores, s29d in place; the switch
+    # now runs the "immediate" schedule, s29e.)
+    # s29b's per-tile conversion in the consumers ran 1.58x slower (a stall every tile); the variants (temporary
+    # switch, measured 1.62x / 1.56x / 1.37x / 1.36x on full) put 12% on the acq_rel count's MEMBAR.GPU and the
+    # rest on the consumers' extra instructions and spills. Now a fifth partition (one warp, the producer's 24
+    # registers) issues the reduce-adds, counts relaxed and converts; the consumers only stage dQ. Predicted: -1% to
+    # -3.5% back to back on sliding_window and causal_document (bound -4.5% / -3.6%), full within 1%; the
+    # default warpgroup's loop reloads 15 spilled invariants per tile (offline SASS), which may eat 1%.
+    fused=(--set GLUON_BACKWARD_FUSED_DQ_CONVERT=True)
+    run gpu_check_d128 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" "${fused[@]}" --out "$OUT/gpu_check_d128.json"
+    ab=(python3 benchmarks/ab_setting.py GLUON_BACKWARD_FUSED_DQ_CONVERT False,True --pass bwd)
+    run ab_fused_loop 120 ab.txt "${ab[@]}" --masks sliding_window,causal_document,full --loop 1.0 --reps 3
+    run gpu_check_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D= 64" "${fused[@]}" --out "$OUT/gpu_check_d64.json"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s3i, s4a-s29a)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s29c)" >&2
     exit 2
     ;;
 esac
