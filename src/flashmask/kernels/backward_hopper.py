@@ -631,6 +631,9 @@ def bwd_ws_kernel(
     dims = (seqlen_q, seqlen_k, num_q_heads, qk_scale, sm_scale, seqlen_q_pad)
     fused = (acc_desc, out_desc, Visits, Counters)
     # fmt: off
+    # Two calls that differ by the converter: Gluon's frontend takes the partition list only as a literal (a list
+    # of functions in a variable does not compile), and without the converter the kernel stays as it was, warp for
+    # warp.
     if FUSED_DQ:
         # The producer's and converter's warps share a warpgroup, and so its register count; 32 would leave one
         # consumer warpgroup 232 of the 168 x 384 the launch holds, and it spills.
