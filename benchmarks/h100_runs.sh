@@ -2040,8 +2040,22 @@ s29c|s29d)
     run gpu_check_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
         --only "D= 64" "${fused[@]}" --out "$OUT/gpu_check_d64.json"
     ;;
+s30a)
+    # Prepared in session 30 (no device), s18d redone on today's kernel (the patch no longer applied). Where a Gluon
+    # backward program's time goes at 8K: per-program %globaltimer stamps (benchmarks/experiments/
+    # probe_bwd_phases.patch, applied here on the device's copy; offline its stamps-off SASS is byte-identical to
+    # the committed kernel's, and with them on the one-vector causal form spills 0 B instead of 24+12): K/V wait,
+    # first tile wait, tile loop, epilogue and the switch between programs on each SM, as shares of the SMs' time,
+    # with the stamps' own cost. s14o put ~2.7 ms of sliding_window's 13.8 ms backward in the per-key-block part;
+    # a persistent backward (s11k: -3% against the same code one program per item, but spilling) hides only the
+    # switch gap and the K/V / first tile waits. Predicted: sliding_window and causal_document 8-12% of SM time
+    # outside the tile loop, full ~1-2%.
+    [[ -n $DRY ]] || git apply benchmarks/experiments/probe_bwd_phases.patch || exit 1
+    run probe 300 probe.txt python3 benchmarks/experiments/probe_bwd_phases.py --seqlen 8192 --batch 16 \
+        --masks sliding_window,causal_document,causal_blockwise,full
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s29c)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s30a)" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,8 @@
-"""Where a Gluon backward program's time goes: per-program timestamps (experiment s18d, GPU only).
+"""Where a Gluon backward program's time goes: per-program timestamps (experiment s30a, was s18d; GPU only).
 
 Needs ``probe_bwd_phases.patch`` applied (it adds compile-time-gated ``%globaltimer`` stamps to
-``backward_hopper.bwd_ws_kernel`` and ``kernels.PROBE_BWD``):
+``backward_hopper.bwd_ws_kernel``, written through its converter's ``Visits`` argument, a placeholder while the
+converter is off, and ``kernels.PROBE_BWD``):
 
     git apply benchmarks/experiments/probe_bwd_phases.patch
     python benchmarks/experiments/probe_bwd_phases.py --masks sliding_window,causal_document,full
@@ -9,9 +10,12 @@ Needs ``probe_bwd_phases.patch`` applied (it adds compile-time-gated ``%globalti
 Each program (launch order) writes: 0 its first instruction, 1 its SM, 2 warpgroup 0 past the K/V wait,
 3 warpgroup 0 past its first tile's Q/dO wait, 4 warpgroup 0 past its tile loop, 5 warpgroup 0 done (dK/dV
 stored), 6 its tile count, 7 warpgroup 1 done. Per SM the programs are sorted by start, and the gap before each
-is its start minus the previous program's last stamp (5 or 7): the program switch. Printed per mask: the
-backward's GPU time with and without the stamps (their own cost), and each phase summed over all programs as a
-share of the SMs' time over the kernel's span, with its median per program.
+is its start minus the previous program's last stamp (5 or 7): the program switch. The backward runs in pieces
+(``configs.BWD_PIECES``): rows are numbered over every piece's grid, and a switch gap also holds the gaps between
+the pieces' main kernels and the time an SM lent to the side passes (``BWD_SIDE_PROGRAMS`` of them). Printed per
+mask: the backward's GPU time with and without the stamps (their own cost; behind a sleep and back to back), and
+each phase summed over all programs as a share of the SMs' time over the kernels' span, with its median per
+program.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "src"))
 from _kernel_calls import kernel_calls, paper_inputs  # noqa: E402
 
 import flashmask.kernels as kernels  # noqa: E402
-from flashmask.bench.peers import gpu_only_ms  # noqa: E402
+from flashmask.bench.peers import back_to_back_ms, gpu_only_ms  # noqa: E402
 from flashmask.kernels.backward_hopper import WS_BWD_BLOCK_N  # noqa: E402
 
 
@@ -75,11 +79,12 @@ def main() -> None:
     for mask in args.masks.split(","):
         _, backward = kernel_calls(mask, inputs)
         kernels.PROBE_BWD = None
-        plain_ms = gpu_only_ms(backward, reps=10)
-        programs = args.batch * inputs.q.shape[2] * -(-args.seqlen // WS_BWD_BLOCK_N)
+        backward()
+        plain_ms, plain_b2b = gpu_only_ms(backward, reps=10), back_to_back_ms(backward, reps=10)
+        programs = args.batch * inputs.k.shape[2] * -(-args.seqlen // WS_BWD_BLOCK_N)
         kernels.PROBE_BWD = torch.full((programs, 8), -1, dtype=torch.int64, device=dev)
         backward()
-        probe_ms = gpu_only_ms(backward, reps=10)
+        probe_ms, probe_b2b = gpu_only_ms(backward, reps=10), back_to_back_ms(backward, reps=10)
         kernels.PROBE_BWD.fill_(-1)
         backward()
         torch.cuda.synchronize()
@@ -88,7 +93,8 @@ def main() -> None:
         found = _phases(kernels.PROBE_BWD)
         kernels.PROBE_BWD = None
         print(
-            f"{mask}: backward {plain_ms:.3f} ms, with stamps {probe_ms:.3f} ms; kernel span {found['span_ms']:.3f}"
+            f"{mask}: backward {plain_ms:.3f} ms ({plain_b2b:.3f} back to back), with stamps {probe_ms:.3f} ms"
+            f" ({probe_b2b:.3f}); kernels' span {found['span_ms']:.3f}"
             f" ms on {found['sms']} SMs, {found['programs']} programs, median {found['median_tiles']} tiles"
         )
         for name, (share, median_us) in found["phases"].items():
