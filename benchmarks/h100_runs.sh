@@ -2054,8 +2054,40 @@ s30a)
     run probe 300 probe.txt python3 benchmarks/experiments/probe_bwd_phases.py --seqlen 8192 --batch 16 \
         --masks sliding_window,causal_document,causal_blockwise,full
     ;;
+s30b)
+    # Prepared in session 30 (no device). The Gluon backward on a persistent grid (configs.GLUON_BACKWARD_PERSISTENT):
+    # programs take key blocks in grid order from a counter (the forward's _work_items ring), up to
+    # GLUON_BACKWARD_PERSISTENT_ITEMS (8) each, so that SMs still free up for the side passes of the backward in
+    # pieces; the consumers release K / V after their last tile and store dK / dV one after the other through their
+    # dQ staging buffer, so the next key block's K / V load under that epilogue and its first Q / dO tiles under the
+    # last tiles. Sessions 11 and 14 lost 2-4% (per-item values reloaded every tile); here the producer hands each
+    # tile's query block through the stage and the tile loops reload 0-2 values (offline, sm_90; compile test).
+    # Predicted (s11k's -3% for the overlap alone; s14o's ~2.7 ms per-key-block part at 8K), back to back: backward
+    # -1% to -3% on sliding_window and causal_document, full within +-1%; 4 / 16 / unlimited items per program within
+    # 1% of 8 on sliding_window, unlimited worse if the side passes starve. gpu_check first (D=128, launch checks).
+    pers=(--set GLUON_BACKWARD_PERSISTENT=True)
+    run gpu_check_d128 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" "${pers[@]}" --out "$OUT/gpu_check_d128.json"
+    run ab_persistent_loop 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_PERSISTENT False,True \
+        --pass bwd --masks sliding_window,causal_document,full --loop 1.0 --reps 3
+    run ab_items_loop 120 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_PERSISTENT_ITEMS 8,4,16,0 \
+        "${pers[@]}" --pass bwd --masks sliding_window,causal_document --loop 1.0 --reps 3
+    run gpu_check_d64 100 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D= 64" "${pers[@]}" --out "$OUT/gpu_check_d64.json"
+    ;;
+s30c)
+    # The rest of s30b's checks: gpu_check in 3 pieces (two pieces' persistent launches side by side on the two main
+    # streams), memcheck over sanitize.py's cases, and D=64's A/B.
+    pers=(--set GLUON_BACKWARD_PERSISTENT=True)
+    run gpu_check_pieces 120 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" --backward-pieces 3 "${pers[@]}" --out "$OUT/gpu_check_pieces.json"
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 --tool memcheck)
+    run memcheck 200 memcheck.txt "${san[@]}" python3 benchmarks/sanitize.py "${pers[@]}"
+    run ab_persistent_d64 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_PERSISTENT False,True \
+        --head-dim 64 --pass bwd --masks sliding_window,causal_document,full --loop 1.0 --reps 3
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s30a)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s30c)" >&2
     exit 2
     ;;
 esac

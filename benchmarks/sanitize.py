@@ -36,6 +36,8 @@ import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from _kernel_calls import set_configs
+
 from flashmask.kernels import attention_backward, attention_forward
 from flashmask.kernels import configs as kconfigs
 
@@ -157,7 +159,10 @@ def main() -> None:
     ap.add_argument("--consan-control", choices=["race", "clean"], default=None,
                     help="run only ConSan's positive control: a shared-memory read before (race) or after (clean) "
                     "the bulk copy's barrier")  # fmt: skip
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a kernels.configs setting (a Python literal) for every case")  # fmt: skip
     args = ap.parse_args()
+    set_configs(args.set)
     if args.consan:
         if os.environ.get("TRITON_INSTRUMENTATION_MODE") != "consan":
             sys.exit("--consan: set TRITON_INSTRUMENTATION_MODE=consan in the environment (read at compile time)")

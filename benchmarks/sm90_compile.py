@@ -80,15 +80,41 @@ def _ptxas_warnings(ptx: str) -> str:
     return f"spill {spills[-1] if spills else '?'} wgmma-serialized {','.join(serial) or 'no'}"
 
 
+_SASS_LINE = re.compile(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?);")
+_BACK_BRANCH = re.compile(r"BRA\s+(?:`\(\.L_x_\d+\)\s+)?0x([0-9a-f]+)")
+
+
+def _tile_loops(sass: str) -> list[tuple[int, int]]:
+    """``(instructions, local loads)`` of each innermost loop of the SASS that issues wgmma (``HGMMA``): the tile
+    loops, where a reload of a spilled value costs once per tile rather than once per program."""
+    code = [(int(m.group(1), 16), m.group(2)) for m in map(_SASS_LINE.match, sass.splitlines()) if m]
+    loops = []
+    for address, text in code:
+        branch = _BACK_BRANCH.search(text)
+        if branch and int(branch.group(1), 16) < address:
+            loops.append((int(branch.group(1), 16), address))
+    innermost = [(a, b) for a, b in loops if not any(a <= c and d <= b and (c, d) != (a, b) for c, d in loops)]
+    found = []
+    for start, end in innermost:
+        body = [text for address, text in code if start <= address <= end]
+        if any("HGMMA" in text for text in body):
+            found.append((len(body), sum("LDL" in text for text in body)))
+    return found
+
+
 def _compile(kernel, args: list, constexprs: dict, warps: int, stages: int, sass: str | None, maxnreg=None) -> None:
     compiled = kernel.warmup(*args, grid=(1,), **constexprs, num_warps=warps, num_stages=stages, maxnreg=maxnreg)
     smem = compiled.metadata.shared // 1024
     usage = f"{_resource_usage(compiled.asm['cubin'])} smem {smem} KB, {_ptxas_warnings(compiled.asm['ptx'])}"
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(compiled.asm["cubin"])
+    dump = subprocess.run([str(_BIN / "cuobjdump"), "-sass", f.name], capture_output=True, text=True).stdout
+    os.unlink(f.name)
+    loops = _tile_loops(dump)
+    if loops:
+        usage += f", tile-loop local loads {max(loads for _, loads in loops)} ({len(loops)} loops)"
     print(f"{kernel.fn.__name__} {constexprs} warps {warps} stages {stages}: {usage}", flush=True)
     if sass:
-        with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
-            f.write(compiled.asm["cubin"])
-        dump = subprocess.run([str(_BIN / "cuobjdump"), "-sass", f.name], capture_output=True, text=True).stdout
         Path(sass).write_text(dump)
         Path(sass).with_suffix(".ttgir").write_text(compiled.asm["ttgir"])
         Path(sass).with_suffix(".ptx").write_text(compiled.asm["ptx"])
@@ -196,9 +222,9 @@ def main() -> None:
         ]  # fmt: skip
         args = [*descs, o, o, mask, *ints, *strides * 2, 0, 0, mask.stride(2), 1, *scalars, S, H, H, 1, H,
                 S // bm, S // bn, 0.1, 0.1, 0, *unswizzled_descs, torch.zeros(B * H * S // bm, dtype=torch.int32),
-                torch.zeros(1 + B * H * S // bm, dtype=torch.int32)]  # fmt: skip
+                torch.zeros(1 + B * H * S // bm, dtype=torch.int32), B * H * (S // bn), 8]  # fmt: skip
         fused_dq = configs.GLUON_BACKWARD_FUSED_DQ_CONVERT if a.fused_dq is None else bool(a.fused_dq)
-        flags = dict(**mc, NUM_STAGES=a.stages, DKV_TMA=not a.no_dkv_tma, FUSED_DQ=fused_dq)
+        flags = dict(**mc, NUM_STAGES=a.stages, DKV_TMA=not a.no_dkv_tma, FUSED_DQ=fused_dq, PERSISTENT=a.persistent)
         if fused_dq:
             flags.update(DQ_SCHEDULE=a.dq_schedule or configs.GLUON_BACKWARD_DQ_CONVERTER_SCHEDULE,
                          DQ_FENCES=a.dq_fences or configs.GLUON_BACKWARD_DQ_CONVERTER_FENCES)  # fmt: skip

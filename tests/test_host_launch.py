@@ -301,13 +301,15 @@ def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form, fused, monk
     assert (convert.jit_launches + len(convert.runs) == 0) == fused
 
 
-@pytest.mark.parametrize("setting", ["GLUON_BACKWARD_DKV_COPIES", "GLUON_BACKWARD_FUSED_DQ_CONVERT"])
+@pytest.mark.parametrize(
+    "setting", ["GLUON_BACKWARD_DKV_COPIES", "GLUON_BACKWARD_FUSED_DQ_CONVERT", "GLUON_BACKWARD_PERSISTENT"]
+)
 @pytest.mark.parametrize("form", [(False, 0), (True, 1)], ids=["full", "lts"])
 def test_gluon_backward_binds_once_per_specialisation(gluon_host, form, setting, monkeypatch) -> None:
     """Each switch of the Gluon backward gives two specialisations of one kernel, each bound once and not reused by
     a call of the other: dK / dV by scattered stores (the copies off, or buffers the copy engine cannot write) or by
     bulk copies; dQ converted by the kernel (its output, counters and strides as arguments) or by passes
-    (placeholders there)."""
+    (placeholders there); a persistent grid or one program per key block."""
     from flashmask.kernels import configs
 
     shape = (1, 256, 256, 2, 1, 1, torch.bfloat16, False)
@@ -490,3 +492,35 @@ def test_device_guard_steps_aside_when_not_needed(monkeypatch) -> None:
     assert calls == ["current"]
     assert fn(torch.empty(1)) == 1
     assert calls == ["current"]
+
+
+@pytest.mark.parametrize("per_program", [0, 2], ids=["one-program-per-sm", "two-items-per-program"])
+@pytest.mark.parametrize("form", _FORMS, ids=["full", "causal", "lts", "lts-lte", "lts-ute", "four"])
+def test_gluon_backward_persistent_grid_per_piece(gluon_host, form, per_program, monkeypatch) -> None:
+    """On the persistent grid (``configs.GLUON_BACKWARD_PERSISTENT``) each piece's launch takes its own item count
+    (its rows x key blocks), its first row and its own zeroed item counter, 16 bytes from the next piece's, and
+    programs for all its items at ``GLUON_BACKWARD_PERSISTENT_ITEMS`` each (0: at most one per SM); each piece is
+    bound once, then reused."""
+    from flashmask.kernels import configs, piece_ranges
+
+    monkeypatch.setattr(configs, "BWD_PIECES_LEAD", 1)
+    monkeypatch.setattr(configs, "GLUON_BACKWARD_PERSISTENT", True)
+    monkeypatch.setattr(configs, "GLUON_BACKWARD_PERSISTENT_ITEMS", per_program)
+    monkeypatch.setattr(configs, "sm_count", lambda device: 4)
+    shape = (2, 200, 330, 4, 2, 2, torch.float16, True)  # 4 rows of 3 key blocks
+    for _ in range(2):
+        _fwd_bwd_host(form, *shape, backward_pieces=3)
+    stand_in = gluon_host["_BWD_WS"]
+    assert stand_in.jit_launches == 3 and len(stand_in.runs) == 3
+    names = [p.name for p in stand_in.params]
+    ranges = piece_ranges(4, 3)
+    counters = []
+    for run, (first, end) in zip(stand_in.runs, ranges, strict=True):
+        args = dict(zip(names, run[9:], strict=True))
+        items = (end - first) * 3
+        taken = per_program or -(-items // 4)
+        assert args["items_per_program"] == taken and run[:3] == (-(-items // taken), 1, 1)
+        assert args["num_items"] == items and args["bh_offset"] == first and args["PERSISTENT"] is True
+        counters.append(args["Counters"])
+    assert all(not c.any() for c in counters)
+    assert [c.data_ptr() - counters[0].data_ptr() for c in counters] == [16 * first for first, _ in ranges]

@@ -751,16 +751,30 @@ def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_sc
     else:  # unused placeholders
         fused_args = (args[4], args[4], lists.counter, lists.counter)
         fused_layout = None
-    signature = (*signature, fused, dq_acc.data_ptr() % 16, fused_layout)
+    # Programs taking key blocks in grid order, with a zeroed item counter per launch, 16 bytes apart (the rows of
+    # the pieces' launches do not overlap). Not with the converter (its partition has no item loop).
+    persistent = _configs.GLUON_BACKWARD_PERSISTENT and not fused
+    if persistent:
+        item_counters = torch.zeros(4 * batch * num_kv_heads, dtype=torch.int32, device=q.device)
+        sms = _configs.sm_count(q.device)
+    signature = (*signature, fused, dq_acc.data_ptr() % 16, fused_layout, persistent)
     # (Every constant is given, the converter's fixed where it is off: the launch cache binds calls whose constants
     # are all in the call.)
     options = dict(**mask.constexprs(), NUM_STAGES=cfg.num_stages, DKV_TMA=dkv_tma, FUSED_DQ=fused,
                    DQ_SCHEDULE=_configs.GLUON_BACKWARD_DQ_CONVERTER_SCHEDULE if fused else "immediate",
-                   DQ_FENCES=_configs.GLUON_BACKWARD_DQ_CONVERTER_FENCES and fused,
+                   DQ_FENCES=_configs.GLUON_BACKWARD_DQ_CONVERTER_FENCES and fused, PERSISTENT=persistent,
                    num_warps=cfg.num_warps, maxnreg=WS_BWD_MAX_REGISTERS)  # fmt: skip
 
     def launch(first: int, end: int) -> None:
-        _BWD_WS(_grid(end - first, num_n), (*signature, first), *args, first, *fused_args, **options)
+        if persistent:
+            items = (end - first) * num_n
+            # (A program that stops after a few items gives its SM to the side passes of ``run_in_pieces``, which
+            # the next piece's main kernel waits for.)
+            per_program = _configs.GLUON_BACKWARD_PERSISTENT_ITEMS or cdiv(items, sms)
+            _BWD_WS((cdiv(items, per_program), 1), (*signature, first, items, per_program), *args, first,
+                    *fused_args[:3], item_counters[4 * first:], items, per_program, **options)  # fmt: skip
+        else:
+            _BWD_WS(_grid(end - first, num_n), (*signature, first), *args, first, *fused_args, 0, 0, **options)
 
     return launch
 

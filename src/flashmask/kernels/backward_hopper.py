@@ -13,7 +13,9 @@ outside the kernel convert to dQ's dtype. The order in which those adds land var
 from run to run: ``deterministic=True`` takes the Triton kernels. Optionally (``configs.
 GLUON_BACKWARD_FUSED_DQ_CONVERT``, off: not yet faster on the H100) a one-warp converter partition issues the
 reduce-adds from the consumers' staging buffers and converts each query tile where its last add lands
-(``_converter``).
+(``_converter``). Optionally too (``configs.GLUON_BACKWARD_PERSISTENT``, off: not yet measured) the grid is
+persistent, one program per SM taking key blocks in grid order (``_work_items``), so that a program's next K / V and
+first Q / dO tiles load while it finishes the last key block's tiles and stores its dK / dV.
 
 Same contract as ``bwd_dkdv_kernel``: the transposed tile lists of ``tiles.tile_lists`` (per key block, the
 unmasked query blocks, then the partial ones, which get the element mask of every mask form), heaviest key
@@ -39,6 +41,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 from ._common import _column_limits, _fill_hidden_rows
+from ._work_items import _claim_and_publish_upto, _item_ring, _receive
 
 ALL_ROWS: gl.constexpr = gl.constexpr(2**30)  # above any row index
 # Keys of one consumer warpgroup (one m64 wgmma); a program has two.
@@ -197,16 +200,48 @@ def _query_block(full_list, part_list, num_full, i):
 
 
 @gluon.jit
-def _producer(descs, bufs, bars, lists, coords, masks, dims, fused, WG: gl.constexpr, CAUSAL: gl.constexpr,
+def _item_coords(item, lists, sched):
+    """``(b, kv_h, pid_n, start_n)`` of work item ``item`` of a persistent grid: key-block slot ``item % num_n`` (the
+    key block itself from ``Order``) of (batch x key/value head) row ``bh_offset + item // num_n``."""
+    Order, bh_offset, num_kv_heads = sched[5], sched[6], sched[7]
+    list_stride_b, num_n_blocks, q_per_kv, q_per_mask = lists[4], lists[6], lists[7], lists[8]
+    pid_bh = item // num_n_blocks + bh_offset
+    b = pid_bh // num_kv_heads
+    kv_h = pid_bh % num_kv_heads
+    first_mask_h = (kv_h * q_per_kv) // q_per_mask
+    pid_n = gl.load(Order + (b * list_stride_b + first_mask_h).to(gl.int64) * num_n_blocks + item % num_n_blocks)
+    return b, kv_h, pid_n, pid_n * (2 * WG_KEYS)
+
+
+@gluon.jit
+def _producer(descs, bufs, bars, lists, coords, masks, dims, fused, sched, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
               DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr, DQ_SCHEDULE: gl.constexpr,
-              DQ_FENCES: gl.constexpr):  # fmt: skip
-    """One warp: K and V of the program's keys once, then Q and dO of every visited tile into the stage ring.
+              DQ_FENCES: gl.constexpr, PERSISTENT: gl.constexpr):  # fmt: skip
+    """One warp: per work item, K and V of its keys once, then Q and dO of every visited tile into the stage ring
+    (one ring position per tile, carried across items).
 
     It takes the consumers' arguments because Gluon's worker partitions share one signature.
     """
+    if PERSISTENT:
+        num_items = sched[4]
+        n = 0
+        t = 0
+        item = _claim_and_publish_upto(sched, n, sched[9])
+        while item < num_items:
+            t = _producer_item(descs, bufs, bars, lists, _item_coords(item, lists, sched), dims, sched, n, t, True)
+            n += 1
+            item = _claim_and_publish_upto(sched, n, sched[9])
+    else:
+        _producer_item(descs, bufs, bars, lists, coords, dims, sched, 0, 0, False)
+
+
+@gluon.jit
+def _producer_item(descs, bufs, bars, lists, coords, dims, sched, n, t, PERSISTENT: gl.constexpr):
+    """The producer's work on one item (the ``n``-th, from ring position ``t``); returns the next ring position."""
+    t = gl.to_tensor(t)
     q_desc, k_desc, v_desc, do_desc, _dq_desc, lse_desc, delta_desc = descs[:7]
-    k_bufs, v_bufs, q_bufs, do_bufs, _ds_bufs, _dq_bufs, lse_bufs, delta_bufs, _conv_bufs = bufs
+    k_bufs, v_bufs, q_bufs, do_bufs, _ds_bufs, _dq_bufs, lse_bufs, delta_bufs, _conv_bufs, tile_info = bufs
     kv_bar, qdo_ready, qdo_empty, _ds_ready, _ds_free, _dq_staged, _dq_free, _conv_bar = bars
     b, kv_h, _pid_n, start_n = coords
     q_per_kv = lists[7]
@@ -215,11 +250,13 @@ def _producer(descs, bufs, bars, lists, coords, masks, dims, fused, WG: gl.const
     block_m: gl.constexpr = q_bufs.type.shape[2]
     stage_bytes: gl.constexpr = (q_desc.block_type.nbytes + do_desc.block_type.nbytes + lse_desc.block_type.nbytes
                                  + delta_desc.block_type.nbytes)  # fmt: skip
+    if PERSISTENT:
+        # The previous item's consumers are done with K and V (its dK / dV staged in V are out).
+        mbarrier.wait(sched[8], (n & 1) ^ 1)
     mbarrier.expect(kv_bar, 2 * k_desc.block_type.nbytes + 2 * v_desc.block_type.nbytes)
     for u in gl.static_range(2):
         tma.async_copy_global_to_shared(k_desc, [b, start_n + u * WG_KEYS, kv_h, 0], kv_bar, k_bufs.index(u))
         tma.async_copy_global_to_shared(v_desc, [b, start_n + u * WG_KEYS, kv_h, 0], kv_bar, v_bufs.index(u))
-    t = 0
     for g in range(q_per_kv):
         h, _mask_h, full_list, part_list, num_full, num_part = _head_lists(lists, coords, g)
         row_base = (b * num_q_heads + h) * seqlen_q_pad
@@ -229,12 +266,16 @@ def _producer(descs, bufs, bars, lists, coords, masks, dims, fused, WG: gl.const
             ready = qdo_ready.index(stage)
             # Barriers start with the phase before the first complete: the first round of waits passes at once.
             mbarrier.wait(qdo_empty.index(stage), ((t // num_stages) & 1) ^ 1)
+            if PERSISTENT:
+                one_warp: gl.constexpr = gl.BlockedLayout([1], [32], [1], [0])
+                tile_info.index(stage).store(gl.full([1], start_m, gl.int32, one_warp))
             mbarrier.expect(ready, stage_bytes)
             tma.async_copy_global_to_shared(q_desc, [b, start_m, h, 0], ready, q_bufs.index(stage))
             tma.async_copy_global_to_shared(do_desc, [b, start_m, h, 0], ready, do_bufs.index(stage))
             tma.async_copy_global_to_shared(lse_desc, [row_base + start_m], ready, lse_bufs.index(stage))
             tma.async_copy_global_to_shared(delta_desc, [row_base + start_m], ready, delta_bufs.index(stage))
             t += 1
+    return t
 
 
 @gluon.jit
@@ -270,13 +311,36 @@ def _hide(p_t, q_rows, limits, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UT
 
 
 @gluon.jit
-def _consumer(descs, bufs, bars, lists, coords, masks, dims, fused, WG: gl.constexpr, CAUSAL: gl.constexpr,
+def _consumer(descs, bufs, bars, lists, coords, masks, dims, fused, sched, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
               DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr, DQ_SCHEDULE: gl.constexpr,
-              DQ_FENCES: gl.constexpr):  # fmt: skip
-    """One warpgroup: dK and dV of its 64 keys over every visited query tile, and its half of each tile's dQ."""
+              DQ_FENCES: gl.constexpr, PERSISTENT: gl.constexpr):  # fmt: skip
+    """One warpgroup: per work item, dK and dV of its 64 keys over every visited query tile, and its half of each
+    tile's dQ."""
+    if PERSISTENT:
+        num_items = sched[4]
+        n = 0
+        t = 0
+        item = _receive(sched, n, True)
+        while item < num_items:
+            t = _consumer_item(descs, bufs, bars, lists, _item_coords(item, lists, sched), masks, dims, sched, n, t,
+                               WG, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, True)  # fmt: skip
+            n += 1
+            item = _receive(sched, n, True)
+    else:
+        _consumer_item(descs, bufs, bars, lists, coords, masks, dims, sched, 0, 0, WG, CAUSAL, HAS_MASK, LTE_COL,
+                       UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, False)  # fmt: skip
+
+
+@gluon.jit
+def _consumer_item(descs, bufs, bars, lists, coords, masks, dims, sched, n, t, WG: gl.constexpr,
+                   CAUSAL: gl.constexpr, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
+                   UTE_COL: gl.constexpr, DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr,
+                   PERSISTENT: gl.constexpr):  # fmt: skip
+    """One warpgroup's work on one item (the ``n``-th, from ring position ``t``); returns the next ring position."""
+    t = gl.to_tensor(t)
     dq_desc = descs[4]
-    k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs, _conv_bufs = bufs
+    k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs, _conv_bufs, tile_info = bufs
     kv_bar, qdo_ready, qdo_empty, ds_ready, ds_free, dq_staged, dq_free, _conv_bar = bars
     b, kv_h, _pid_n, start_n = coords
     q_per_kv = lists[7]
@@ -309,16 +373,21 @@ def _consumer(descs, bufs, bars, lists, coords, masks, dims, fused, WG: gl.const
     v_own = v_bufs.index(WG).reshape([WG_KEYS, head_dim])
     dq_smem = dq_bufs.index(WG).reshape([block_m, dq_cols])
     b64 = b.to(gl.int64)
-    mbarrier.wait(kv_bar, 0)
-    t = 0
+    mbarrier.wait(kv_bar, n & 1)
     for g in range(q_per_kv):
         h, mask_h, full_list, part_list, num_full, num_part = _head_lists(lists, coords, g)
         limits = _key_limits(keys, Mask + b64 * stride_mb + mask_h * stride_mh, stride_ms, seqlen_q, seqlen_k,
                              CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
         for i in range(num_full + num_part):
-            start_m = _query_block(full_list, part_list, num_full, i) * block_m
+            if not PERSISTENT:
+                start_m = _query_block(full_list, part_list, num_full, i) * block_m
             stage = t % num_stages
             mbarrier.wait(qdo_ready.index(stage), (t // num_stages) & 1)
+            if PERSISTENT:
+                # From the producer, through the stage: the list pointers are not kept across the item loop (with
+                # them the consumers reloaded spilled per-item values every tile, session 30).
+                one_warpgroup: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+                start_m = gl.max(tile_info.index(stage).load(one_warpgroup), 0)
             q_smem = q_bufs.index(stage).reshape([block_m, head_dim])
             do_smem = do_bufs.index(stage).reshape([block_m, head_dim])
             s_token = warpgroup_mma(k_own, q_smem.permute((1, 0)), s_zero, use_acc=False, is_async=True)
@@ -374,8 +443,24 @@ def _consumer(descs, bufs, bars, lists, coords, masks, dims, fused, WG: gl.const
     else:
         tma.store_wait(0)
 
+    if PERSISTENT:
+        # Both warpgroups' last dQ = dS K and dP^T are done: the next item's K and V may load under this epilogue.
+        mbarrier.arrive(sched[8])
+
     # dK and dV of this warpgroup's keys, summed over the group's query heads.
-    if DKV_TMA:
+    if DKV_TMA and PERSISTENT:
+        # Staged one after the other in this warpgroup's dQ staging buffer (its V may be the next item's already).
+        dk_desc, dv_desc = descs[7], descs[8]
+        kv_stage = dq_bufs.index(WG)._reinterpret(dtype, dk_desc.block_type.shape, dk_desc.layout)
+        kv_stage.reshape([WG_KEYS, head_dim]).store((dk * sm_scale).to(dtype))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(dk_desc, [b, start_n + WG * WG_KEYS, kv_h, 0], kv_stage)
+        tma.store_wait(0)
+        kv_stage.reshape([WG_KEYS, head_dim]).store(dv.to(dtype))
+        fence_async_shared()
+        tma.async_copy_shared_to_global(dv_desc, [b, start_n + WG * WG_KEYS, kv_h, 0], kv_stage)
+        tma.store_wait(0)
+    elif DKV_TMA:
         # Staged in this warpgroup's own buffers, free now: its V (read by its own dP^T only) and its dQ staging
         # buffer (the last reduce-add has read it); the copy engine drops the rows past Sk.
         dk_desc, dv_desc = descs[7], descs[8]
@@ -396,6 +481,7 @@ def _consumer(descs, bufs, bars, lists, coords, masks, dims, fused, WG: gl.const
         dv_ptrs = DV + b64 * stride_dvb + kv_h * stride_dvh + key_offs * stride_dvs + gl.expand_dims(offs_d, 0)
         gl.store(dk_ptrs, (dk * sm_scale).to(dtype), mask=key_ok)
         gl.store(dv_ptrs, dv.to(dtype), mask=key_ok)
+    return t
 
 
 @gluon.jit
@@ -410,10 +496,10 @@ def _convert_if_last(acc_desc, out_desc, conv_bufs, conv_bar, phase, b, tile, ol
 
 
 @gluon.jit
-def _converter(descs, bufs, bars, lists, coords, masks, dims, fused, WG: gl.constexpr, CAUSAL: gl.constexpr,
-               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-               DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr, DQ_SCHEDULE: gl.constexpr,
-              DQ_FENCES: gl.constexpr):  # fmt: skip
+def _converter(descs, bufs, bars, lists, coords, masks, dims, fused, sched, WG: gl.constexpr,
+               CAUSAL: gl.constexpr, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
+               UTE_COL: gl.constexpr, DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr, DQ_SCHEDULE: gl.constexpr,
+               DQ_FENCES: gl.constexpr, PERSISTENT: gl.constexpr):  # fmt: skip
     """One warp (with ``FUSED_DQ``): each tile's dQ from the consumers' staging buffers to the fp32 accumulator by
     bulk reduce-adds, and each query tile converted to dQ by the program whose adds into it land last.
 
@@ -543,6 +629,8 @@ def bwd_ws_kernel(
     out_desc,
     Visits,
     Counters,
+    num_items,
+    items_per_program,
     CAUSAL: gl.constexpr,
     HAS_MASK: gl.constexpr,
     LTE_COL: gl.constexpr,
@@ -553,6 +641,7 @@ def bwd_ws_kernel(
     FUSED_DQ: gl.constexpr = False,
     DQ_SCHEDULE: gl.constexpr = "immediate",
     DQ_FENCES: gl.constexpr = False,
+    PERSISTENT: gl.constexpr = False,
 ):
     """Grid ``(key blocks of 128, batch x key/value heads)``; 4 warps here plus a 4-warp and a 1-warp worker.
     A grid of fewer (batch x key/value head) rows takes rows ``bh_offset ..`` (the backward in pieces).
@@ -571,14 +660,25 @@ def bwd_ws_kernel(
     ``Visits`` (int32 ``[mask rows, query tiles]``, ``bwd_query_visits_kernel``'s) says how many programs add into
     each 64-row query tile, and the programs count their arrivals in ``Counters`` (int32, zeroed,
     ``1 + B * Hq * query tiles``). Otherwise those are placeholders and a separate pass converts.
+
+    With ``PERSISTENT`` (not with ``FUSED_DQ``) the grid is ``(ceil(num_items / items_per_program), 1)``: each
+    program takes up to ``items_per_program`` of the ``num_items`` key blocks (key-block slots x rows ``bh_offset
+    ..``, in the order of the other grid) from ``Counters``, an int32 zero at launch.
     """
-    pid_bh = gl.program_id(1) + bh_offset
-    b = pid_bh // num_kv_heads
-    kv_h = pid_bh % num_kv_heads
-    # Heaviest key blocks first, ordered by the live tiles of the group's first mask head.
-    first_mask_h = (kv_h * q_per_kv) // q_per_mask
-    pid_n = gl.load(Order + (b * list_stride_b + first_mask_h).to(gl.int64) * num_n_blocks + gl.program_id(0))
-    start_n = pid_n * (2 * WG_KEYS)
+    gl.static_assert(not (FUSED_DQ and PERSISTENT), "the dQ converter has no loop over work items")
+    if PERSISTENT:
+        b = 0
+        kv_h = 0
+        pid_n = 0
+        start_n = 0
+    else:
+        pid_bh = gl.program_id(1) + bh_offset
+        b = pid_bh // num_kv_heads
+        kv_h = pid_bh % num_kv_heads
+        # Heaviest key blocks first, ordered by the live tiles of the group's first mask head.
+        first_mask_h = (kv_h * q_per_kv) // q_per_mask
+        pid_n = gl.load(Order + (b * list_stride_b + first_mask_h).to(gl.int64) * num_n_blocks + gl.program_id(0))
+        start_n = pid_n * (2 * WG_KEYS)
 
     dtype: gl.constexpr = q_desc.dtype
     block_m: gl.constexpr = q_desc.block_type.shape[1]
@@ -621,7 +721,10 @@ def bwd_ws_kernel(
         mbarrier.init(conv_bar, count=1)
 
     descs = (q_desc, k_desc, v_desc, do_desc, dq_desc, lse_desc, delta_desc, dk_desc, dv_desc)
-    bufs = (k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs, conv_bufs)
+    # Each stage's query block (its first row), for the consumers: written by the producer before the stage's
+    # ready barrier, so the consumers read no tile lists.
+    tile_info = gl.allocate_shared_memory(gl.int32, [NUM_STAGES, 1], gl.SwizzledSharedLayout(1, 1, 1, [0]))
+    bufs = (k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs, conv_bufs, tile_info)
     bars = (kv_bar, qdo_ready, qdo_empty, ds_ready, ds_free, dq_staged, dq_free, conv_bar)
     lists = (FullCount, FullIndex, PartCount, PartIndex, list_stride_b, num_m_blocks, num_n_blocks, q_per_kv,
              q_per_mask)  # fmt: skip
@@ -630,6 +733,14 @@ def bwd_ws_kernel(
              stride_dvs, stride_dvh)  # fmt: skip
     dims = (seqlen_q, seqlen_k, num_q_heads, qk_scale, sm_scale, seqlen_q_pad)
     fused = (acc_desc, out_desc, Visits, Counters)
+    if PERSISTENT:
+        item_ids, item_ready, item_empty = _item_ring()
+        kv_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        mbarrier.init(kv_empty, count=2)  # released by both consumer warpgroups after each item
+        sched = (item_ids, item_ready, item_empty, Counters, num_items, Order, bh_offset, num_kv_heads, kv_empty,
+                 items_per_program)  # fmt: skip
+    else:
+        sched = (kv_bar, kv_bar, kv_bar, Counters, num_items, Order, bh_offset, num_kv_heads, kv_bar, num_items)
     # fmt: off
     # Two calls that differ by the converter: Gluon's frontend takes the partition list only as a literal (a list
     # of functions in a variable does not compile), and without the converter the kernel stays as it was, warp for
@@ -639,14 +750,14 @@ def bwd_ws_kernel(
         # consumer warpgroup 232 of the 168 x 384 the launch holds, and it spills.
         gl.warp_specialize(
             [
-                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, 0, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES)),
-                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, 1, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES)),
-                (_producer, (descs, bufs, bars, lists, coords, masks, dims, fused, 0, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES)),
-                (_converter, (descs, bufs, bars, lists, coords, masks, dims, fused, 0, CAUSAL, HAS_MASK, LTE_COL,
-                              UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES)),
+                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 0, CAUSAL, HAS_MASK, LTE_COL,
+                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
+                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 1, CAUSAL, HAS_MASK, LTE_COL,
+                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
+                (_producer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 0, CAUSAL, HAS_MASK, LTE_COL,
+                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
+                (_converter, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 0, CAUSAL, HAS_MASK, LTE_COL,
+                              UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
             ],
             [4, 1, 1],
             [240, 24, 24],
@@ -654,12 +765,12 @@ def bwd_ws_kernel(
     else:
         gl.warp_specialize(
             [
-                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, 0, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES)),
-                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, 1, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES)),
-                (_producer, (descs, bufs, bars, lists, coords, masks, dims, fused, 0, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES)),
+                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 0, CAUSAL, HAS_MASK, LTE_COL,
+                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
+                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 1, CAUSAL, HAS_MASK, LTE_COL,
+                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
+                (_producer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 0, CAUSAL, HAS_MASK, LTE_COL,
+                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
             ],
             [4, 1],
             [240, 24],

@@ -151,6 +151,17 @@ GLUON_BACKWARD_FUSED_DQ_CONVERT = False
 # ``backward_hopper._converter``), and whether it adds the memory model's fences (``_count_arrival``).
 GLUON_BACKWARD_DQ_CONVERTER_SCHEDULE = "immediate"
 GLUON_BACKWARD_DQ_CONVERTER_FENCES = False
+# The Gluon backward on a persistent grid (one program per SM taking key blocks in grid order from a counter, as the
+# Gluon forward does since session 11): each program's K / V of the next key block load while its consumers store
+# the last one's dK / dV, and its first Q / dO tiles while they finish the last tiles. Sessions 11 and 14 lost 2-4%
+# to it (the consumers reloaded spilled per-item values every tile); since session 30 the producer hands each
+# tile's query block to the consumers through the stage and their tile loop spills nothing (offline, sm_90). Off
+# until measured (step s30b; benchmarks/NOTES.md, session 30).
+GLUON_BACKWARD_PERSISTENT = False
+# Key blocks per program on that grid (0: as many as the SMs take, one program each): a program that never stops
+# would hold its SM until its launch's last key block, and the side passes of the backward in pieces, which the next
+# piece's main kernel waits for, would find no SM until then.
+GLUON_BACKWARD_PERSISTENT_ITEMS = 8
 # The Triton dK/dV tiles at D=128 on Hopper (runs 11-14 in benchmarks/NOTES.md), the Gluon backward's fallback.
 _TRITON_DKDV_D128 = KernelConfig(64, 64, 4, 2, True)
 
