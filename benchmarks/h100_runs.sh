@@ -2086,8 +2086,21 @@ s30c)
     run ab_persistent_d64 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_PERSISTENT False,True \
         --head-dim 64 --pass bwd --masks sliding_window,causal_document,full --loop 1.0 --reps 3
     ;;
+s30d)
+    # Session 30: the probe (s30a) put sliding_window's K/V wait at 4.3% of the SMs' time (2.1 us per program before
+    # the first tile). Here V gets its own barrier and is requested after the first tile's Q / dO, so the first
+    # S^T = K Q^T waits for K and Q only (benchmarks/experiments/s30d_split_kv_wait.patch, applied on the device's
+    # copy; offline: +5 instructions per tile, no tile-loop reloads). Predicted: -0.5% to -1% on sliding_window and
+    # causal_document back to back, full level. gpu_check D=128 with launch checks, then the A/B against the
+    # committed kernels.
+    base_and_patch s30d_split_kv_wait
+    run gpu_check_d128 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" --out "$OUT/gpu_check_d128.json"
+    run ab_base_loop 200 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --pass bwd \
+        --masks sliding_window,causal_document,full --loop 1.0 --reps 3
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s30c)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s30d)" >&2
     exit 2
     ;;
 esac
