@@ -112,9 +112,9 @@ def build_cases(quick: bool) -> list[dict]:
                 dict(kind="random", causal=causal, C=c, Sq=sq, Sk=sk, B=1 + j % 2, Hq=hq, Hkv=hkv,
                      Hm=(hkv, hq)[j % 2], D=64, dtype=("bfloat16", "float16")[j % 2])
             )  # fmt: skip
-    # Keys scaled by exp(U(0, KEY_SPREAD)) each: the scores' row maxima jump from tile to tile by more than the Gluon
-    # forward's rescale threshold (``configs.GLUON_FORWARD_RESCALE_THRESHOLD``) at random tiles, and stay below it at
-    # others, so both of its branches run on the same rows; one case visits the keys in sweeps (state carried over).
+    # Keys scaled by exp(U(0, KEY_SPREAD)) each: the scores' row maxima jump from tile to tile by up to e^4 at random
+    # tiles and barely move at others, so the online softmax's rescaling is exercised on the same rows (written for
+    # session 28's lazy rescale, since dropped); one case visits the keys in sweeps (state carried over).
     for d, (causal, c), sweep in ((128, (True, 1), None), (128, (False, 4), None), (64, (True, 2), None),
                                   (128, (False, 0), 1024)):  # fmt: skip
         i = next(counter)

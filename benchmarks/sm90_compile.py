@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from flashmask.kernels import backward, backward_hopper, configs, forward, forward_hopper, tiles
+from flashmask.kernels import backward, backward_hopper, forward, forward_hopper, tiles
 from flashmask.kernels.tiles import mask_form
 
 _BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -143,16 +143,6 @@ def main() -> None:
     parser.add_argument("--persistent", action="store_true", help="Gluon forward: the persistent grid")
     parser.add_argument("--transposed", action="store_true", help="plan: the backward's lists (per key block)")
     parser.add_argument("--bounds-given", action="store_true", help="plan: the forward's bounds handed in")
-    parser.add_argument("--fused-dq", type=int, choices=[0, 1], default=None,
-                        help="Gluon backward: dQ converted per query tile by its converter partition (FUSED_DQ; "
-                        "default: the configs' GLUON_BACKWARD_FUSED_DQ_CONVERT)")  # fmt: skip
-    parser.add_argument(
-        "--dq-schedule",
-        choices=["immediate", "previous", "pipelined"],
-        default=None,
-        help="with --fused-dq 1: the converter's schedule (default: the configs')",
-    )
-    parser.add_argument("--dq-fences", action="store_true", help="with --fused-dq 1: the memory model's fences")
     parser.add_argument("--no-dkv-tma", action="store_true",
                         help="Gluon backward: dK / dV by scattered stores (unaligned buffers)")  # fmt: skip
     parser.add_argument("--sass", help="write SASS (and .ttgir, .ptx next to it) to this path")
@@ -214,20 +204,9 @@ def main() -> None:
                 else [GluonDescriptor(flat, [flat.numel()], [1], [bm], row_layout)] * 2
             ),
         ]
-        # The fused dQ conversion's unswizzled views of the accumulator and of dQ.
-        unswizzled_descs = [
-            GluonDescriptor(t, list(t.shape), list(t.stride()), [1, bm, 1, D // 2],
-                            gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=bits, rank=4))
-            for t, bits in ((dq_acc, 32), (q, 16))
-        ]  # fmt: skip
         args = [*descs, o, o, mask, *ints, *strides * 2, 0, 0, mask.stride(2), 1, *scalars, S, H, H, 1, H,
-                S // bm, S // bn, 0.1, 0.1, 0, *unswizzled_descs, torch.zeros(B * H * S // bm, dtype=torch.int32),
-                torch.zeros(1 + B * H * S // bm, dtype=torch.int32), B * H * (S // bn), 8]  # fmt: skip
-        fused_dq = configs.GLUON_BACKWARD_FUSED_DQ_CONVERT if a.fused_dq is None else bool(a.fused_dq)
-        flags = dict(**mc, NUM_STAGES=a.stages, DKV_TMA=not a.no_dkv_tma, FUSED_DQ=fused_dq, PERSISTENT=a.persistent)
-        if fused_dq:
-            flags.update(DQ_SCHEDULE=a.dq_schedule or configs.GLUON_BACKWARD_DQ_CONVERTER_SCHEDULE,
-                         DQ_FENCES=a.dq_fences or configs.GLUON_BACKWARD_DQ_CONVERTER_FENCES)  # fmt: skip
+                S // bm, S // bn, 0.1, 0.1, 0]  # fmt: skip
+        flags = dict(**mc, NUM_STAGES=a.stages, DKV_TMA=not a.no_dkv_tma)
         _compile(backward_hopper.bwd_ws_kernel, args, flags, 4, a.stages, a.sass, backward_hopper.WS_BWD_MAX_REGISTERS)
     elif a.kernel == "plan":
         num_m, num_n = S // bm, S // bn

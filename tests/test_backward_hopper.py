@@ -44,17 +44,6 @@ interpreted = pytest.mark.skipif(
         (["--head-dim", "64", "--no-dkv-tma"], 0, 0),
         (["--causal", "--vectors", "2", "--head-dim", "64"], 0, 0),
         (["--vectors", "4", "--head-dim", "64"], 0, 0),
-        (["--fused-dq", "1"], 32, 0),
-        (["--fused-dq", "1", "--vectors", "4"], 72, 2),
-        (["--fused-dq", "1", "--causal", "--vectors", "2", "--dq-schedule", "pipelined"], 116, 13),
-        (["--fused-dq", "1", "--vectors", "4", "--dq-schedule", "previous", "--dq-fences"], 116, 13),
-        (["--fused-dq", "1", "--vectors", "4", "--head-dim", "64"], 0, 0),
-        (["--persistent"], 92, 2),
-        (["--persistent", "--causal", "--vectors", "1"], 92, 0),
-        (["--persistent", "--causal", "--vectors", "2"], 92, 0),
-        (["--persistent", "--vectors", "4"], 108, 2),
-        (["--persistent", "--causal", "--vectors", "1", "--no-dkv-tma"], 80, 0),
-        (["--persistent", "--vectors", "4", "--head-dim", "64"], 0, 0),
     ],
     ids=[
         "full",
@@ -68,17 +57,6 @@ interpreted = pytest.mark.skipif(
         "d64-full",
         "d64-causal-lts-lte",
         "d64-four-vectors",
-        "fused-dq-full",
-        "fused-dq-four-vectors",
-        "fused-dq-pipelined-causal-lts-lte",
-        "fused-dq-previous-fences-four-vectors",
-        "fused-dq-d64-four-vectors",
-        "persistent-full",
-        "persistent-causal-lts",
-        "persistent-causal-lts-lte",
-        "persistent-four-vectors",
-        "persistent-causal-lts-dkv-stores",
-        "persistent-d64-four-vectors",
     ],
 )
 def test_gluon_backward_compiles_for_sm90(variant, max_spill_bytes, max_tile_loop_loads):
@@ -88,14 +66,8 @@ def test_gluon_backward_compiles_for_sm90(variant, max_spill_bytes, max_tile_loo
     (``--no-dkv-tma``). Without a column mask nothing spills; at D=128 the forms that load per-key limits spill a
     few scalars (12-40 bytes with the copies, 0-36 with the stores; reloaded at most once per tile or per program:
     benchmarks/NOTES.md, sessions 10, 19 and 25), bounded here; at D=64 (half the dK / dV accumulators) nothing
-    spills. With the dQ conversion in the kernel (``--fused-dq 1``, off by default) the converter's 24 registers
-    spill a few of its scalars too, and its "previous" and "pipelined" schedules, which carry a tile's state, make
-    ptxas spill the default warpgroup's wgmma descriptors (session 29): bounded here as measured. On the
-    persistent grid (``--persistent``, off by default) the per-item state spills ~80-110 bytes, reloaded per item.
-
-    What a spill costs depends on where it is reloaded: the tile loops' local loads (reloads of spilled values in
-    the innermost loops that issue wgmma, once per tile) are bounded too. The persistent grid reloaded 4-6 values
-    per tile until its producer handed each tile's query block to the consumers through the stage (session 30).
+    spills. What a spill costs depends on where it is reloaded: the tile loops' local loads (in the innermost loops
+    that issue wgmma: once per tile) are bounded too (a persistent grid reloaded 4-6 values per tile, session 30).
 
     Run in a subprocess without ``TRITON_INTERPRET``: under the interpreter Gluon's helpers cannot be compiled.
     """
@@ -106,7 +78,7 @@ def test_gluon_backward_compiles_for_sm90(variant, max_spill_bytes, max_tile_loo
     line = done.stdout.strip().splitlines()[-1]
     stores, loads = (int(x) for x in re.search(r"spill \('(\d+)', '(\d+)'\)", line).groups())
     assert stores <= max_spill_bytes and loads <= max_spill_bytes + 16, line
-    loop_loads = int(re.search(r"tile-loop local loads (\d+) \((\d+) loops\)", line).group(1))
+    loop_loads = int(re.search(r"tile-loop local loads (\d+) \(\d+ loops\)", line).group(1))
     assert loop_loads <= max_tile_loop_loads, line
     assert "wgmma-serialized no" in line, line
     smem_kb = int(re.search(r"smem (\d+) KB", line).group(1))
@@ -202,58 +174,3 @@ def test_preprocess_pads_rows_for_whole_query_tiles():
     expected_lse2 = torch.where(torch.isneginf(lse), math.inf, lse * math.log2(math.e))
     torch.testing.assert_close(lse2[..., :sq], expected_lse2, atol=1e-5, rtol=1e-6)
     assert torch.isposinf(lse2[..., sq:]).all() and (delta[..., sq:] == 0).all()
-
-
-@interpreted
-@pytest.mark.parametrize(
-    "case", ["sliding_window", "causal_document", "no_mask_causal", "hidden_query_tile", "shared_batch_heads"]
-)
-def test_query_visits_count_list_entries_and_zero_unvisited_dq(case):
-    """``bwd_query_visits_kernel`` (the expected arrivals of the Gluon backward's per-tile dQ conversion): for every
-    64-row query tile, as many as the key blocks whose tile lists (the backward's programs) hold it; and dQ zeroed
-    exactly on the tiles none holds, for every query head of their mask head and every batch row a shared mask
-    covers (no program writes them)."""
-    from flashmask import masks
-    from flashmask.kernels import _lists, _MaskArgs, _query_visits
-
-    batch, seqlen, heads, head_dim = 2, 300, 4, 64
-    causal = True
-    if case == "sliding_window":
-        indices = masks.sliding_window(seqlen, 70, batch).startend_row_indices
-    elif case == "causal_document":
-        indices = masks.causal_document([[100, 150, 50], [300]]).startend_row_indices
-    elif case == "no_mask_causal":
-        indices = None
-    else:
-        # Non-causal LTS/LTE/UTS/UTE shared by the batch: rows [64, 128) hidden from every key (a query tile no key
-        # block visits) in the first mask head; the second hides nothing.
-        causal = False
-        indices = torch.zeros(1, 2, seqlen, 4, dtype=torch.int32)
-        indices[:, 0, :, 0], indices[:, 0, :, 1] = 64, 128
-        indices[..., 2:] = seqlen
-        indices[:, 1, :, :2] = seqlen
-        if case == "hidden_query_tile":
-            indices = indices[:, :1].contiguous()
-    q = torch.zeros(batch, seqlen, heads, head_dim)
-    mask = _MaskArgs(indices, causal, heads, q)
-    key_bounds, lists = _lists(mask, seqlen, seqlen, 64, 128, q.device, transposed=True)
-    dq = torch.full((batch, seqlen, heads, head_dim), 7.0, dtype=torch.bfloat16)
-    visits, counters = _query_visits(key_bounds.tensor, mask, dq, seqlen, 64, 128)
-
-    rows, num_m, num_n = key_bounds.tensor.shape[0], triton.cdiv(seqlen, 64), triton.cdiv(seqlen, 128)
-    lists = lists.shaped(rows)
-    expected = torch.zeros(rows, num_m, dtype=torch.int32)
-    for row in range(rows):
-        for n in range(num_n):
-            held = torch.cat([lists.full_index[row, n, : lists.full_count[row, n]],
-                              lists.part_index[row, n, : lists.part_count[row, n]]])  # fmt: skip
-            expected[row, held.long()] += 1
-    assert torch.equal(visits.view(rows, num_m), expected)
-    assert counters.numel() == 1 + batch * heads * num_m and not counters.any()
-
-    # Per (batch, query row, query head): zero where its tile is unvisited, untouched elsewhere.
-    mask_heads = mask.heads
-    per_head = expected.view(-1, mask_heads, num_m).expand(batch, -1, -1).repeat_interleave(heads // mask_heads, 1)
-    unvisited = (per_head == 0).repeat_interleave(64, dim=2)[..., :seqlen].transpose(1, 2)
-    assert torch.equal(dq == 0, unvisited[..., None].expand_as(dq))
-    assert unvisited.any() == (case in ("hidden_query_tile", "shared_batch_heads"))

@@ -279,47 +279,37 @@ def test_gluon_launches_bind_to_their_kernels_and_reuse_checks_out(gluon_host, f
         assert {len(run) - 9 for run in gluon_host[name].runs} == {len(gluon_host[name].params)}, name
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["convert-pass", "fused-convert"])
 @pytest.mark.parametrize("form", _FORMS, ids=["full", "causal", "lts", "lts-lte", "lts-ute", "four"])
-def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form, fused, monkeypatch) -> None:
+def test_gluon_backward_in_pieces_binds_and_reuses(gluon_host, form, monkeypatch) -> None:
     """The backward in 3 pieces of its 4 (batch x key/value head) rows, one lead piece: each piece's main kernel,
     prepare and convert passes (whole grid or side grid) get their own launch signature, bound once and then
-    reused. Where the main kernel converts dQ itself there is no convert pass."""
+    reused."""
     from flashmask.kernels import configs
 
     monkeypatch.setattr(configs, "BWD_PIECES_LEAD", 1)
-    monkeypatch.setattr(configs, "GLUON_BACKWARD_FUSED_DQ_CONVERT", fused)
     shape = (2, 200, 330, 4, 2, 2, torch.float16, True)
     for _ in range(2):
         _fwd_bwd_host(form, *shape, backward_pieces=3)
-    for name in ("_BWD_WS", "_BWD_PREPARE") + (() if fused else ("_DQ_CONVERT",)):
+    for name in ("_BWD_WS", "_BWD_PREPARE", "_DQ_CONVERT"):
         stand_in = gluon_host[name]
         assert stand_in.jit_launches == 3 and len(stand_in.runs) == 3, name
         assert {len(run) - 9 for run in stand_in.runs} == {len(stand_in.params)}, name
     assert not gluon_host["_BWD_PREPROCESS"].runs and not gluon_host["_BWD_PREPROCESS"].jit_launches
-    convert = gluon_host["_DQ_CONVERT"]
-    assert (convert.jit_launches + len(convert.runs) == 0) == fused
 
 
-@pytest.mark.parametrize(
-    "setting", ["GLUON_BACKWARD_DKV_COPIES", "GLUON_BACKWARD_FUSED_DQ_CONVERT", "GLUON_BACKWARD_PERSISTENT"]
-)
 @pytest.mark.parametrize("form", [(False, 0), (True, 1)], ids=["full", "lts"])
-def test_gluon_backward_binds_once_per_specialisation(gluon_host, form, setting, monkeypatch) -> None:
-    """Each switch of the Gluon backward gives two specialisations of one kernel, each bound once and not reused by
-    a call of the other: dK / dV by scattered stores (the copies off, or buffers the copy engine cannot write) or by
-    bulk copies; dQ converted by the kernel (its output, counters and strides as arguments) or by passes
-    (placeholders there); a persistent grid or one program per key block."""
+def test_gluon_backward_binds_with_either_dkv_write(gluon_host, form, monkeypatch) -> None:
+    """dK / dV by scattered stores (the copies switched off, or buffers the copy engine cannot write) and by bulk
+    copies are two specialisations of one kernel: each binds once, and a call of the other does not reuse it."""
     from flashmask.kernels import configs
 
     shape = (1, 256, 256, 2, 1, 1, torch.bfloat16, False)
     stand_in = gluon_host["_BWD_WS"]
-    for on in (True, False, True, False):
-        monkeypatch.setattr(configs, setting, on)
+    for copies in (True, False, True, False):
+        monkeypatch.setattr(configs, "GLUON_BACKWARD_DKV_COPIES", copies)
         _fwd_bwd_host(form, *shape)
     assert stand_in.jit_launches == 2 and len(stand_in.runs) == 2
     assert len(stand_in.kernel_cache) == 2
-    assert {len(run) - 9 for run in stand_in.runs} == {len(stand_in.params)}
 
 
 def _descriptor_launcher(monkeypatch, encodings: list, scratch: int = 0):
@@ -492,35 +482,3 @@ def test_device_guard_steps_aside_when_not_needed(monkeypatch) -> None:
     assert calls == ["current"]
     assert fn(torch.empty(1)) == 1
     assert calls == ["current"]
-
-
-@pytest.mark.parametrize("per_program", [0, 2], ids=["one-program-per-sm", "two-items-per-program"])
-@pytest.mark.parametrize("form", _FORMS, ids=["full", "causal", "lts", "lts-lte", "lts-ute", "four"])
-def test_gluon_backward_persistent_grid_per_piece(gluon_host, form, per_program, monkeypatch) -> None:
-    """On the persistent grid (``configs.GLUON_BACKWARD_PERSISTENT``) each piece's launch takes its own item count
-    (its rows x key blocks), its first row and its own zeroed item counter, 16 bytes from the next piece's, and
-    programs for all its items at ``GLUON_BACKWARD_PERSISTENT_ITEMS`` each (0: at most one per SM); each piece is
-    bound once, then reused."""
-    from flashmask.kernels import configs, piece_ranges
-
-    monkeypatch.setattr(configs, "BWD_PIECES_LEAD", 1)
-    monkeypatch.setattr(configs, "GLUON_BACKWARD_PERSISTENT", True)
-    monkeypatch.setattr(configs, "GLUON_BACKWARD_PERSISTENT_ITEMS", per_program)
-    monkeypatch.setattr(configs, "sm_count", lambda device: 4)
-    shape = (2, 200, 330, 4, 2, 2, torch.float16, True)  # 4 rows of 3 key blocks
-    for _ in range(2):
-        _fwd_bwd_host(form, *shape, backward_pieces=3)
-    stand_in = gluon_host["_BWD_WS"]
-    assert stand_in.jit_launches == 3 and len(stand_in.runs) == 3
-    names = [p.name for p in stand_in.params]
-    ranges = piece_ranges(4, 3)
-    counters = []
-    for run, (first, end) in zip(stand_in.runs, ranges, strict=True):
-        args = dict(zip(names, run[9:], strict=True))
-        items = (end - first) * 3
-        taken = per_program or -(-items // 4)
-        assert args["items_per_program"] == taken and run[:3] == (-(-items // taken), 1, 1)
-        assert args["num_items"] == items and args["bh_offset"] == first and args["PERSISTENT"] is True
-        counters.append(args["Counters"])
-    assert all(not c.any() for c in counters)
-    assert [c.data_ptr() - counters[0].data_ptr() for c in counters] == [16 * first for first, _ in ranges]

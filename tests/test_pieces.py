@@ -101,10 +101,9 @@ class ShuffledStreams:
                 item.done = True
 
 
-def _schedule(pieces: int, alternate: bool, seed: int = 0, lead: int = 1,
-              convert: bool = True) -> tuple[ShuffledStreams, list[str]]:  # fmt: skip
-    """``run_in_pieces`` over ``pieces`` pieces with launches that only log their name (without conversion passes
-    unless ``convert``); returns the runner (not yet drained) and the log, which fills as it drains."""
+def _schedule(pieces: int, alternate: bool, seed: int = 0, lead: int = 1) -> tuple[ShuffledStreams, list[str]]:
+    """``run_in_pieces`` over ``pieces`` pieces with launches that only log their name; returns the runner (not yet
+    drained) and the log, which fills as it drains."""
     log: list[str] = []
     runner = ShuffledStreams(seed)
     runner.launch(CURRENT, lambda: log.append("inputs"))  # what the caller queued before
@@ -117,7 +116,7 @@ def _schedule(pieces: int, alternate: bool, seed: int = 0, lead: int = 1,
         runner, piece_ranges(pieces, pieces),
         lambda first, end, side: log.append(f"prepare{first}{'s' if side else ''}"),
         setup,
-        (lambda first, end, side: log.append(f"convert{first}{'s' if side else ''}")) if convert else None,
+        lambda first, end, side: log.append(f"convert{first}{'s' if side else ''}"),
         alternate=alternate, lead=lead,
     )  # fmt: skip
     runner.launch(CURRENT, lambda: log.append("after"))
@@ -171,29 +170,6 @@ def test_schedule_keeps_each_pieces_order_and_lets_the_passes_run_beside_other_p
         assert (f"main{i}", converted(i - 1)) not in before
         assert ((f"main{i - 1}", f"main{i}") in before) != alternate
     assert (f"main{pieces - 1}", converted(pieces - 2)) not in before
-
-
-@pytest.mark.parametrize("alternate", [True, False])
-@pytest.mark.parametrize("pieces", [1, 4, 5])
-def test_schedule_without_conversion_passes_still_joins_every_main_kernel(pieces, alternate):
-    """Where the main kernels convert dQ themselves (``convert=None``): no conversion stream, each piece's main
-    kernel after its rows' prepare and the lists, and every one of them (on either stream) done before anything the
-    caller queues next."""
-    always = None
-    for seed in range(40):
-        runner, log = _schedule(pieces, alternate, seed, convert=False)
-        assert CONVERT not in runner.queues
-        runner.drain()
-        assert sorted(log) == sorted(
-            ["inputs", "lists", "after", "prepare0"] + [f"prepare{i}s" for i in range(1, pieces)]
-            + [f"main{i}" for i in range(pieces)]
-        )  # fmt: skip
-        position = {name: i for i, name in enumerate(log)}
-        pairs = {(a, b) for a in log for b in log if position[a] < position[b]}
-        always = pairs if always is None else always & pairs
-    for i in range(pieces):
-        prepared = "prepare0" if i == 0 else f"prepare{i}s"
-        assert {(prepared, f"main{i}"), ("lists", f"main{i}"), (f"main{i}", "after")} <= always
 
 
 def test_single_piece_runs_in_order_on_the_current_stream() -> None:

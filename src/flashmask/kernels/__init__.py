@@ -22,14 +22,7 @@ from triton.runtime.errors import OutOfResources
 from . import configs as _configs
 from ._host import CachedKernel, cdiv, next_power_of_2
 from ._pieces import piece_ranges, run_in_pieces, runner_for
-from .backward import (
-    bwd_dkdv_kernel,
-    bwd_dq_kernel,
-    bwd_prepare_kernel,
-    bwd_preprocess_kernel,
-    bwd_query_visits_kernel,
-    dq_convert_kernel,
-)
+from .backward import bwd_dkdv_kernel, bwd_dq_kernel, bwd_prepare_kernel, bwd_preprocess_kernel, dq_convert_kernel
 from .configs import Configs, KernelConfig
 from .forward import fwd_kernel
 from .tiles import KeyBlockBounds, MaskForm, TileLists, list_words, mask_form, plan
@@ -54,7 +47,6 @@ __all__ = ["Configs", "KernelConfig", "KeyBlockBounds", "attention_backward", "a
 _BWD_PREPROCESS = CachedKernel(bwd_preprocess_kernel)
 _BWD_PREPARE = CachedKernel(bwd_prepare_kernel)
 _DQ_CONVERT = CachedKernel(dq_convert_kernel)
-_QUERY_VISITS = CachedKernel(bwd_query_visits_kernel)
 _MAX_GRID_Y = 65535
 _LOG2E = math.log2(math.e)
 
@@ -508,11 +500,10 @@ def attention_backward(
     mask = _MaskArgs(indices, causal, num_q_heads, lse)
     q_per_kv = num_q_heads // num_kv_heads
     if warp_specialized:
-        dq = _empty(q) if dq_buf is None else dq_buf
-        fused = _fused_dq_convert(dq)
-        _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds,
-                              dq if fused else None)(0, batch * num_kv_heads)  # fmt: skip
-        return (dq if fused else dq.copy_(dq_acc)), dk, dv
+        _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)(
+            0, batch * num_kv_heads
+        )
+        return (dq_acc.to(q.dtype) if dq_buf is None else dq_buf.copy_(dq_acc)), dk, dv
 
     # dQ either by fp32 atomics inside the dK/dV kernel, or by its own pass (no atomics, bit-identical).
     dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device) if atomic_dq else delta
@@ -626,8 +617,6 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
     prepare_ints = (*out.stride()[:3], *dout.stride()[:3], seqlen_q, row_stride, num_q_heads)
     prepare_align = tuple(t.data_ptr() % 16 for t in (out, dout, lse, dlse_arg))
     dq = dk = dv = None  # allocated by ``setup``
-    # The Gluon kernels convert dQ themselves (each row's last program), where the output buffer allows it.
-    fused = warp_specialized and _fused_dq_convert(q if grads is None else grads[0])
 
     def setup():
         """The gradients' buffers, the main kernel's tile lists (on the current stream) and launcher: called once
@@ -638,8 +627,7 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
         dq = _empty(q) if dq_buf is None else dq_buf
         mask = _MaskArgs(indices, causal, num_q_heads, lse)
         if warp_specialized:
-            return _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds,
-                                         dq if fused else None)  # fmt: skip
+            return _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, bounds)
         return _dkdv_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale, mask, cfg, cfgs, use_tma,
                               True, bounds)  # fmt: skip
 
@@ -671,21 +659,9 @@ def _backward_in_pieces(dout, q, k, v, out, lse, dlse, softmax_scale: float, ind
         )  # fmt: skip
 
     ranges = piece_ranges(batch * num_kv_heads, pieces, _configs.BWD_LAST_PIECE_SHARE, _configs.BWD_FIRST_PIECE_SHARE)
-    run_in_pieces(runner_for(q.device), ranges, prepare, setup, None if fused else convert,
+    run_in_pieces(runner_for(q.device), ranges, prepare, setup, convert,
                   alternate=_configs.BWD_PIECES_ALTERNATE, lead=_configs.BWD_PIECES_LEAD)  # fmt: skip
     return dq, dk, dv
-
-
-def _fused_dq_convert(dq: torch.Tensor) -> bool:
-    """Whether the Gluon backward converts dQ into ``dq`` itself (``configs.GLUON_BACKWARD_FUSED_DQ_CONVERT``; it
-    writes by bulk copies, and packs a query head and tile into 16 bits each), instead of a pass that reads the fp32
-    accumulator back."""
-    return (
-        _configs.GLUON_BACKWARD_FUSED_DQ_CONVERT
-        and _tma_ok(dq)
-        and cdiv(dq.shape[1], WS_BWD_BLOCK_M) < 2**16
-        and dq.shape[2] < 2**15
-    )
 
 
 def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
@@ -704,17 +680,14 @@ def _backward_ws_ok(q, k, v, dout, use_tma: bool | None) -> bool:
 
 
 def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_scale: float, mask: _MaskArgs,
-                          cfg: KernelConfig, bounds: KeyBlockBounds | None,
-                          dq: torch.Tensor | None = None):  # fmt: skip
+                          cfg: KernelConfig, bounds: KeyBlockBounds | None):  # fmt: skip
     """The Gluon backward's tile lists and arguments, and a function ``(first, end)`` that launches it over (batch x
     key/value head) rows ``[first, end)``: dK and dV into ``dk`` / ``dv``, dQ added into ``dq_acc`` (fp32,
-    zeroed: the kernel's reduce-add target), and with ``dq`` (``_fused_dq_convert``) also converted into ``dq``, each
-    query tile by its last program: the visit counts (and the zeros of unvisited tiles) and the arrival counters of
-    all rows are made here."""
+    zeroed: the kernel's reduce-add target)."""
     batch, seqlen_q, num_q_heads, head_dim = q.shape
     seqlen_k, num_kv_heads = k.shape[1], k.shape[2]
     block_m, block_n = WS_BWD_BLOCK_M, WS_BWD_BLOCK_N
-    key_bounds, lists = _lists(mask, seqlen_q, seqlen_k, block_m, block_n, q.device, transposed=True, reuse=bounds)
+    _, lists = _lists(mask, seqlen_q, seqlen_k, block_m, block_n, q.device, transposed=True, reuse=bounds)
     num_m, num_n = cdiv(seqlen_q, block_m), cdiv(seqlen_k, block_n)
     element = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
     row_layout = _shared_layout((block_m,), gl.float32)
@@ -738,66 +711,10 @@ def _backward_ws_launcher(q, k, v, dout, dq_acc, dk, dv, lse2, delta, softmax_sc
         _gluon_descriptor(dq_acc, block_m, gl.float32, head_dim // 2), lse_desc, delta_desc, dk_desc, dv_desc,
         dk, dv, mask.tensor, *lists.per_block(), *ints, softmax_scale * _LOG2E, softmax_scale,
     )  # fmt: skip
-    fused = dq is not None
-    if fused:
-        visits, counters = _query_visits(key_bounds.tensor, mask, dq, seqlen_k, block_m, block_n)
-        # Unswizzled, so that the kernel converts a tile in place (``backward_hopper._store_tile``).
-        box = [1, block_m, 1, head_dim // 2]
-        acc_desc, out_desc = (_descriptor(t, list(t.shape), list(t.stride()), box,
-                                          gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=bits, rank=4))
-                              for t, bits in ((dq_acc, 32), (dq, element.primitive_bitwidth)))  # fmt: skip
-        fused_args = (acc_desc, out_desc, visits, counters)
-        fused_layout = (dq.dtype, *dq.stride()[:3])
-    else:  # unused placeholders
-        fused_args = (args[4], args[4], lists.counter, lists.counter)
-        fused_layout = None
-    # Programs taking key blocks in grid order, with a zeroed item counter per launch, 16 bytes apart (the rows of
-    # the pieces' launches do not overlap). Not with the converter (its partition has no item loop).
-    persistent = _configs.GLUON_BACKWARD_PERSISTENT and not fused
-    if persistent:
-        item_counters = torch.zeros(4 * batch * num_kv_heads, dtype=torch.int32, device=q.device)
-        sms = _configs.sm_count(q.device)
-    signature = (*signature, fused, dq_acc.data_ptr() % 16, fused_layout, persistent)
-    # (Every constant is given, the converter's fixed where it is off: the launch cache binds calls whose constants
-    # are all in the call.)
-    options = dict(**mask.constexprs(), NUM_STAGES=cfg.num_stages, DKV_TMA=dkv_tma, FUSED_DQ=fused,
-                   DQ_SCHEDULE=_configs.GLUON_BACKWARD_DQ_CONVERTER_SCHEDULE if fused else "immediate",
-                   DQ_FENCES=_configs.GLUON_BACKWARD_DQ_CONVERTER_FENCES and fused, PERSISTENT=persistent,
-                   num_warps=cfg.num_warps, maxnreg=WS_BWD_MAX_REGISTERS)  # fmt: skip
+    options = dict(**mask.constexprs(), NUM_STAGES=cfg.num_stages, DKV_TMA=dkv_tma, num_warps=cfg.num_warps,
+                   maxnreg=WS_BWD_MAX_REGISTERS)  # fmt: skip
 
     def launch(first: int, end: int) -> None:
-        if persistent:
-            items = (end - first) * num_n
-            # (A program that stops after a few items gives its SM to the side passes of ``run_in_pieces``, which
-            # the next piece's main kernel waits for.)
-            per_program = _configs.GLUON_BACKWARD_PERSISTENT_ITEMS or cdiv(items, sms)
-            _BWD_WS((cdiv(items, per_program), 1), (*signature, first, items, per_program), *args, first,
-                    *fused_args[:3], item_counters[4 * first:], items, per_program, **options)  # fmt: skip
-        else:
-            _BWD_WS(_grid(end - first, num_n), (*signature, first), *args, first, *fused_args, 0, 0, **options)
+        _BWD_WS(_grid(end - first, num_n), (*signature, first), *args, first, **options)
 
     return launch
-
-
-_VISITS_M_CHUNK = 16  # query tiles per program of ``bwd_query_visits_kernel``
-
-
-def _query_visits(bounds: torch.Tensor, mask: _MaskArgs, dq: torch.Tensor, seqlen_k: int, block_m: int,
-                  block_n: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """For the Gluon backward's own dQ conversion: the number of key blocks visiting each query tile per mask row
-    (int32, from the block ``bounds``), with ``dq`` zeroed on the tiles none visits; and the zeroed arrival
-    counters (``bwd_ws_kernel``)."""
-    batch, seqlen_q, num_q_heads, head_dim = dq.shape
-    rows, num_n = bounds.shape[0], bounds.shape[2]
-    num_m = cdiv(seqlen_q, block_m)
-    visits = torch.empty(rows * num_m, dtype=torch.int32, device=dq.device)
-    counters = torch.zeros(1 + batch * num_q_heads * num_m, dtype=torch.int32, device=dq.device)
-    ints = (*dq.stride()[:3], seqlen_q, seqlen_k, num_m, num_n, mask.heads,
-            batch if mask.list_stride_b == 0 else 1, mask.q_per_mask)  # fmt: skip
-    n_chunk = min(128, max(16, next_power_of_2(num_n)))
-    _QUERY_VISITS(
-        (rows, cdiv(num_m, _VISITS_M_CHUNK)), (dq.dtype, dq.data_ptr() % 16, bounds.data_ptr() % 16, ints, rows),
-        bounds, visits, dq, *ints, CAUSAL=mask.form.causal, BLOCK_M=block_m, BLOCK_N=block_n,
-        M_CHUNK=_VISITS_M_CHUNK, N_CHUNK=n_chunk, HEAD_DIM=head_dim,
-    )  # fmt: skip
-    return visits, counters

@@ -55,15 +55,14 @@ def run_in_pieces(
     ranges: list[tuple[int, int]],
     prepare: Callable[[int, int, bool], None],
     setup: Callable[[], Callable[[int, int], None]],
-    convert: Callable[[int, int, bool], None] | None,
+    convert: Callable[[int, int, bool], None],
     alternate: bool = True,
     lead: int = 1,
 ) -> None:
     """Launch the passes and main kernel of every range (each launch goes onto the current stream).
 
     ``prepare(first, end, side)`` and ``convert(first, end, side)``: the passes over the query rows of
-    (batch x key/value head) rows ``[first, end)``, on the whole grid (``side`` False) or the side grid;
-    ``convert`` ``None`` where the main kernels convert dQ themselves.
+    (batch x key/value head) rows ``[first, end)``, on the whole grid (``side`` False) or the side grid.
     ``setup()`` enqueues on the current stream what every main kernel needs besides its piece's prepared rows (the
     tile lists) and returns ``main(first, end)``, which launches the main kernel over them. It is called once
     the first piece's prepare pass is queued, so that the GPU has that pass to run while the host sets up.
@@ -94,18 +93,10 @@ def run_in_pieces(
             runner.wait(stream, runner.record(PREPARE))
         runner.launch(stream, lambda first=first, end=end: main(first, end))
         done.append((stream, runner.record(stream)))
-        if convert is None:
-            continue
         # The previous piece's dQ, converted beside this one's main kernel.
         runner.wait(CONVERT, done[i - 1][1])
         before_first, before_end = ranges[i - 1]
         runner.launch(CONVERT, lambda first=before_first, end=before_end: convert(first, end, SIDE))
-    if convert is None:
-        # The current stream joins the second one's last main kernel, so every earlier one (in stream order).
-        second = [event for stream, event in done if stream != CURRENT]
-        if second:
-            runner.wait(CURRENT, second[-1])
-        return
     last_stream, last_done = done[-1]
     if last_stream != CURRENT:
         runner.wait(CURRENT, last_done)

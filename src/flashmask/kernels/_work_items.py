@@ -7,7 +7,7 @@ through a two-slot ring in shared memory (``item_ids`` with ``item_ready`` / ``i
 and 2). Past the last item every partition sees ``num_items`` and stops. Without ``PERSISTENT`` each program
 has one item, its own place in a grid ``(blocks, batch x heads)``, and no ring is used.
 
-``sched`` is ``(item_ids, item_ready, item_empty, counter, num_items, ...)`` (a kernel may append its own).
+``sched`` is ``(item_ids, item_ready, item_empty, counter, num_items)``.
 """
 
 from __future__ import annotations
@@ -32,42 +32,23 @@ def _claim_and_publish(sched, n, PERSISTENT: gl.constexpr):
     """The producer's ``n``-th work item. On the persistent grid it is claimed from the launch's counter (so the
     programs take items in grid order, whatever each costs) and handed to both consumers through a two-slot ring
     in shared memory; past the last item every partition sees ``num_items`` and stops."""
-    counter, num_items = sched[3], sched[4]
+    item_ids, item_ready, item_empty, counter, num_items = sched
     if PERSISTENT:
         item = gl.minimum(gl.atomic_add(counter, 1, sem="relaxed"), num_items)
-        _publish(sched, n, item)
+        slot = n % 2
+        mbarrier.wait(item_empty.index(slot), ((n // 2) & 1) ^ 1)
+        one_warp: gl.constexpr = gl.BlockedLayout([1], [32], [1], [0])
+        item_ids.index(slot).store(gl.full([1], item, gl.int32, one_warp))
+        mbarrier.arrive(item_ready.index(slot))
     else:
         item = _own_item(n, num_items)
     return item
 
 
 @gluon.jit
-def _claim_and_publish_upto(sched, n, per_program):
-    """As ``_claim_and_publish`` on the persistent grid, but a program takes at most ``per_program`` items, then
-    stops (and frees its SM for other kernels' programs); the grid must hold ``ceil(num_items / per_program)``."""
-    counter, num_items = sched[3], sched[4]
-    item = num_items
-    if n < per_program:
-        item = gl.minimum(gl.atomic_add(counter, 1, sem="relaxed"), num_items)
-    _publish(sched, n, item)
-    return item
-
-
-@gluon.jit
-def _publish(sched, n, item):
-    """The producer's ``n``-th item into the ring, once both consumers have taken the one two before it."""
-    item_ids, item_ready, item_empty = sched[0], sched[1], sched[2]
-    slot = n % 2
-    mbarrier.wait(item_empty.index(slot), ((n // 2) & 1) ^ 1)
-    one_warp: gl.constexpr = gl.BlockedLayout([1], [32], [1], [0])
-    item_ids.index(slot).store(gl.full([1], item, gl.int32, one_warp))
-    mbarrier.arrive(item_ready.index(slot))
-
-
-@gluon.jit
 def _receive(sched, n, PERSISTENT: gl.constexpr):
     """A consumer's ``n``-th work item (see ``_claim_and_publish``)."""
-    item_ids, item_ready, item_empty, num_items = sched[0], sched[1], sched[2], sched[4]
+    item_ids, item_ready, item_empty, _counter, num_items = sched
     if PERSISTENT:
         slot = n % 2
         mbarrier.wait(item_ready.index(slot), (n // 2) & 1)

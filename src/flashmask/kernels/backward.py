@@ -23,7 +23,6 @@ import triton.language as tl
 
 from ._common import fill_hidden
 from .forward import LOG2E
-from .tiles import classify
 
 
 @triton.jit
@@ -160,71 +159,6 @@ def dq_convert_kernel(
                       eviction_policy="evict_first")  # fmt: skip
         dq_ptrs = DQ + b * stride_qb + h * stride_qh + rows.to(tl.int64) * stride_qs + offs_d[None, :]
         tl.store(dq_ptrs, acc.to(DQ.dtype.element_ty), mask=ok, eviction_policy="evict_first")
-
-
-@triton.jit
-def bwd_query_visits_kernel(
-    Bounds,
-    Visits,
-    DQ,
-    stride_qb,
-    stride_qs,
-    stride_qh,
-    seqlen_q,
-    seqlen_k,
-    num_m_blocks,
-    num_n_blocks,
-    num_mask_heads,
-    batch_per_row,
-    q_per_mask,
-    CAUSAL: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    M_CHUNK: tl.constexpr,
-    N_CHUNK: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-):
-    """For the Gluon backward that converts dQ tile by tile: ``Visits[row, m]`` (int32 ``[rows, num_m_blocks]``),
-    how many key blocks of ``BLOCK_N`` have query block ``m`` (``BLOCK_M`` rows) in their lists, from the same block
-    bounds (``Bounds``, ``[rows, 8, num_n_blocks]``) and tile test as ``tiles.tile_lists``; and zeros in ``DQ`` for
-    the query blocks no key block visits, which no program of the backward writes.
-
-    Grid ``(rows, cdiv(num_m_blocks, M_CHUNK))``, a row per (mask batch, mask head). Mask row ``row`` covers batch
-    rows ``row // num_mask_heads * batch_per_row ..`` (``batch_per_row`` of them: all of them for a mask shared
-    across the batch) and query heads ``row % num_mask_heads * q_per_mask ..``.
-    """
-    row = tl.program_id(0)
-    bounds = Bounds + row.to(tl.int64) * 8 * num_n_blocks
-    m = tl.program_id(1) * M_CHUNK + tl.arange(0, M_CHUNK)
-    m_ok = m < num_m_blocks
-    r0 = (m * BLOCK_M)[:, None]
-    r1 = tl.minimum(r0 + BLOCK_M, seqlen_q)
-    visits = tl.zeros([M_CHUNK], dtype=tl.int32)
-    for n0 in range(0, num_n_blocks, N_CHUNK):
-        n = n0 + tl.arange(0, N_CHUNK)
-        n_ok = n < num_n_blocks
-        c0 = (n * BLOCK_N)[None, :]
-        c1 = tl.minimum(c0 + BLOCK_N, seqlen_k)
-        valid = m_ok[:, None] & n_ok[None, :]
-        is_full, is_part = classify(bounds, num_n_blocks, n[None, :], n_ok[None, :], r0, r1, c0, c1,
-                                    seqlen_k - seqlen_q, valid, CAUSAL, BLOCK_N)  # fmt: skip
-        visits += tl.sum((is_full | is_part).to(tl.int32), 1)
-    tl.store(Visits + row.to(tl.int64) * num_m_blocks + m, visits, mask=m_ok)
-    # Unvisited blocks are rare (queries that see no key at all): a scalar test per block.
-    offs_q = tl.arange(0, BLOCK_M)[:, None]
-    offs_d = tl.arange(0, HEAD_DIM)[None, :]
-    first_b = (row // num_mask_heads) * batch_per_row
-    first_h = (row % num_mask_heads) * q_per_mask
-    for j in range(M_CHUNK):
-        block = tl.program_id(1) * M_CHUNK + j
-        count = tl.sum(tl.where(tl.arange(0, M_CHUNK) == j, visits, 0), 0)
-        if (count == 0) & (block < num_m_blocks):
-            rows = block * BLOCK_M + offs_q
-            for target in range(batch_per_row * q_per_mask):
-                b = (first_b + target // q_per_mask).to(tl.int64)
-                h = first_h + target % q_per_mask
-                tl.store(DQ + b * stride_qb + h * stride_qh + rows.to(tl.int64) * stride_qs + offs_d,
-                         tl.zeros([BLOCK_M, HEAD_DIM], dtype=DQ.dtype.element_ty), mask=rows < seqlen_q)  # fmt: skip
 
 
 @triton.jit

@@ -8,14 +8,9 @@ instruction stream (``gl.warp_specialize``) and 240 registers; a one-warp produc
 blocks' Q and dO (64 rows each) by TMA through a ring of stages. Per tile a warpgroup computes ``S^T = K Q^T``,
 ``dP^T = V dO^T``, ``P^T``, ``dS^T``, ``dV += P^T dO`` and ``dK += dS^T Q``, and writes ``dS^T`` to shared
 memory; once both halves are there each warpgroup computes the tile's ``dQ = dS K`` for half of the head dim
-and hands it to the copy engine as one bulk reduce-add into an fp32 buffer (5 matmuls per tile), which passes
-outside the kernel convert to dQ's dtype. The order in which those adds land varies, so dQ is not bit-identical
-from run to run: ``deterministic=True`` takes the Triton kernels. Optionally (``configs.
-GLUON_BACKWARD_FUSED_DQ_CONVERT``, off: not yet faster on the H100) a one-warp converter partition issues the
-reduce-adds from the consumers' staging buffers and converts each query tile where its last add lands
-(``_converter``). Optionally too (``configs.GLUON_BACKWARD_PERSISTENT``, off: not yet measured) the grid is
-persistent, one program per SM taking key blocks in grid order (``_work_items``), so that a program's next K / V and
-first Q / dO tiles load while it finishes the last key block's tiles and stores its dK / dV.
+and hands it to the copy engine as one bulk reduce-add into an fp32 buffer (5 matmuls per tile). The order in
+which those adds land varies, so dQ is not bit-identical from run to run: ``deterministic=True`` takes the
+Triton kernels.
 
 Same contract as ``bwd_dkdv_kernel``: the transposed tile lists of ``tiles.tile_lists`` (per key block, the
 unmasked query blocks, then the partial ones, which get the element mask of every mask form), heaviest key
@@ -41,7 +36,6 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 from ._common import _column_limits, _fill_hidden_rows
-from ._work_items import _claim_and_publish_upto, _item_ring, _receive
 
 ALL_ROWS: gl.constexpr = gl.constexpr(2**30)  # above any row index
 # Keys of one consumer warpgroup (one m64 wgmma); a program has two.
@@ -63,117 +57,6 @@ def _reduce_add(tensor_desc, coord, src, _semantic=None):
     """
     coord = _semantic._convert_to_ir_values(coord, require_i64=False)
     _semantic.builder.create_async_tma_reduce(ir.DESCRIPTOR_REDUCE_KIND.ADD, tensor_desc.handle, coord, src.handle)
-
-
-@gluon.constexpr_function
-def _bulk_wait_asm(newest, fence):
-    return f"cp.async.bulk.wait_group {newest};" + ("\n\tfence.proxy.async.global;" if fence else "")
-
-
-@gluon.jit
-def _bulk_writes_done(NEWEST: gl.constexpr, FENCE: gl.constexpr):
-    """Wait until this thread's bulk copies and reduce-adds but the ``NEWEST`` most recent have written global memory
-    (``tma.store_wait`` waits only until they have read their shared-memory source); with ``FENCE``, then order those
-    writes, made by the async proxy, before this thread's later generic accesses. (On the H100 the wait compiles to
-    ``DEPBAR`` and ``CCTL.IVALL``, which drops the SM's L1; the fence adds another.)"""
-    gl.inline_asm_elementwise(_bulk_wait_asm(NEWEST, FENCE), "=r", [], dtype=gl.int32, is_pure=False, pack=1)
-
-
-# The dQ conversion (``_converter``) names a query tile by one int32: (head << 16) | tile (the launcher keeps the
-# query tiles below 2**16), or -1 for none.
-TILE_BITS: gl.constexpr = gl.constexpr(16)
-
-
-@gluon.jit
-def _count_arrival(Counters, b, tile, num_q_heads, num_m_blocks):
-    """Lane 0 adds 1 to the arrival counter of ``tile`` (one per (batch, query head, query tile), after one that
-    counts the placeholder tile -1) and gets the old count (the other lanes get 0); ``_last_arrival`` reads it.
-
-    Relaxed: a release (``atom.acq_rel``) costs a ``MEMBAR.GPU``, 12% of the backward on the H100 with one per tile
-    in the consumers (``benchmarks/NOTES.md``, session 29). Without ``configs.GLUON_BACKWARD_DQ_CONVERTER_FENCES``
-    the order the memory model would want from release and acquire comes from the hardware's: the counted
-    reduce-adds are complete when counted (``_bulk_writes_done``: L2, where global memory is coherent, has taken
-    them), the count is made in L2 after that, and the copy that reads the tile back is issued only once a count
-    says it is complete and reads L2 (a bulk copy, past L1). With the setting, proxy and acquire fences add the
-    memory model's order at a cost (step s29e measures it). gpu_check runs both.
-    """
-    index = (b * num_q_heads + (tile >> TILE_BITS)).to(gl.int64) * num_m_blocks + (tile & ((1 << TILE_BITS) - 1)) + 1
-    index = gl.where(tile < 0, 0, index)
-    return gl.inline_asm_elementwise(
-        """{
-        .reg .pred first;
-        .reg .b32 lane;
-        mov.u32 lane, %laneid;
-        setp.eq.u32 first, lane, 0;
-        mov.u32 $0, 0;
-        @first atom.relaxed.gpu.global.add.u32 $0, [$1], 1;
-        }""",
-        "=r,l",
-        [Counters + index],
-        dtype=gl.int32,
-        is_pure=False,
-        pack=1,
-    )
-
-
-@gluon.jit
-def _last_arrival(old, expected):
-    """1 in every lane if lane 0's count (``_count_arrival``'s ``old``) was the tile's last arrival (``expected``),
-    else 0 (the same in every lane: it can steer a branch)."""
-    return gl.inline_asm_elementwise(
-        """{
-        .reg .pred last;
-        .reg .b32 seen;
-        shfl.sync.idx.b32 seen, $1, 0, 31, 0xffffffff;
-        setp.eq.s32 last, seen, $2;
-        selp.s32 $0, 1, 0, last;
-        }""",
-        "=r,r,r",
-        [old, expected],
-        dtype=gl.int32,
-        is_pure=False,
-        pack=1,
-    )
-
-
-@gluon.jit
-def _load_tile_sums(acc_desc, conv_bufs, conv_bar, b, tile, ACQUIRE: gl.constexpr):
-    """Start copying ``tile``'s summed dQ (fp32, both halves of the head dim) into ``conv_bufs``; with ``ACQUIRE``
-    behind an acquire fence at GPU scope and a proxy fence (the copy is asynchronous), see ``_count_arrival``."""
-    if ACQUIRE:
-        gl.inline_asm_elementwise(
-            "fence.acq_rel.gpu;\n\tfence.proxy.async.global;", "=r", [], dtype=gl.int32, is_pure=False, pack=1
-        )
-    tma.store_wait(0)  # (the previous tile's copies out of ``conv_bufs``)
-    cols: gl.constexpr = acc_desc.block_type.shape[3]
-    start_m = (tile & ((1 << TILE_BITS) - 1)) * acc_desc.block_type.shape[1]
-    mbarrier.expect(conv_bar, 2 * acc_desc.block_type.nbytes)
-    for half in gl.static_range(2):
-        tma.async_copy_global_to_shared(acc_desc, [b, start_m, tile >> TILE_BITS, half * cols], conv_bar,
-                                        conv_bufs.index(half))  # fmt: skip
-
-
-@gluon.jit
-def _store_tile(out_desc, conv_bufs, conv_bar, phase, b, tile):
-    """Wait for ``_load_tile_sums``' copy, convert it to dQ's dtype in place and copy it out (``out_desc``).
-
-    In place: both layouts are unswizzled, so fp32 row ``r`` sits at ``r * 4 * cols`` bytes and its converted row at
-    half that; converting 4 rows at a time in order, each chunk lands on bytes already read (the first on its own,
-    read before written: Triton's barrier pass orders the aliasing views)."""
-    rows: gl.constexpr = conv_bufs.type.shape[2]
-    cols: gl.constexpr = conv_bufs.type.shape[4]
-    chunk: gl.constexpr = 4
-    layout: gl.constexpr = gl.BlockedLayout([1, 4], [32 // (cols // 4), cols // 4], [1, 1], [1, 0])
-    start_m = (tile & ((1 << TILE_BITS) - 1)) * rows
-    mbarrier.wait(conv_bar, phase)
-    for half in gl.static_range(2):
-        sums = conv_bufs.index(half)
-        out = sums._reinterpret(out_desc.dtype, out_desc.block_type.shape, out_desc.layout)
-        for r in gl.static_range(0, rows, chunk):
-            part = sums.reshape([rows, cols]).slice(r, chunk, dim=0).load(layout)
-            out.reshape([rows, cols]).slice(r, chunk, dim=0).store(part.to(out_desc.dtype))
-        fence_async_shared()
-        tma.async_copy_shared_to_global(out_desc, [b, start_m, tile >> TILE_BITS, half * cols], out)
 
 
 @gluon.jit
@@ -200,49 +83,16 @@ def _query_block(full_list, part_list, num_full, i):
 
 
 @gluon.jit
-def _item_coords(item, lists, sched):
-    """``(b, kv_h, pid_n, start_n)`` of work item ``item`` of a persistent grid: key-block slot ``item % num_n`` (the
-    key block itself from ``Order``) of (batch x key/value head) row ``bh_offset + item // num_n``."""
-    Order, bh_offset, num_kv_heads = sched[5], sched[6], sched[7]
-    list_stride_b, num_n_blocks, q_per_kv, q_per_mask = lists[4], lists[6], lists[7], lists[8]
-    pid_bh = item // num_n_blocks + bh_offset
-    b = pid_bh // num_kv_heads
-    kv_h = pid_bh % num_kv_heads
-    first_mask_h = (kv_h * q_per_kv) // q_per_mask
-    pid_n = gl.load(Order + (b * list_stride_b + first_mask_h).to(gl.int64) * num_n_blocks + item % num_n_blocks)
-    return b, kv_h, pid_n, pid_n * (2 * WG_KEYS)
-
-
-@gluon.jit
-def _producer(descs, bufs, bars, lists, coords, masks, dims, fused, sched, WG: gl.constexpr, CAUSAL: gl.constexpr,
+def _producer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-              DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr, DQ_SCHEDULE: gl.constexpr,
-              DQ_FENCES: gl.constexpr, PERSISTENT: gl.constexpr):  # fmt: skip
-    """One warp: per work item, K and V of its keys once, then Q and dO of every visited tile into the stage ring
-    (one ring position per tile, carried across items).
+              DKV_TMA: gl.constexpr):  # fmt: skip
+    """One warp: K and V of the program's keys once, then Q and dO of every visited tile into the stage ring.
 
     It takes the consumers' arguments because Gluon's worker partitions share one signature.
     """
-    if PERSISTENT:
-        num_items = sched[4]
-        n = 0
-        t = 0
-        item = _claim_and_publish_upto(sched, n, sched[9])
-        while item < num_items:
-            t = _producer_item(descs, bufs, bars, lists, _item_coords(item, lists, sched), dims, sched, n, t, True)
-            n += 1
-            item = _claim_and_publish_upto(sched, n, sched[9])
-    else:
-        _producer_item(descs, bufs, bars, lists, coords, dims, sched, 0, 0, False)
-
-
-@gluon.jit
-def _producer_item(descs, bufs, bars, lists, coords, dims, sched, n, t, PERSISTENT: gl.constexpr):
-    """The producer's work on one item (the ``n``-th, from ring position ``t``); returns the next ring position."""
-    t = gl.to_tensor(t)
     q_desc, k_desc, v_desc, do_desc, _dq_desc, lse_desc, delta_desc = descs[:7]
-    k_bufs, v_bufs, q_bufs, do_bufs, _ds_bufs, _dq_bufs, lse_bufs, delta_bufs, _conv_bufs, tile_info = bufs
-    kv_bar, qdo_ready, qdo_empty, _ds_ready, _ds_free, _dq_staged, _dq_free, _conv_bar = bars
+    k_bufs, v_bufs, q_bufs, do_bufs, _ds_bufs, _dq_bufs, lse_bufs, delta_bufs = bufs
+    kv_bar, qdo_ready, qdo_empty, _ds_ready, _ds_free = bars
     b, kv_h, _pid_n, start_n = coords
     q_per_kv = lists[7]
     seqlen_q_pad, num_q_heads = dims[5], dims[2]
@@ -250,13 +100,11 @@ def _producer_item(descs, bufs, bars, lists, coords, dims, sched, n, t, PERSISTE
     block_m: gl.constexpr = q_bufs.type.shape[2]
     stage_bytes: gl.constexpr = (q_desc.block_type.nbytes + do_desc.block_type.nbytes + lse_desc.block_type.nbytes
                                  + delta_desc.block_type.nbytes)  # fmt: skip
-    if PERSISTENT:
-        # The previous item's consumers are done with K and V (its dK / dV staged in V are out).
-        mbarrier.wait(sched[8], (n & 1) ^ 1)
     mbarrier.expect(kv_bar, 2 * k_desc.block_type.nbytes + 2 * v_desc.block_type.nbytes)
     for u in gl.static_range(2):
         tma.async_copy_global_to_shared(k_desc, [b, start_n + u * WG_KEYS, kv_h, 0], kv_bar, k_bufs.index(u))
         tma.async_copy_global_to_shared(v_desc, [b, start_n + u * WG_KEYS, kv_h, 0], kv_bar, v_bufs.index(u))
+    t = 0
     for g in range(q_per_kv):
         h, _mask_h, full_list, part_list, num_full, num_part = _head_lists(lists, coords, g)
         row_base = (b * num_q_heads + h) * seqlen_q_pad
@@ -266,16 +114,12 @@ def _producer_item(descs, bufs, bars, lists, coords, dims, sched, n, t, PERSISTE
             ready = qdo_ready.index(stage)
             # Barriers start with the phase before the first complete: the first round of waits passes at once.
             mbarrier.wait(qdo_empty.index(stage), ((t // num_stages) & 1) ^ 1)
-            if PERSISTENT:
-                one_warp: gl.constexpr = gl.BlockedLayout([1], [32], [1], [0])
-                tile_info.index(stage).store(gl.full([1], start_m, gl.int32, one_warp))
             mbarrier.expect(ready, stage_bytes)
             tma.async_copy_global_to_shared(q_desc, [b, start_m, h, 0], ready, q_bufs.index(stage))
             tma.async_copy_global_to_shared(do_desc, [b, start_m, h, 0], ready, do_bufs.index(stage))
             tma.async_copy_global_to_shared(lse_desc, [row_base + start_m], ready, lse_bufs.index(stage))
             tma.async_copy_global_to_shared(delta_desc, [row_base + start_m], ready, delta_bufs.index(stage))
             t += 1
-    return t
 
 
 @gluon.jit
@@ -311,37 +155,13 @@ def _hide(p_t, q_rows, limits, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UT
 
 
 @gluon.jit
-def _consumer(descs, bufs, bars, lists, coords, masks, dims, fused, sched, WG: gl.constexpr, CAUSAL: gl.constexpr,
+def _consumer(descs, bufs, bars, lists, coords, masks, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
-              DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr, DQ_SCHEDULE: gl.constexpr,
-              DQ_FENCES: gl.constexpr, PERSISTENT: gl.constexpr):  # fmt: skip
-    """One warpgroup: per work item, dK and dV of its 64 keys over every visited query tile, and its half of each
-    tile's dQ."""
-    if PERSISTENT:
-        num_items = sched[4]
-        n = 0
-        t = 0
-        item = _receive(sched, n, True)
-        while item < num_items:
-            t = _consumer_item(descs, bufs, bars, lists, _item_coords(item, lists, sched), masks, dims, sched, n, t,
-                               WG, CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, True)  # fmt: skip
-            n += 1
-            item = _receive(sched, n, True)
-    else:
-        _consumer_item(descs, bufs, bars, lists, coords, masks, dims, sched, 0, 0, WG, CAUSAL, HAS_MASK, LTE_COL,
-                       UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, False)  # fmt: skip
-
-
-@gluon.jit
-def _consumer_item(descs, bufs, bars, lists, coords, masks, dims, sched, n, t, WG: gl.constexpr,
-                   CAUSAL: gl.constexpr, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
-                   UTE_COL: gl.constexpr, DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr,
-                   PERSISTENT: gl.constexpr):  # fmt: skip
-    """One warpgroup's work on one item (the ``n``-th, from ring position ``t``); returns the next ring position."""
-    t = gl.to_tensor(t)
+              DKV_TMA: gl.constexpr):  # fmt: skip
+    """One warpgroup: dK and dV of its 64 keys over every visited query tile, and its half of each tile's dQ."""
     dq_desc = descs[4]
-    k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs, _conv_bufs, tile_info = bufs
-    kv_bar, qdo_ready, qdo_empty, ds_ready, ds_free, dq_staged, dq_free, _conv_bar = bars
+    k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs = bufs
+    kv_bar, qdo_ready, qdo_empty, ds_ready, ds_free = bars
     b, kv_h, _pid_n, start_n = coords
     q_per_kv = lists[7]
     Mask, stride_mb, stride_mh, stride_ms, DK, DV, stride_dkb, stride_dks, stride_dkh, stride_dvb, stride_dvs, \
@@ -373,21 +193,16 @@ def _consumer_item(descs, bufs, bars, lists, coords, masks, dims, sched, n, t, W
     v_own = v_bufs.index(WG).reshape([WG_KEYS, head_dim])
     dq_smem = dq_bufs.index(WG).reshape([block_m, dq_cols])
     b64 = b.to(gl.int64)
-    mbarrier.wait(kv_bar, n & 1)
+    mbarrier.wait(kv_bar, 0)
+    t = 0
     for g in range(q_per_kv):
         h, mask_h, full_list, part_list, num_full, num_part = _head_lists(lists, coords, g)
         limits = _key_limits(keys, Mask + b64 * stride_mb + mask_h * stride_mh, stride_ms, seqlen_q, seqlen_k,
                              CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
         for i in range(num_full + num_part):
-            if not PERSISTENT:
-                start_m = _query_block(full_list, part_list, num_full, i) * block_m
+            start_m = _query_block(full_list, part_list, num_full, i) * block_m
             stage = t % num_stages
             mbarrier.wait(qdo_ready.index(stage), (t // num_stages) & 1)
-            if PERSISTENT:
-                # From the producer, through the stage: the list pointers are not kept across the item loop (with
-                # them the consumers reloaded spilled per-item values every tile, session 30).
-                one_warpgroup: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
-                start_m = gl.max(tile_info.index(stage).load(one_warpgroup), 0)
             q_smem = q_bufs.index(stage).reshape([block_m, head_dim])
             do_smem = do_bufs.index(stage).reshape([block_m, head_dim])
             s_token = warpgroup_mma(k_own, q_smem.permute((1, 0)), s_zero, use_acc=False, is_async=True)
@@ -425,42 +240,16 @@ def _consumer_item(descs, bufs, bars, lists, coords, masks, dims, sched, n, t, W
                                      dq_token, is_async=True)  # fmt: skip
             dq = warpgroup_mma_wait(0, deps=(dq_token,))
             mbarrier.arrive(ds_free.index(ds_slot))
-            if FUSED_DQ:
-                # The converter's copy engine has read the previous tile's dQ out of the staging buffer.
-                mbarrier.wait(dq_free.index(WG), (t & 1) ^ 1)
-                dq_smem.store(dq * sm_scale)
-                fence_async_shared()
-                mbarrier.arrive(dq_staged.index(WG))
-            else:
-                # The previous tile's reduce-add has read the staging buffer long ago; wait for it before rewriting.
-                tma.store_wait(0)
-                dq_smem.store(dq * sm_scale)
-                fence_async_shared()
-                _reduce_add(dq_desc, [b, start_m, h, WG * dq_cols], dq_bufs.index(WG))
+            # The previous tile's reduce-add has read the staging buffer long ago; wait for it before rewriting.
+            tma.store_wait(0)
+            dq_smem.store(dq * sm_scale)
+            fence_async_shared()
+            _reduce_add(dq_desc, [b, start_m, h, WG * dq_cols], dq_bufs.index(WG))
             t += 1
-    if FUSED_DQ:
-        mbarrier.wait(dq_free.index(WG), (t & 1) ^ 1)
-    else:
-        tma.store_wait(0)
-
-    if PERSISTENT:
-        # Both warpgroups' last dQ = dS K and dP^T are done: the next item's K and V may load under this epilogue.
-        mbarrier.arrive(sched[8])
+    tma.store_wait(0)
 
     # dK and dV of this warpgroup's keys, summed over the group's query heads.
-    if DKV_TMA and PERSISTENT:
-        # Staged one after the other in this warpgroup's dQ staging buffer (its V may be the next item's already).
-        dk_desc, dv_desc = descs[7], descs[8]
-        kv_stage = dq_bufs.index(WG)._reinterpret(dtype, dk_desc.block_type.shape, dk_desc.layout)
-        kv_stage.reshape([WG_KEYS, head_dim]).store((dk * sm_scale).to(dtype))
-        fence_async_shared()
-        tma.async_copy_shared_to_global(dk_desc, [b, start_n + WG * WG_KEYS, kv_h, 0], kv_stage)
-        tma.store_wait(0)
-        kv_stage.reshape([WG_KEYS, head_dim]).store(dv.to(dtype))
-        fence_async_shared()
-        tma.async_copy_shared_to_global(dv_desc, [b, start_n + WG * WG_KEYS, kv_h, 0], kv_stage)
-        tma.store_wait(0)
-    elif DKV_TMA:
+    if DKV_TMA:
         # Staged in this warpgroup's own buffers, free now: its V (read by its own dP^T only) and its dQ staging
         # buffer (the last reduce-add has read it); the copy engine drops the rows past Sk.
         dk_desc, dv_desc = descs[7], descs[8]
@@ -481,107 +270,6 @@ def _consumer_item(descs, bufs, bars, lists, coords, masks, dims, sched, n, t, W
         dv_ptrs = DV + b64 * stride_dvb + kv_h * stride_dvh + key_offs * stride_dvs + gl.expand_dims(offs_d, 0)
         gl.store(dk_ptrs, (dk * sm_scale).to(dtype), mask=key_ok)
         gl.store(dv_ptrs, dv.to(dtype), mask=key_ok)
-    return t
-
-
-@gluon.jit
-def _convert_if_last(acc_desc, out_desc, conv_bufs, conv_bar, phase, b, tile, old, expected, FENCES: gl.constexpr):
-    """``tile`` copied in, converted and written out if ``old`` was its last arrival; returns the copy barrier's
-    next phase."""
-    if _last_arrival(old, expected) != 0:
-        _load_tile_sums(acc_desc, conv_bufs, conv_bar, b, tile, FENCES)
-        _store_tile(out_desc, conv_bufs, conv_bar, phase, b, tile)
-        phase ^= 1
-    return phase
-
-
-@gluon.jit
-def _converter(descs, bufs, bars, lists, coords, masks, dims, fused, sched, WG: gl.constexpr,
-               CAUSAL: gl.constexpr, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
-               UTE_COL: gl.constexpr, DKV_TMA: gl.constexpr, FUSED_DQ: gl.constexpr, DQ_SCHEDULE: gl.constexpr,
-               DQ_FENCES: gl.constexpr, PERSISTENT: gl.constexpr):  # fmt: skip
-    """One warp (with ``FUSED_DQ``): each tile's dQ from the consumers' staging buffers to the fp32 accumulator by
-    bulk reduce-adds, and each query tile converted to dQ by the program whose adds into it land last.
-
-    Per tile, in the order the consumers visit them: both halves' reduce-adds issued once staged and the staging
-    buffers handed back once read; then, by ``DQ_SCHEDULE`` (``configs.GLUON_BACKWARD_DQ_CONVERTER_SCHEDULE``):
-    - "immediate": wait for this tile's adds, count (``_count_arrival``), and convert it now if last;
-    - "previous": the same for the previous tile, whose adds have had a tile's time to complete;
-    - "pipelined": count the previous tile, read the count of the one before a tile later, and convert that one,
-      if last, over the next tile (copied in by ``_load_tile_sums``, written by ``_store_tile``): no wait but the
-      bulk ones, but the state it carries across tiles makes ptxas spill in the consumers (session 29).
-    The consumers wait on the converter only if it falls a tile behind.
-    """
-    if FUSED_DQ:
-        dq_desc = descs[4]
-        dq_bufs, conv_bufs = bufs[5], bufs[8]
-        dq_staged, dq_free, conv_bar = bars[5], bars[6], bars[7]
-        acc_desc, out_desc, Visits, Counters = fused
-        b = coords[0]
-        q_per_kv, num_m_blocks = lists[7], lists[5]
-        num_q_heads = dims[2]
-        block_m: gl.constexpr = dq_desc.block_type.shape[1]
-        cols: gl.constexpr = dq_desc.block_type.shape[3]
-        # Tiles in flight ("previous", "pipelined"): t-1 (to count), t-2 (counted: ``old2``) and ``pending`` (being
-        # copied in), with the count that makes the last arrival (``expected*``); -1 is no tile.
-        tile1 = -1
-        expected1 = -2
-        tile2 = -1
-        expected2 = -2
-        old2 = 0
-        pending = -1
-        phase = 0
-        t = 0
-        for g in range(q_per_kv):
-            h, mask_h, full_list, part_list, num_full, num_part = _head_lists(lists, coords, g)
-            # This head's visit counts per query tile (``backward.bwd_query_visits_kernel``).
-            visits = Visits + (b * lists[4] + mask_h).to(gl.int64) * num_m_blocks
-            for i in range(num_full + num_part):
-                m_block = _query_block(full_list, part_list, num_full, i)
-                expected = gl.load(visits + m_block) - 1
-                for half in gl.static_range(2):
-                    mbarrier.wait(dq_staged.index(half), t & 1)
-                    _reduce_add(dq_desc, [b, m_block * block_m, h, half * cols], dq_bufs.index(half))
-                tma.store_wait(0)
-                for half in gl.static_range(2):
-                    mbarrier.arrive(dq_free.index(half))
-                tile = (h << TILE_BITS) | m_block
-                if DQ_SCHEDULE == "immediate":
-                    _bulk_writes_done(0, DQ_FENCES)
-                    old = _count_arrival(Counters, b, tile, num_q_heads, num_m_blocks)
-                    phase = _convert_if_last(acc_desc, out_desc, conv_bufs, conv_bar, phase, b, tile, old, expected,
-                                             DQ_FENCES)  # fmt: skip
-                elif DQ_SCHEDULE == "previous":
-                    _bulk_writes_done(2, DQ_FENCES)  # the previous tile's two adds
-                    old1 = _count_arrival(Counters, b, tile1, num_q_heads, num_m_blocks)
-                    phase = _convert_if_last(acc_desc, out_desc, conv_bufs, conv_bar, phase, b, tile1, old1,
-                                             expected1, DQ_FENCES)  # fmt: skip
-                    tile1, expected1 = tile, expected
-                else:
-                    _bulk_writes_done(2, DQ_FENCES)
-                    old1 = _count_arrival(Counters, b, tile1, num_q_heads, num_m_blocks)
-                    if pending >= 0:
-                        _store_tile(out_desc, conv_bufs, conv_bar, phase, b, pending)
-                        phase ^= 1
-                    pending = -1
-                    if _last_arrival(old2, expected2) != 0:
-                        _load_tile_sums(acc_desc, conv_bufs, conv_bar, b, tile2, DQ_FENCES)
-                        pending = tile2
-                    tile2, expected2, old2 = tile1, expected1, old1
-                    tile1, expected1 = tile, expected
-                t += 1
-        if DQ_SCHEDULE != "immediate":
-            # The tiles still in flight, one after the other.
-            _bulk_writes_done(0, DQ_FENCES)
-            old1 = _count_arrival(Counters, b, tile1, num_q_heads, num_m_blocks)
-            if DQ_SCHEDULE == "pipelined":
-                if pending >= 0:
-                    _store_tile(out_desc, conv_bufs, conv_bar, phase, b, pending)
-                    phase ^= 1
-                phase = _convert_if_last(acc_desc, out_desc, conv_bufs, conv_bar, phase, b, tile2, old2, expected2,
-                                         DQ_FENCES)  # fmt: skip
-            _convert_if_last(acc_desc, out_desc, conv_bufs, conv_bar, phase, b, tile1, old1, expected1, DQ_FENCES)
-        tma.store_wait(0)
 
 
 @gluon.jit
@@ -625,12 +313,6 @@ def bwd_ws_kernel(
     qk_scale,
     sm_scale,
     bh_offset,
-    acc_desc,
-    out_desc,
-    Visits,
-    Counters,
-    num_items,
-    items_per_program,
     CAUSAL: gl.constexpr,
     HAS_MASK: gl.constexpr,
     LTE_COL: gl.constexpr,
@@ -638,10 +320,6 @@ def bwd_ws_kernel(
     UTE_COL: gl.constexpr,
     NUM_STAGES: gl.constexpr,
     DKV_TMA: gl.constexpr,
-    FUSED_DQ: gl.constexpr = False,
-    DQ_SCHEDULE: gl.constexpr = "immediate",
-    DQ_FENCES: gl.constexpr = False,
-    PERSISTENT: gl.constexpr = False,
 ):
     """Grid ``(key blocks of 128, batch x key/value heads)``; 4 warps here plus a 4-warp and a 1-warp worker.
     A grid of fewer (batch x key/value head) rows takes rows ``bh_offset ..`` (the backward in pieces).
@@ -653,32 +331,14 @@ def bwd_ws_kernel(
     ``dk_desc`` / ``dv_desc`` (boxes ``[1, 64, 1, D]``, as ``k_desc``), otherwise by scattered stores through the
     pointers (the descriptors are then placeholders). The list arguments are ``tile_lists(..., transposed=True)``'s
     for 64 x 128 tiles.
-
-    With ``FUSED_DQ`` a fourth partition (``_converter``, one warp) issues the reduce-adds and converts dQ tile by
-    tile: it reads a query tile's sums through ``acc_desc`` (over the accumulator again, unswizzled) and writes dQ
-    through ``out_desc`` (over dQ ``[B, Sq, Hq, D]`` in the inputs' dtype, unswizzled, boxes ``[1, 64, 1, D / 2]``);
-    ``Visits`` (int32 ``[mask rows, query tiles]``, ``bwd_query_visits_kernel``'s) says how many programs add into
-    each 64-row query tile, and the programs count their arrivals in ``Counters`` (int32, zeroed,
-    ``1 + B * Hq * query tiles``). Otherwise those are placeholders and a separate pass converts.
-
-    With ``PERSISTENT`` (not with ``FUSED_DQ``) the grid is ``(ceil(num_items / items_per_program), 1)``: each
-    program takes up to ``items_per_program`` of the ``num_items`` key blocks (key-block slots x rows ``bh_offset
-    ..``, in the order of the other grid) from ``Counters``, an int32 zero at launch.
     """
-    gl.static_assert(not (FUSED_DQ and PERSISTENT), "the dQ converter has no loop over work items")
-    if PERSISTENT:
-        b = 0
-        kv_h = 0
-        pid_n = 0
-        start_n = 0
-    else:
-        pid_bh = gl.program_id(1) + bh_offset
-        b = pid_bh // num_kv_heads
-        kv_h = pid_bh % num_kv_heads
-        # Heaviest key blocks first, ordered by the live tiles of the group's first mask head.
-        first_mask_h = (kv_h * q_per_kv) // q_per_mask
-        pid_n = gl.load(Order + (b * list_stride_b + first_mask_h).to(gl.int64) * num_n_blocks + gl.program_id(0))
-        start_n = pid_n * (2 * WG_KEYS)
+    pid_bh = gl.program_id(1) + bh_offset
+    b = pid_bh // num_kv_heads
+    kv_h = pid_bh % num_kv_heads
+    # Heaviest key blocks first, ordered by the live tiles of the group's first mask head.
+    first_mask_h = (kv_h * q_per_kv) // q_per_mask
+    pid_n = gl.load(Order + (b * list_stride_b + first_mask_h).to(gl.int64) * num_n_blocks + gl.program_id(0))
+    start_n = pid_n * (2 * WG_KEYS)
 
     dtype: gl.constexpr = q_desc.dtype
     block_m: gl.constexpr = q_desc.block_type.shape[1]
@@ -694,13 +354,6 @@ def bwd_ws_kernel(
     lse_bufs = gl.allocate_shared_memory(gl.float32, [NUM_STAGES] + lse_desc.block_type.shape, lse_desc.layout)  # noqa: RUF005
     delta_bufs = gl.allocate_shared_memory(gl.float32, [NUM_STAGES] + delta_desc.block_type.shape,  # noqa: RUF005
                                            delta_desc.layout)  # fmt: skip
-    # The query tile the converter copies in (both halves of the head dim).
-    conv_bufs = gl.allocate_shared_memory(gl.float32, [2 if FUSED_DQ else 1] + acc_desc.block_type.shape,  # noqa: RUF005
-                                          acc_desc.layout)  # fmt: skip
-    # Per consumer warpgroup: its dQ staged for the converter / the staging buffer read by the copy engine.
-    dq_staged = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    dq_free = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    conv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     kv_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     qdo_ready = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
     qdo_empty = gl.allocate_shared_memory(gl.int64, [NUM_STAGES, 1], mbarrier.MBarrierLayout())
@@ -714,65 +367,27 @@ def bwd_ws_kernel(
     for i in gl.static_range(2):
         mbarrier.init(ds_ready.index(i), count=2)
         mbarrier.init(ds_free.index(i), count=2)
-    if FUSED_DQ:
-        for i in gl.static_range(2):
-            mbarrier.init(dq_staged.index(i), count=1)
-            mbarrier.init(dq_free.index(i), count=1)
-        mbarrier.init(conv_bar, count=1)
 
     descs = (q_desc, k_desc, v_desc, do_desc, dq_desc, lse_desc, delta_desc, dk_desc, dv_desc)
-    # Each stage's query block (its first row), for the consumers: written by the producer before the stage's
-    # ready barrier, so the consumers read no tile lists.
-    tile_info = gl.allocate_shared_memory(gl.int32, [NUM_STAGES, 1], gl.SwizzledSharedLayout(1, 1, 1, [0]))
-    bufs = (k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs, conv_bufs, tile_info)
-    bars = (kv_bar, qdo_ready, qdo_empty, ds_ready, ds_free, dq_staged, dq_free, conv_bar)
+    bufs = (k_bufs, v_bufs, q_bufs, do_bufs, ds_bufs, dq_bufs, lse_bufs, delta_bufs)
+    bars = (kv_bar, qdo_ready, qdo_empty, ds_ready, ds_free)
     lists = (FullCount, FullIndex, PartCount, PartIndex, list_stride_b, num_m_blocks, num_n_blocks, q_per_kv,
              q_per_mask)  # fmt: skip
     coords = (b, kv_h, pid_n, start_n)
     masks = (Mask, stride_mb, stride_mh, stride_ms, DK, DV, stride_dkb, stride_dks, stride_dkh, stride_dvb,
              stride_dvs, stride_dvh)  # fmt: skip
     dims = (seqlen_q, seqlen_k, num_q_heads, qk_scale, sm_scale, seqlen_q_pad)
-    fused = (acc_desc, out_desc, Visits, Counters)
-    if PERSISTENT:
-        item_ids, item_ready, item_empty = _item_ring()
-        kv_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-        mbarrier.init(kv_empty, count=2)  # released by both consumer warpgroups after each item
-        sched = (item_ids, item_ready, item_empty, Counters, num_items, Order, bh_offset, num_kv_heads, kv_empty,
-                 items_per_program)  # fmt: skip
-    else:
-        sched = (kv_bar, kv_bar, kv_bar, Counters, num_items, Order, bh_offset, num_kv_heads, kv_bar, num_items)
     # fmt: off
-    # Two calls that differ by the converter: Gluon's frontend takes the partition list only as a literal (a list
-    # of functions in a variable does not compile), and without the converter the kernel stays as it was, warp for
-    # warp.
-    if FUSED_DQ:
-        # The producer's and converter's warps share a warpgroup, and so its register count; 32 would leave one
-        # consumer warpgroup 232 of the 168 x 384 the launch holds, and it spills.
-        gl.warp_specialize(
-            [
-                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 0, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
-                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 1, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
-                (_producer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 0, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
-                (_converter, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 0, CAUSAL, HAS_MASK, LTE_COL,
-                              UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
-            ],
-            [4, 1, 1],
-            [240, 24, 24],
-        )
-    else:
-        gl.warp_specialize(
-            [
-                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 0, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
-                (_consumer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 1, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
-                (_producer, (descs, bufs, bars, lists, coords, masks, dims, fused, sched, 0, CAUSAL, HAS_MASK, LTE_COL,
-                             UTS_COL, UTE_COL, DKV_TMA, FUSED_DQ, DQ_SCHEDULE, DQ_FENCES, PERSISTENT)),
-            ],
-            [4, 1],
-            [240, 24],
-        )
+    gl.warp_specialize(
+        [
+            (_consumer, (descs, bufs, bars, lists, coords, masks, dims, 0, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
+                         UTE_COL, DKV_TMA)),
+            (_consumer, (descs, bufs, bars, lists, coords, masks, dims, 1, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
+                         UTE_COL, DKV_TMA)),
+            (_producer, (descs, bufs, bars, lists, coords, masks, dims, 0, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
+                         UTE_COL, DKV_TMA)),
+        ],
+        [4, 1],
+        [240, 24],
+    )
     # fmt: on

@@ -139,29 +139,6 @@ GLUON_BACKWARD_D64_STAGES = 2
 # with the stores); none at D=64. Buffers the copy engine cannot write (caller-given, unaligned) take the stores.
 GLUON_BACKWARD_DKV_COPIES = True
 GLUON_BACKWARD_DKV_COPIES_D64_NO_MASK = False
-# The Gluon backward converting dQ itself, with no conversion passes (which cost up to 4.5% of the 8K
-# sliding_window backward on an H100, s28i): each 64-row query tile is converted by the program whose reduce-adds
-# into it land last, while its sums are in L2, by a converter partition of one warp that also issues the
-# reduce-adds (``backward_hopper._converter``). Correct (gpu_check D=128 26/26, D=64 24/24, s29c/s29d) but not yet
-# faster on an H100 at 8K, D=128, back to back: the "pipelined" schedule with fences +2.7% sliding_window, +2.6%
-# causal_document, +1.2% full (s29d). Off until step s29e has measured the other schedules (benchmarks/NOTES.md,
-# session 29). (Session 28's per-row form, +1.1% to +2.5%, is gone.)
-GLUON_BACKWARD_FUSED_DQ_CONVERT = False
-# When the converter counts a tile's arrival and converts it ("immediate", "previous" or "pipelined", see
-# ``backward_hopper._converter``), and whether it adds the memory model's fences (``_count_arrival``).
-GLUON_BACKWARD_DQ_CONVERTER_SCHEDULE = "immediate"
-GLUON_BACKWARD_DQ_CONVERTER_FENCES = False
-# The Gluon backward on a persistent grid (one program per SM taking key blocks in grid order from a counter, as the
-# Gluon forward does since session 11): each program's K / V of the next key block load while its consumers store
-# the last one's dK / dV, and its first Q / dO tiles while they finish the last tiles. Sessions 11 and 14 lost 2-4%
-# to it (the consumers reloaded spilled per-item values every tile); since session 30 the producer hands each
-# tile's query block to the consumers through the stage and their tile loop spills nothing (offline, sm_90). Off
-# until measured (step s30b; benchmarks/NOTES.md, session 30).
-GLUON_BACKWARD_PERSISTENT = False
-# Key blocks per program on that grid (0: as many as the SMs take, one program each): a program that never stops
-# would hold its SM until its launch's last key block, and the side passes of the backward in pieces, which the next
-# piece's main kernel waits for, would find no SM until then.
-GLUON_BACKWARD_PERSISTENT_ITEMS = 8
 # The Triton dK/dV tiles at D=128 on Hopper (runs 11-14 in benchmarks/NOTES.md), the Gluon backward's fallback.
 _TRITON_DKDV_D128 = KernelConfig(64, 64, 4, 2, True)
 

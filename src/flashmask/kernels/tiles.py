@@ -107,8 +107,8 @@ def _block_bounds_kernel(
 
 
 @triton.jit
-def classify(bounds, num_n_blocks, n, n_mask, r0, r1, c0, c1, offset, valid, CAUSAL: tl.constexpr,
-             BLOCK_N: tl.constexpr):  # fmt: skip
+def _classify(bounds, num_n_blocks, n, n_mask, r0, r1, c0, c1, offset, valid, CAUSAL: tl.constexpr,
+              BLOCK_N: tl.constexpr):  # fmt: skip
     """``(is_full, is_part)`` of the tiles rows ``[r0, r1)`` x key columns ``[c0, c1)`` of key blocks ``n``."""
     lts_min = tl.load(bounds + 0 * num_n_blocks + n, mask=n_mask, other=0)
     lts_max = tl.load(bounds + 1 * num_n_blocks + n, mask=n_mask, other=0)
@@ -171,8 +171,8 @@ def _tile_lists_kernel(
         r1 = tl.minimum(r0 + BLOCK_M, seqlen_q)
         c0 = n * BLOCK_N
         c1 = tl.minimum(c0 + BLOCK_N, seqlen_k)
-        is_full, is_part = classify(bounds, num_n_blocks, n, valid & (n < num_n_blocks), r0, r1, c0, c1, offset,
-                                    valid, CAUSAL, BLOCK_N)  # fmt: skip
+        is_full, is_part = _classify(bounds, num_n_blocks, n, valid & (n < num_n_blocks), r0, r1, c0, c1, offset,
+                                     valid, CAUSAL, BLOCK_N)  # fmt: skip
         full_pos = num_full + tl.cumsum(is_full.to(tl.int32), 0) - 1
         part_pos = num_part + tl.cumsum(is_part.to(tl.int32), 0) - 1
         tl.store(full_out + full_pos, inner, mask=is_full)
@@ -300,8 +300,8 @@ def _row_plan_kernel(
             r1 = tl.minimum(r0 + BLOCK_M, seqlen_q)
             c0 = n * BLOCK_N
             c1 = tl.minimum(c0 + BLOCK_N, seqlen_k)
-            is_full, is_part = classify(bounds, num_n_blocks, n, valid & (n < num_n_blocks), r0, r1, c0, c1, offset,
-                                        valid, CAUSAL, BLOCK_N)  # fmt: skip
+            is_full, is_part = _classify(bounds, num_n_blocks, n, valid & (n < num_n_blocks), r0, r1, c0, c1, offset,
+                                         valid, CAUSAL, BLOCK_N)  # fmt: skip
             full_pos = num_full[:, None] + tl.cumsum(is_full.to(tl.int32), 1) - 1
             part_pos = num_part[:, None] + tl.cumsum(is_part.to(tl.int32), 1) - 1
             inner_2d = inner[None, :] + tl.zeros([OUTER_CHUNK, 1], dtype=tl.int32)
