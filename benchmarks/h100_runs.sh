@@ -1998,6 +1998,9 @@ s29b)
     run ab_fused_loop 120 ab.txt "${ab[@]}" --masks sliding_window,causal_document,full --loop 1.0 --reps 3
     ;;
 s29e)
+    # (Run in session 30, results/s29e_*: the converter +2.8% / +4.1% / +4.3% in every schedule; without the fences
+    # 2 of 26 D=128 cases wrong. The converter is gone (benchmarks/experiments/
+    # gluon_backward_dq_converter_and_persistent.patch), so this step no longer runs; kept as the record.)
     # Not run in session 29 (the device was paused); prepared for the next. s29d (converter partition, the
     # "pipelined" schedule with fences, in-place conversion): +2.7% / +2.6% / +1.2% back to back (sliding_window /
     # causal_document / full). Offline SASS: whenever the converter carries a tile's state ("previous",
@@ -2041,6 +2044,9 @@ s29c|s29d)
         --only "D= 64" "${fused[@]}" --out "$OUT/gpu_check_d64.json"
     ;;
 s30a)
+    # (Run in session 30 on the persistent-capable tree, results/s30a_*; the patch is now redone on the kernel as it
+    # is, with its own Probe argument: with the stamps off its SASS differs from the committed kernel's by the
+    # argument's offsets.)
     # Prepared in session 30 (no device), s18d redone on today's kernel (the patch no longer applied). Where a Gluon
     # backward program's time goes at 8K: per-program %globaltimer stamps (benchmarks/experiments/
     # probe_bwd_phases.patch, applied here on the device's copy; offline its stamps-off SASS is byte-identical to
@@ -2055,6 +2061,8 @@ s30a)
         --masks sliding_window,causal_document,causal_blockwise,full
     ;;
 s30b)
+    # (Run in session 30, results/s30b_*: +2.7% / +1.2% / +3.4%, every key-block count per program slower; the
+    # persistent grid is gone with the converter, so this step no longer runs; kept as the record.)
     # Prepared in session 30 (no device). The Gluon backward on a persistent grid (configs.GLUON_BACKWARD_PERSISTENT):
     # programs take key blocks in grid order from a counter (the forward's _work_items ring), up to
     # GLUON_BACKWARD_PERSISTENT_ITEMS (8) each, so that SMs still free up for the side passes of the backward in
@@ -2075,18 +2083,8 @@ s30b)
     run gpu_check_d64 100 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
         --only "D= 64" "${pers[@]}" --out "$OUT/gpu_check_d64.json"
     ;;
-s30c)
-    # The rest of s30b's checks: gpu_check in 3 pieces (two pieces' persistent launches side by side on the two main
-    # streams), memcheck over sanitize.py's cases, and D=64's A/B.
-    pers=(--set GLUON_BACKWARD_PERSISTENT=True)
-    run gpu_check_pieces 120 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
-        --only "D=128" --backward-pieces 3 "${pers[@]}" --out "$OUT/gpu_check_pieces.json"
-    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 --tool memcheck)
-    run memcheck 200 memcheck.txt "${san[@]}" python3 benchmarks/sanitize.py "${pers[@]}"
-    run ab_persistent_d64 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_PERSISTENT False,True \
-        --head-dim 64 --pass bwd --masks sliding_window,causal_document,full --loop 1.0 --reps 3
-    ;;
 s30d)
+    # (Run in session 30, results/s30d_*: +1.2% / +2.8% / +0.4%; its patch is gone, so this step no longer runs.)
     # Session 30: the probe (s30a) put sliding_window's K/V wait at 4.3% of the SMs' time (2.1 us per program before
     # the first tile). Here V gets its own barrier and is requested after the first tile's Q / dO, so the first
     # S^T = K Q^T waits for K and Q only (benchmarks/experiments/s30d_split_kv_wait.patch, applied on the device's
@@ -2100,7 +2098,7 @@ s30d)
         --masks sliding_window,causal_document,full --loop 1.0 --reps 3
     ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s30d)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s30d; see each step's comment)" >&2
     exit 2
     ;;
 esac

@@ -1,8 +1,7 @@
 """Where a Gluon backward program's time goes: per-program timestamps (experiment s30a, was s18d; GPU only).
 
 Needs ``probe_bwd_phases.patch`` applied (it adds compile-time-gated ``%globaltimer`` stamps to
-``backward_hopper.bwd_ws_kernel``, written through its converter's ``Visits`` argument, a placeholder while the
-converter is off, and ``kernels.PROBE_BWD``):
+``backward_hopper.bwd_ws_kernel``, written through a ``Probe`` argument, and ``kernels.PROBE_BWD``):
 
     git apply benchmarks/experiments/probe_bwd_phases.patch
     python benchmarks/experiments/probe_bwd_phases.py --masks sliding_window,causal_document,full
