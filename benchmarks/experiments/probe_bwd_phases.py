@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "src"))
 
-from _kernel_calls import kernel_calls, paper_inputs  # noqa: E402
+from _kernel_calls import kernel_calls, paper_inputs, set_configs  # noqa: E402
 
 import flashmask.kernels as kernels  # noqa: E402
 from flashmask.bench.peers import back_to_back_ms, gpu_only_ms  # noqa: E402
@@ -70,9 +70,12 @@ def main() -> None:
     ap.add_argument("--seqlen", type=int, default=8192)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--masks", default="sliding_window,causal_document,full")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a kernels.configs setting (a Python literal), e.g. BWD_PIECES=1")  # fmt: skip
     args = ap.parse_args()
+    set_configs(args.set)
     dev = torch.device("cuda")
-    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}")
+    print(f"device {torch.cuda.get_device_name()} torch {torch.__version__}; settings {args.set or 'as configured'}")
     inputs = paper_inputs(args.batch, args.seqlen, 128, dev)
     table = []
     for mask in args.masks.split(","):
