@@ -2097,6 +2097,24 @@ s30d)
     run ab_base_loop 200 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --pass bwd \
         --masks sliding_window,causal_document,full --loop 1.0 --reps 3
     ;;
+s30e)
+    # Session 30. s30b's persistent grid lost ~1.3% per tile on full (its item came from shared memory, so every
+    # per-item value sat in vector registers) and ~2% per key block on sliding_window (the claim's atomic and ring).
+    # Here each program takes the key blocks program_id * K .. + K - 1 in order (K = GLUON_BACKWARD_PERSISTENT_ITEMS;
+    # uniform values, no atomic, no ring; benchmarks/experiments/s30e_persistent_static_items.patch, which also
+    # restores the converter code, off). Offline: no tile-loop reloads on any form (2 on full before), the unmasked
+    # tile's path +3 instructions over the default. Predicted: -0.5% to -2% on sliding_window and causal_document
+    # back to back, full level; K = 2-8 within 1% of each other. gpu_check D=128 with it on, then the A/Bs.
+    [[ -n $DRY ]] || git apply benchmarks/experiments/s30e_persistent_static_items.patch || exit 1
+    pers=(--set GLUON_BACKWARD_PERSISTENT=True)
+    run gpu_check_d128 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --only "D=128" "${pers[@]}" --out "$OUT/gpu_check_d128.json"
+    run ab_persistent_loop 200 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_PERSISTENT False,True \
+        --set GLUON_BACKWARD_PERSISTENT_ITEMS=4 --pass bwd --masks sliding_window,causal_document,full --loop 1.0 \
+        --reps 3
+    run ab_items_loop 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_PERSISTENT_ITEMS 4,2,8 \
+        "${pers[@]}" --pass bwd --masks sliding_window,causal_document --loop 1.0 --reps 3
+    ;;
 *)
     echo "unknown step $STEP (call1, call2, call3, s3a-s30d; see each step's comment)" >&2
     exit 2
