@@ -2098,6 +2098,8 @@ s30d)
         --masks sliding_window,causal_document,full --loop 1.0 --reps 3
     ;;
 s30e)
+    # (Run in session 30 on an H200, the H100 not starting, results/s30e_*: +35.8% / +14.0% / +4.0%; gpu_check
+    # 26/26. Its patch is gone, so this step no longer runs; kept as the record.)
     # Session 30. s30b's persistent grid lost ~1.3% per tile on full (its item came from shared memory, so every
     # per-item value sat in vector registers) and ~2% per key block on sliding_window (the claim's atomic and ring).
     # Here each program takes the key blocks program_id * K .. + K - 1 in order (K = GLUON_BACKWARD_PERSISTENT_ITEMS;
