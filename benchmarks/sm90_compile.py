@@ -58,13 +58,18 @@ class _Sm90Driver(CudaDriver):
         return torch.device("cpu")
 
 
-def _resource_usage(cubin: bytes) -> str:
+def _cuobjdump(cubin: bytes, flag: str) -> str:
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(cubin)
-    out = subprocess.run([str(_BIN / "cuobjdump"), "--dump-resource-usage", f.name], capture_output=True, text=True)
+    out = subprocess.run([str(_BIN / "cuobjdump"), flag, f.name], capture_output=True, text=True).stdout
     os.unlink(f.name)
-    m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+)", out.stdout)
-    return f"regs {m.group(1)} stack {m.group(2)}" if m else out.stdout
+    return out
+
+
+def _resource_usage(cubin: bytes) -> str:
+    out = _cuobjdump(cubin, "--dump-resource-usage")
+    m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+)", out)
+    return f"regs {m.group(1)} stack {m.group(2)}" if m else out
 
 
 def _ptxas_warnings(ptx: str) -> str:
@@ -84,9 +89,9 @@ _SASS_LINE = re.compile(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?);")
 _BACK_BRANCH = re.compile(r"BRA\s+(?:`\(\.L_x_\d+\)\s+)?0x([0-9a-f]+)")
 
 
-def _tile_loops(sass: str) -> list[tuple[int, int]]:
-    """``(instructions, local loads)`` of each innermost loop of the SASS that issues wgmma (``HGMMA``): the tile
-    loops, where a reload of a spilled value costs once per tile rather than once per program."""
+def _tile_loop_local_loads(sass: str) -> list[int]:
+    """The local loads (``LDL``) of each innermost loop of the SASS that issues wgmma (``HGMMA``): the tile loops,
+    where a reload of a spilled value costs once per tile rather than once per program."""
     code = [(int(m.group(1), 16), m.group(2)) for m in map(_SASS_LINE.match, sass.splitlines()) if m]
     loops = []
     for address, text in code:
@@ -98,7 +103,7 @@ def _tile_loops(sass: str) -> list[tuple[int, int]]:
     for start, end in innermost:
         body = [text for address, text in code if start <= address <= end]
         if any("HGMMA" in text for text in body):
-            found.append((len(body), sum("LDL" in text for text in body)))
+            found.append(sum("LDL" in text for text in body))
     return found
 
 
@@ -106,13 +111,10 @@ def _compile(kernel, args: list, constexprs: dict, warps: int, stages: int, sass
     compiled = kernel.warmup(*args, grid=(1,), **constexprs, num_warps=warps, num_stages=stages, maxnreg=maxnreg)
     smem = compiled.metadata.shared // 1024
     usage = f"{_resource_usage(compiled.asm['cubin'])} smem {smem} KB, {_ptxas_warnings(compiled.asm['ptx'])}"
-    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
-        f.write(compiled.asm["cubin"])
-    dump = subprocess.run([str(_BIN / "cuobjdump"), "-sass", f.name], capture_output=True, text=True).stdout
-    os.unlink(f.name)
-    loops = _tile_loops(dump)
+    dump = _cuobjdump(compiled.asm["cubin"], "-sass")
+    loops = _tile_loop_local_loads(dump)
     if loops:
-        usage += f", tile-loop local loads {max(loads for _, loads in loops)} ({len(loops)} loops)"
+        usage += f", tile-loop local loads {max(loops)} ({len(loops)} loops)"
     print(f"{kernel.fn.__name__} {constexprs} warps {warps} stages {stages}: {usage}", flush=True)
     if sass:
         Path(sass).write_text(dump)
