@@ -2117,6 +2117,37 @@ s30e)
     run ab_items_loop 150 ab.txt python3 benchmarks/ab_setting.py GLUON_BACKWARD_PERSISTENT_ITEMS 4,2,8 \
         "${pers[@]}" --pass bwd --masks sliding_window,causal_document --loop 1.0 --reps 3
     ;;
+s31a)
+    # Session 31: the Gluon forward's partial tiles load their key block (a list entry) and then their mask limits
+    # (32 LTS per thread) only after the tile's scores are waited for: two dependent L2 round trips while both
+    # warpgroups (which reach an item's partial tiles together) leave the tensor cores idle. At 8K sliding_window a
+    # tile costs ~28% more than on full (2.33 against 1.82 us per SM back to back), 2 of ~9 tiles per item partial.
+    # GLUON_FORWARD_EARLY_MASK 1 / 2 issue the key block / both before the scores' wait (unmasked and partial
+    # tiles in two loops; offline: no tile-loop reloads, 24-48 B of spills outside them). Predicted: -2% to -5%
+    # forward on sliding_window and causal_document back to back, 2 ahead of 1, full level. Then the bound (the
+    # element mask and its loads gone, wrong results: benchmarks/experiments/s31a_fwd_no_element_mask.patch) against
+    # the committed path. GLUON_FORWARD_RING_LISTS: the producer hands each item's query block and list counts to
+    # the consumers in the item ring, so that they do not load them (two dependent L2 loads per item while both
+    # warpgroups' tensor work waits); predicted -1% to -3% forward on sliding_window, less on causal_document,
+    # ~0 on full (64 tiles per item). Then the whole gpu_check (D=128 and D=64) with both on.
+    run ab_early_loop 150 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_EARLY_MASK 0,1,2 --pass fwd \
+        --masks sliding_window,causal_document --loop 1.0 --reps 3
+    run ab_ring_loop 150 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_RING_LISTS False,True --pass fwd \
+        --masks sliding_window,causal_document,full --loop 1.0 --reps 3
+    run gpu_check_early 220 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --set GLUON_FORWARD_EARLY_MASK=2 --set GLUON_FORWARD_RING_LISTS=True --out "$OUT/gpu_check.json"
+    base_and_patch s31a_fwd_no_element_mask
+    run ab_bound_loop 120 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --pass fwd \
+        --masks sliding_window,causal_document --loop 1.0 --reps 3
+    ;;
+s31b)
+    # Session 31, after s31a: the 8K sliding_window row (D=128) three times against Flex on the tree's defaults
+    # (each a whole benchmark run, ours and Flex timed alone by the timer), as session 27's four runs were taken.
+    for i in 1 2 3; do
+        run "sw_8k_$i" 150 bench.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 \
+            --masks sliding_window --peers flex --out "$OUT/sw_8k_$i"
+    done
+    ;;
 *)
     echo "unknown step $STEP (call1, call2, call3, s3a-s30d; see each step's comment)" >&2
     exit 2

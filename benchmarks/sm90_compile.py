@@ -143,6 +143,17 @@ def main() -> None:
     parser.add_argument("--gate", type=int, default=0, help="forward: gated grid (1 or 2, see fwd_kernel)")
     parser.add_argument("--sweep", action="store_true", help="forward: a middle sweep (state carried in and out)")
     parser.add_argument("--persistent", action="store_true", help="Gluon forward: the persistent grid")
+    parser.add_argument(
+        "--early-mask",
+        type=int,
+        default=0,
+        help="Gluon forward: partial tiles' key block (1) and limits (2) loaded early (EARLY_MASK)",
+    )
+    parser.add_argument(
+        "--ring-lists",
+        action="store_true",
+        help="Gluon forward: each item's lists handed over in the item ring (RING_LISTS)",
+    )
     parser.add_argument("--transposed", action="store_true", help="plan: the backward's lists (per key block)")
     parser.add_argument("--bounds-given", action="store_true", help="plan: the forward's bounds handed in")
     parser.add_argument("--no-dkv-tma", action="store_true",
@@ -186,7 +197,14 @@ def main() -> None:
                 lse, 0, 0, *o.stride()[:3], 0, 0, mask.stride(2), 1, *scalars, H, 1, H, S // bm, S // bn,
                 B * H * (S // bm), 0.1]  # fmt: skip
         sweep = dict(SWEEP=True, CARRY_IN=True, CARRY_OUT=True) if a.sweep else {}
-        flags = dict(**mc, NUM_STAGES=a.stages, PERSISTENT=a.persistent, **sweep)
+        flags = dict(
+            **mc,
+            NUM_STAGES=a.stages,
+            PERSISTENT=a.persistent,
+            EARLY_MASK=a.early_mask,
+            RING_LISTS=a.ring_lists,
+            **sweep,
+        )
         _compile(forward_hopper.fwd_ws_kernel, args, flags, 4, a.stages, a.sass, forward_hopper.WS_MAX_REGISTERS)
     elif a.kernel == "bwd-ws":
         bm, bn = backward_hopper.WS_BWD_BLOCK_M, backward_hopper.WS_BWD_BLOCK_N

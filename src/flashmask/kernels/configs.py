@@ -121,6 +121,12 @@ WARP_SPECIALIZED_FORWARD = KernelConfig(128, 128, 4, 3, True, warp_specialized=T
 # The Gluon backward (``backward_hopper``): 128 keys per program (two 4-warp consumer warpgroups of 64), query
 # tiles of 64 rows, two Q/dO stages (three spill and take 226 KB of shared memory).
 WARP_SPECIALIZED_BACKWARD = KernelConfig(64, 128, 4, 2, True, warp_specialized=True)
+# The Gluon forward's partial tiles: 0 loads each one's key block and mask limits after its scores are waited for; 1
+# loads the key block before (unmasked and partial tiles in two loops); 2 the limits too. Not with key sweeps.
+GLUON_FORWARD_EARLY_MASK = 0
+# The persistent Gluon forward's producer hands each item's query block and list counts to the consumers with the
+# item (shared memory), instead of each consumer loading them (two dependent loads while the tensor cores wait).
+GLUON_FORWARD_RING_LISTS = False
 # The Gluon kernels at D=64 on Hopper (Triton 3.6), forward and backward, each with its switch. They compile there
 # without spills (112 / 113 KB of shared memory). Against D=64's Triton kernels on the H100 at 8K (GPU time, session
 # 24, s24b): forward -8% to -15%, backward -13% to -23% on full, sliding_window, causal_document,

@@ -26,7 +26,16 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 
 # A scalar Triton helper: Gluon compiles it as it is (same SASS as a Gluon copy).
 from ._common import _column_limits, _fill_below_or_from, _fill_in_spans
-from ._work_items import _claim_and_publish, _item_ring, _receive
+from ._work_items import (
+    _claim,
+    _claim_and_publish,
+    _item_ring,
+    _publish,
+    _receive,
+    _received_word,
+    _release,
+    _wait_published,
+)
 from .forward import _first_at_least
 
 LN2: gl.constexpr = gl.constexpr(0.6931471805599453)
@@ -53,45 +62,83 @@ def _key_block(lists, t):
 
 
 @gluon.jit
-def _work_item(item, params, SWEEP: gl.constexpr):
-    """Tile lists and coordinates of work item ``item``: query-block slot ``item % num_m_blocks`` (the query block
-    itself comes from ``Order``: heaviest first, as in ``fwd_kernel``) of batch x query head
-    ``item // num_m_blocks``. Returns ``(lists, coords)`` as the partitions take them."""
-    (Mask, FullCount, FullIndex, PartCount, PartIndex, Order, sweep_lo, sweep_hi, stride_mb, stride_mh,
-     list_stride_b, num_q_heads, q_per_kv, q_per_mask, num_m_blocks, num_n_blocks) = params  # fmt: skip
+def _list_row(item, params):
+    """Row of work item ``item``'s query-block slot in the lists' ``[rows, num_m_blocks]`` arrays (int64)."""
+    num_q_heads, q_per_mask, num_m_blocks = params[11], params[13], params[14]
+    list_stride_b = params[10]
     pid_bh = item // num_m_blocks
     b = pid_bh // num_q_heads
-    h = pid_bh % num_q_heads
-    kv_h = h // q_per_kv
-    mask_h = h // q_per_mask
-    list_base = (b * list_stride_b + mask_h).to(gl.int64) * num_m_blocks
+    mask_h = (pid_bh % num_q_heads) // q_per_mask
+    return (b * list_stride_b + mask_h).to(gl.int64) * num_m_blocks
+
+
+@gluon.jit
+def _item_lists(item, params, SWEEP: gl.constexpr):
+    """What work item ``item``'s tiles are, from global memory: ``(pid_m, full_lo, part_lo, num_full_here,
+    num_tiles)``, its query block (``Order``: heaviest first, as in ``fwd_kernel``, for the slot
+    ``item % num_m_blocks`` of batch x query head ``item // num_m_blocks``), where its sweep's tiles start in
+    each list, and how many it visits."""
+    FullCount, FullIndex, PartCount, PartIndex, Order, sweep_lo, sweep_hi = params[1:8]
+    num_m_blocks, num_n_blocks = params[14], params[15]
+    list_base = _list_row(item, params)
     pid_m = gl.load(Order + list_base + item % num_m_blocks)
-    start_m = pid_m * (2 * WG_ROWS)
     list_row = list_base + pid_m
-    full_list = FullIndex + list_row * num_n_blocks
-    part_list = PartIndex + list_row * num_n_blocks
     num_full = gl.load(FullCount + list_row)
     num_part = gl.load(PartCount + list_row)
     full_lo = num_full * 0
     part_lo = num_part * 0
     if SWEEP:
+        full_list = FullIndex + list_row * num_n_blocks
+        part_list = PartIndex + list_row * num_n_blocks
         full_lo = _first_at_least(full_list, num_full, sweep_lo)
         num_full = _first_at_least(full_list, num_full, sweep_hi)
         part_lo = _first_at_least(part_list, num_part, sweep_lo)
         num_part = _first_at_least(part_list, num_part, sweep_hi)
     num_full_here = num_full - full_lo
-    num_tiles = num_full_here + (num_part - part_lo)
-    lists = (full_list, part_list, full_lo, part_lo, num_full_here, num_tiles)
+    return pid_m, full_lo, part_lo, num_full_here, num_full_here + (num_part - part_lo)
+
+
+@gluon.jit
+def _work_item(item, item_lists, params):
+    """Tile lists and coordinates of work item ``item`` from its ``_item_lists``: ``(lists, coords)`` as the
+    partitions take them."""
+    (Mask, _FullCount, FullIndex, _PartCount, PartIndex, _Order, _sweep_lo, _sweep_hi, stride_mb, stride_mh,
+     _list_stride_b, num_q_heads, q_per_kv, q_per_mask, num_m_blocks, num_n_blocks) = params  # fmt: skip
+    pid_m, full_lo, part_lo, num_full_here, num_tiles = item_lists
+    pid_bh = item // num_m_blocks
+    b = pid_bh // num_q_heads
+    h = pid_bh % num_q_heads
+    kv_h = h // q_per_kv
+    mask_h = h // q_per_mask
+    list_row = _list_row(item, params) + pid_m
+    lists = (FullIndex + list_row * num_n_blocks, PartIndex + list_row * num_n_blocks, full_lo, part_lo,
+             num_full_here, num_tiles)  # fmt: skip
     mask_base = Mask + b.to(gl.int64) * stride_mb + mask_h * stride_mh
-    coords = (b, h, kv_h, start_m, pid_bh, mask_base)
+    coords = (b, h, kv_h, pid_m * (2 * WG_ROWS), pid_bh, mask_base)
     return lists, coords
+
+
+@gluon.jit
+def _next_item(sched, n, params, SWEEP: gl.constexpr, PERSISTENT: gl.constexpr, RING_LISTS: gl.constexpr):
+    """A consumer's ``n``-th work item and its ``_item_lists``: from the ring's slot where the producer put both
+    (``RING_LISTS``), else the item from the ring (or the grid) and placeholders: the caller loads the rest."""
+    if RING_LISTS:
+        _wait_published(sched, n)
+        item = _received_word(sched, n, 0)
+        item_lists = (_received_word(sched, n, 1), _received_word(sched, n, 2), _received_word(sched, n, 3),
+                      _received_word(sched, n, 4), _received_word(sched, n, 5))  # fmt: skip
+        _release(sched, n)
+    else:
+        item = _receive(sched, n, PERSISTENT)
+        item_lists = (item, item, item, item, item)  # (loaded in the loop, once the item is known to be one)
+    return item, item_lists
 
 
 @gluon.jit
 def _producer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
               CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr, SWEEP: gl.constexpr,
-              PERSISTENT: gl.constexpr):  # fmt: skip
+              PERSISTENT: gl.constexpr, EARLY_MASK: gl.constexpr, RING_LISTS: gl.constexpr):  # fmt: skip
     """One warp: per work item, the Q rows of both warpgroups, then K and V of every visited tile into the stage
     ring (one ring position per tile, carried across items).
 
@@ -105,9 +152,15 @@ def _producer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
     block_n: gl.constexpr = k_bufs.type.shape[2]
     n = 0
     ring = 0
-    item = _claim_and_publish(sched, n, PERSISTENT)
+    if RING_LISTS:  # noqa: SIM108 (one branch compiled: RING_LISTS is a constant)
+        item = _claim(sched, n, PERSISTENT)
+    else:
+        item = _claim_and_publish(sched, n, PERSISTENT)
     while item < num_items:
-        lists, coords = _work_item(item, params, SWEEP)
+        item_lists = _item_lists(item, params, SWEEP)
+        if RING_LISTS:
+            _publish(sched, n, (item, item_lists[0], item_lists[1], item_lists[2], item_lists[3], item_lists[4]))
+        lists, coords = _work_item(item, item_lists, params)
         b, h, kv_h, start_m, _pid_bh, _mask_base = coords
         for g in gl.static_range(2):
             # Barriers start with the phase before the first complete: the first round of waits passes at once.
@@ -130,7 +183,12 @@ def _producer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
                                             v_bufs.index(stage))  # fmt: skip
         ring += num_tiles
         n += 1
-        item = _claim_and_publish(sched, n, PERSISTENT)
+        if RING_LISTS:  # noqa: SIM108 (as above)
+            item = _claim(sched, n, PERSISTENT)
+        else:
+            item = _claim_and_publish(sched, n, PERSISTENT)
+    if RING_LISTS:
+        _publish(sched, n, (item,))  # past the last item: the consumers stop
 
 
 @gluon.jit
@@ -182,10 +240,30 @@ def _packed_limits(mask_base, stride_ms, start_n, first_row, offs_n, dims, CAUSA
 
 
 @gluon.jit
-def _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL: gl.constexpr,
-                   HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
-                   UTE_COL: gl.constexpr):  # fmt: skip
-    """``-inf`` where a query row (``rows``, from ``first_row``) may not see a key column of this partial tile.
+def _mask_limits(start_n, first_row, offs_n, dims, mask_base, stride_ms, CAUSAL: gl.constexpr, HAS_MASK: gl.constexpr,
+                 LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
+    """What the element mask of the partial tile at key column ``start_n`` reads from memory, laid out as
+    ``offs_n`` (the score tile's column slice): LTS with one vector, ``_packed_limits`` with two or four, and
+    nothing (``start_n``) without a column mask. Apart from ``_apply_limits`` so that the loads can be issued
+    before the tile's scores are waited for."""
+    seqlen_k = dims[1]
+    if HAS_MASK and LTE_COL < 0 and UTE_COL < 0:
+        cols = start_n + offs_n
+        # 32-bit column offsets: the launcher keeps Sk * stride below 2**31.
+        limits = gl.load(mask_base + cols * stride_ms, mask=cols < seqlen_k, other=0)
+    elif HAS_MASK:
+        limits = _packed_limits(mask_base, stride_ms, start_n, first_row, offs_n, dims, CAUSAL, LTE_COL, UTS_COL,
+                                UTE_COL)  # fmt: skip
+    else:
+        limits = start_n
+    return limits
+
+
+@gluon.jit
+def _apply_limits(s, limits, start_n, first_row, rows, offs_n, dims, CAUSAL: gl.constexpr, HAS_MASK: gl.constexpr,
+                  LTE_COL: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
+    """``-inf`` where a query row (``rows``, from ``first_row``) may not see a key column of this partial tile,
+    from the tile's ``_mask_limits``.
 
     With a column mask of two or four vectors, the two intervals of ``_packed_limits`` per column (one unsigned
     compare each). With one (causal: hidden below the diagonal and from LTS on) the two limits per column are used
@@ -196,17 +274,11 @@ def _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_
     rows_2d = gl.expand_dims(rows, 1)
     if HAS_MASK and LTE_COL < 0 and UTE_COL < 0:
         cols = start_n + offs_n
-        in_range = cols < seqlen_k
-        # 32-bit column offsets: the launcher keeps Sk * stride below 2**31.
-        lts = gl.load(mask_base + cols * stride_ms, mask=in_range, other=0)
-        below = gl.where(in_range, cols - (seqlen_k - seqlen_q), ALL_ROWS)
+        below = gl.where(cols < seqlen_k, cols - (seqlen_k - seqlen_q), ALL_ROWS)
         # Both conditions in one predicate (inline PTX), one select per element.
-        s = _fill_below_or_from(s, float("-inf"), rows_2d, gl.expand_dims(below, 0), gl.expand_dims(lts, 0))
+        s = _fill_below_or_from(s, float("-inf"), rows_2d, gl.expand_dims(below, 0), gl.expand_dims(limits, 0))
     elif HAS_MASK:
-        packed = gl.expand_dims(
-            _packed_limits(mask_base, stride_ms, start_n, first_row, offs_n, dims, CAUSAL, LTE_COL, UTS_COL, UTE_COL),
-            0,
-        )
+        packed = gl.expand_dims(limits, 0)
         s = _fill_in_spans(s, float("-inf"), rows_2d - first_row, packed & 255, (packed >> 8) & 255,
                            (packed >> 16) & 255, packed >> 24)  # fmt: skip
     else:
@@ -216,6 +288,16 @@ def _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_
             hidden = hidden | (cols_2d > rows_2d + (seqlen_k - seqlen_q))
         s = gl.where(hidden, float("-inf"), s)
     return s
+
+
+@gluon.jit
+def _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL: gl.constexpr,
+                   HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr,
+                   UTE_COL: gl.constexpr):  # fmt: skip
+    """``-inf`` where a query row may not see a key column of this partial tile (loads, then the element mask)."""
+    limits = _mask_limits(start_n, first_row, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
+                          UTE_COL)  # fmt: skip
+    return _apply_limits(s, limits, start_n, first_row, rows, offs_n, dims, CAUSAL, HAS_MASK, LTE_COL, UTE_COL)
 
 
 @gluon.jit
@@ -230,10 +312,65 @@ def _softmax_step(s, m_i, l_i, qk_scale):
 
 
 @gluon.jit
+def _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists, mask_args, rows, offs_n, dims, s_zero,
+               MASK: gl.constexpr, CAUSAL: gl.constexpr, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr,
+               UTS_COL: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
+    """Visited tile ``t >= 1`` of one warpgroup's item: its scores, issued before the previous tile's ``P V``, then
+    its softmax while that runs. Returns the new ``(acc, p_op, m_i, l_i)``.
+
+    ``MASK``: 0, an unmasked tile; 1, the element mask if ``t`` is a partial tile (a runtime test after the scores);
+    2, a partial tile whose key block is loaded before the scores are waited for, its limits after; 3, both before.
+    A partial tile's key block and limits are two dependent loads from L2, which after the wait may leave the
+    tensor cores idle on both warpgroups (they reach the item's partial tiles together).
+    """
+    _q_bufs, k_bufs, v_bufs = bufs
+    _q_bars, _q_empty, k_ready, v_ready, k_empty, v_empty = bars
+    first_row, mask_base, stride_ms = mask_args
+    qk_scale = dims[2]
+    num_stages: gl.constexpr = k_bufs.type.shape[0]
+    block_n: gl.constexpr = k_bufs.type.shape[2]
+    head_dim: gl.constexpr = k_bufs.type.shape[4]
+    dtype: gl.constexpr = k_bufs.type.element_ty
+    o_row_layout: gl.constexpr = gl.SliceLayout(1, acc.type.layout)
+    stage = (ring + t) % num_stages
+    prev = (ring + t - 1) % num_stages
+    mbarrier.wait(k_ready.index(stage), ((ring + t) // num_stages) & 1)
+    k_t = k_bufs.index(stage).reshape([block_n, head_dim]).permute((1, 0))
+    s_token = warpgroup_mma(q_smem, k_t, s_zero, use_acc=False, is_async=True)
+    if MASK >= 2:
+        start_n = _key_block(lists, t) * block_n
+    mbarrier.wait(v_ready.index(prev), ((ring + t - 1) // num_stages) & 1)
+    v_prev = v_bufs.index(prev).reshape([block_n, head_dim])
+    acc_token = warpgroup_mma(p_op, v_prev, acc, is_async=True)
+    if MASK == 3:
+        limits = _mask_limits(start_n, first_row, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, LTE_COL,
+                              UTS_COL, UTE_COL)  # fmt: skip
+    # wgmma groups retire in order: this waits for the scores and leaves P V running under the softmax.
+    s = warpgroup_mma_wait(1, deps=(s_token,))
+    mbarrier.arrive(k_empty.index(stage))
+    if MASK == 2:
+        s = _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK,
+                           LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
+    elif MASK == 3:
+        s = _apply_limits(s, limits, start_n, first_row, rows, offs_n, dims, CAUSAL, HAS_MASK, LTE_COL, UTE_COL)
+    elif MASK == 1:  # noqa: SIM102 (a constant, then a runtime test)
+        if t >= lists[4]:
+            start_n = _key_block(lists, t) * block_n
+            s = _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK,
+                               LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
+    p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
+    acc, p_op = warpgroup_mma_wait(0, deps=(acc_token, p_op))
+    mbarrier.arrive(v_empty.index(prev))
+    acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
+    p_op = gl.convert_layout(p.to(dtype), p_op.type.layout)
+    return acc, p_op, m_i, l_i
+
+
+@gluon.jit
 def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
               CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr, SWEEP: gl.constexpr,
-              PERSISTENT: gl.constexpr):  # fmt: skip
+              PERSISTENT: gl.constexpr, EARLY_MASK: gl.constexpr, RING_LISTS: gl.constexpr):  # fmt: skip
     """One warpgroup: per work item, its 64 query rows over every visited key tile, then their output and LSE."""
     q_bufs, k_bufs, v_bufs = bufs
     q_bars, q_empty, k_ready, v_ready, k_empty, v_empty = bars
@@ -258,9 +395,11 @@ def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
 
     n = 0
     ring = 0
-    item = _receive(sched, n, PERSISTENT)
+    item, item_lists = _next_item(sched, n, params, SWEEP, PERSISTENT, RING_LISTS)
     while item < num_items:
-        lists, coords = _work_item(item, params, SWEEP)
+        if not RING_LISTS:
+            item_lists = _item_lists(item, params, SWEEP)
+        lists, coords = _work_item(item, item_lists, params)
         num_full_here = lists[4]
         num_tiles = lists[5]
         b, h, _kv_h, start_m, pid_bh, mask_base = coords
@@ -296,27 +435,23 @@ def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
             p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
             acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
             p_op = gl.convert_layout(p.to(dtype), p_layout)
-            for t in range(1, num_tiles):
-                stage = (ring + t) % num_stages
-                prev = (ring + t - 1) % num_stages
-                mbarrier.wait(k_ready.index(stage), ((ring + t) // num_stages) & 1)
-                k_t = k_bufs.index(stage).reshape([block_n, head_dim]).permute((1, 0))
-                s_token = warpgroup_mma(q_smem, k_t, s_zero, use_acc=False, is_async=True)
-                mbarrier.wait(v_ready.index(prev), ((ring + t - 1) // num_stages) & 1)
-                v_prev = v_bufs.index(prev).reshape([block_n, head_dim])
-                acc_token = warpgroup_mma(p_op, v_prev, acc, is_async=True)
-                # wgmma groups retire in order: this waits for the scores and leaves P V running under the softmax.
-                s = warpgroup_mma_wait(1, deps=(s_token,))
-                mbarrier.arrive(k_empty.index(stage))
-                if t >= num_full_here:
-                    start_n = _key_block(lists, t) * block_n
-                    s = _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL,
-                                       HAS_MASK, LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
-                p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
-                acc, p_op = warpgroup_mma_wait(0, deps=(acc_token, p_op))
-                mbarrier.arrive(v_empty.index(prev))
-                acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
-                p_op = gl.convert_layout(p.to(dtype), p_layout)
+            mask_args = (first_row, mask_base, stride_ms)
+            if EARLY_MASK > 0:
+                # The lists put the unmasked tiles first: one loop without the element mask, then one for the
+                # partial tiles that loads each one's key block (and limits) under its score matmul.
+                for t in range(1, num_full_here):
+                    acc, p_op, m_i, l_i = _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists,
+                                                     mask_args, rows, offs_n, dims, s_zero, 0, CAUSAL, HAS_MASK,
+                                                     LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
+                for t in range(gl.maximum(num_full_here, 1), num_tiles):
+                    acc, p_op, m_i, l_i = _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists,
+                                                     mask_args, rows, offs_n, dims, s_zero, EARLY_MASK + 1, CAUSAL,
+                                                     HAS_MASK, LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
+            else:
+                for t in range(1, num_tiles):
+                    acc, p_op, m_i, l_i = _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists,
+                                                     mask_args, rows, offs_n, dims, s_zero, 1, CAUSAL, HAS_MASK,
+                                                     LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
             # Every score tile is done: the producer may load the next item's Q rows while the last P V runs.
             mbarrier.arrive(q_empty.index(WG))
             last = (ring + num_tiles - 1) % num_stages
@@ -341,7 +476,7 @@ def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
             lse = gl.where(seen, (m_i + gl.log2(l_safe)) * LN2, float("-inf"))
             gl.store(lse_ptr + state_rows, lse, mask=row_ok)
         n += 1
-        item = _receive(sched, n, PERSISTENT)
+        item, item_lists = _next_item(sched, n, params, SWEEP, PERSISTENT, RING_LISTS)
 
 
 @gluon.jit
@@ -389,6 +524,8 @@ def fwd_ws_kernel(
     CARRY_IN: gl.constexpr = False,
     CARRY_OUT: gl.constexpr = False,
     PERSISTENT: gl.constexpr = False,
+    EARLY_MASK: gl.constexpr = 0,
+    RING_LISTS: gl.constexpr = False,
 ):
     """4 warps here plus a 4-warp and a 1-warp worker; ``num_items`` = query blocks of 128 x batch x query heads.
 
@@ -423,7 +560,8 @@ def fwd_ws_kernel(
     descs = (q_desc, k_desc, v_desc)
     bufs = (q_bufs, k_bufs, v_bufs)
     bars = (q_bars, q_empty, k_ready, v_ready, k_empty, v_empty)
-    item_ids, item_ready, item_empty = _item_ring()
+    # The item, and with RING_LISTS its five ``_item_lists`` words.
+    item_ids, item_ready, item_empty = _item_ring(6 if RING_LISTS else 1)
     sched = (item_ids, item_ready, item_empty, Counter, num_items)
     params = (Mask, FullCount, FullIndex, PartCount, PartIndex, Order, sweep_lo, sweep_hi, stride_mb, stride_mh,
               list_stride_b, num_q_heads, q_per_kv, q_per_mask, num_m_blocks, num_n_blocks)  # fmt: skip
@@ -433,11 +571,14 @@ def fwd_ws_kernel(
     gl.warp_specialize(
         [
             (_consumer, (descs, bufs, bars, sched, params, outs, dims, 0,
-                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT)),
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
+                         EARLY_MASK, RING_LISTS)),
             (_consumer, (descs, bufs, bars, sched, params, outs, dims, 1,
-                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT)),
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
+                         EARLY_MASK, RING_LISTS)),
             (_producer, (descs, bufs, bars, sched, params, outs, dims, 0,
-                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT)),
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
+                         EARLY_MASK, RING_LISTS)),
         ],
         [4, 1],
         [240, 24],
