@@ -6,7 +6,8 @@ target; the kernels are compiled through their JIT ``warmup`` with CPU tensors o
 (so the divisibility specialisations match a real launch), and ``cuobjdump`` reads the cubin.
 
     python benchmarks/sm90_compile.py dkdv --block 64 64 --warps 4 --stages 2 [--atomic-dq] [--sass out.sass]
-    python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep --persistent]  # Gluon fwd
+    python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep --persistent --ring-lists
+        --early-mask N]  # Gluon fwd
     python benchmarks/sm90_compile.py bwd-ws --stages 2 [--causal --vectors N]                 # Gluon backward
     python benchmarks/sm90_compile.py plan --block 64 128 [--transposed --bounds-given --vectors N]  # tiles.plan
 

@@ -71,6 +71,35 @@ def test_gluon_forward_compiles_for_sm90_without_spills(variant):
     assert 0 < smem_kb <= H100_SHARED_MEMORY_KB, line
 
 
+@pytest.mark.skipif(not configs.gluon_release(), reason="the Gluon forward is used on Triton 3.6 only")
+@pytest.mark.parametrize(
+    "variant",
+    [
+        ["--persistent", "--ring-lists"],
+        ["--persistent", "--causal", "--vectors", "1", "--ring-lists", "--early-mask", "2"],
+        ["--persistent", "--causal", "--vectors", "1", "--early-mask", "1"],
+        ["--persistent", "--vectors", "4", "--ring-lists", "--early-mask", "2"],
+        ["--persistent", "--causal", "--vectors", "1", "--head-dim", "64", "--ring-lists", "--early-mask", "2"],
+    ],
+    ids=["full-ring", "causal-lts-ring-early2", "causal-lts-early1", "four-vectors-ring-early2", "d64-ring-early2"],
+)
+def test_gluon_forward_switches_compile_for_sm90(variant):
+    """``configs.GLUON_FORWARD_RING_LISTS`` and ``GLUON_FORWARD_EARLY_MASK`` (off by default) compile for sm_90: the
+    wgmma pipeline intact, nothing reloaded in the tile loops (the early loads' registers spill, if at all, around
+    the items: at most 96 B), within an H100's shared memory."""
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "sm90_compile.py"), "fwd-ws", "--block", "128", "128"]
+    done = subprocess.run([*cmd, "--stages", "3", *variant], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = done.stdout.strip().splitlines()[-1]
+    assert "wgmma-serialized no" in line, line
+    assert int(re.search(r"tile-loop local loads (\d+)", line).group(1)) == 0, line
+    spill_stores, spill_loads = map(int, re.search(r"spill \('(\d+)', '(\d+)'\)", line).groups())
+    assert max(spill_stores, spill_loads) <= 96, line
+    smem_kb = int(re.search(r"smem (\d+) KB", line).group(1))
+    assert 0 < smem_kb <= H100_SHARED_MEMORY_KB, line
+
+
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="CPU tensors need TRITON_INTERPRET=1")
 @pytest.mark.parametrize(("causal", "vectors"), [(False, 0), (True, 0), (True, 1), (False, 2), (True, 2), (False, 4)])
 def test_warp_specialized_config_falls_back_to_the_triton_forward(causal, vectors):
