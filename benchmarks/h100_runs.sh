@@ -2145,6 +2145,16 @@ s31a)
     run ab_bound_loop 90 ab.txt python3 benchmarks/ab_setting.py --base benchmarks/_base --pass fwd \
         --masks sliding_window --loop 1.0 --reps 3
     ;;
+s31m)
+    # Session 31, s31a cut to what ~200 s of device time allow (ten device starts failed): the two A/Bs on
+    # sliding_window, back to back, then causal_document's.
+    run ab_early_sw 80 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_EARLY_MASK 0,2 --pass fwd \
+        --masks sliding_window --loop 1.0 --reps 3
+    run ab_ring_sw 70 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_RING_LISTS False,True --pass fwd \
+        --masks sliding_window --loop 1.0 --reps 3
+    run ab_both_cd 70 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_EARLY_MASK 0,2 --pass fwd \
+        --masks causal_document --loop 1.0 --reps 3 --set GLUON_FORWARD_RING_LISTS=True
+    ;;
 s31b)
     # Session 31, after s31a: the 8K sliding_window row (D=128) three times against Flex on the tree's defaults
     # (each a whole benchmark run, ours and Flex timed alone by the timer), as session 27's four runs were taken.
