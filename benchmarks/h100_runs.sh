@@ -2148,7 +2148,7 @@ s31a)
 s31m)
     # Session 31, s31a cut to what ~200 s of device time allow (ten device starts failed): the two A/Bs on
     # sliding_window, back to back, then causal_document's.
-    run ab_early_sw 80 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_EARLY_MASK 0,2 --pass fwd \
+    run ab_early_sw 100 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_EARLY_MASK 0,2 --pass fwd \
         --masks sliding_window --loop 1.0 --reps 3
     run ab_ring_sw 70 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_RING_LISTS False,True --pass fwd \
         --masks sliding_window --loop 1.0 --reps 3
