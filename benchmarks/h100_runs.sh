@@ -2155,6 +2155,18 @@ s31m)
     run ab_both_cd 70 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_EARLY_MASK 0,2 --pass fwd \
         --masks causal_document --loop 1.0 --reps 3 --set GLUON_FORWARD_RING_LISTS=True
     ;;
+s31p)
+    # Session 31: where the persistent Gluon forward's time goes, per work item (benchmarks/experiments/
+    # probe_fwd_phases.patch + .py; ~30 s per mask and setting): item start (its lists, Q, the first scores), the
+    # tile loop (with a fit of its time per unmasked and per partial tile), the tail (last P V, output), and the
+    # gap between items; the committed path, then with both of s31a's switches on. Predicted on sliding_window:
+    # partial tiles ~0.5-1 us dearer than unmasked ones, item start + tail + gap 10-20% of the SMs' time.
+    [[ -n $DRY ]] || git apply benchmarks/experiments/probe_fwd_phases.patch || exit 1
+    run probe_fwd 120 probe.txt python3 benchmarks/experiments/probe_fwd_phases.py \
+        --masks sliding_window,causal_document,full
+    run probe_fwd_switches 100 probe.txt python3 benchmarks/experiments/probe_fwd_phases.py \
+        --masks sliding_window,causal_document --set GLUON_FORWARD_RING_LISTS=True --set GLUON_FORWARD_EARLY_MASK=2
+    ;;
 s31b)
     # Session 31, after s31a: the 8K sliding_window row (D=128) three times against Flex on the tree's defaults
     # (each a whole benchmark run, ours and Flex timed alone by the timer), as session 27's four runs were taken.
