@@ -86,6 +86,7 @@ def _received_word(sched, n, j: gl.constexpr):
 
 @gluon.jit
 def _release(sched, n):
+    """A consumer is done reading the ``n``-th slot: the producer may write the slot again."""
     item_empty = sched[2]
     mbarrier.arrive(item_empty.index(n % 2))
 
