@@ -2175,6 +2175,29 @@ s31b)
             --masks sliding_window --peers flex --out "$OUT/sw_8k_$i"
     done
     ;;
+s32a)
+    # Session 32, one call for what s31m + s31b would take two machine starts for: the two forward switches A/B'd
+    # back to back on sliding_window (8K, D=128); each that reads under 0.995x is kept (rule fixed before the
+    # run), and if any is: the 8K sliding_window row against Flex with those switches on, then gpu_check D=128
+    # with them on (correctness before any default changes).
+    run ab_early_sw 100 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_EARLY_MASK 0,2 --pass fwd \
+        --masks sliding_window --loop 1.0 --reps 3
+    run ab_ring_sw 70 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_RING_LISTS False,True --pass fwd \
+        --masks sliding_window --loop 1.0 --reps 3
+    keep=()
+    ratio() { grep -so "^sliding_window $1: [0-9.]* ms ([0-9.]*x)" "$OUT/ab.txt" | tail -1 | sed 's/.*(\(.*\)x)/\1/'; }
+    for setting in GLUON_FORWARD_EARLY_MASK=2 GLUON_FORWARD_RING_LISTS=True; do
+        r=$(ratio "$setting")
+        echo "$(now) $setting: ${r:-no result}x" | tee -a "$STEPS"
+        [[ -n $r ]] && python3 -c "import sys; sys.exit(0 if float('$r') < 0.995 else 1)" && keep+=(--set "$setting")
+    done
+    if ((${#keep[@]})); then
+        run sw_8k_switches 150 bench.log python3 benchmarks/bench_with.py "${keep[@]}" -- bench "${BENCH_DRY[@]}" \
+            --part kernel --seqlens 8K --head-dims 128 --masks sliding_window --peers flex --out "$OUT/sw_8k_switches"
+        run gpu_check_switches 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
+            --workers 8 --only D=128 "${keep[@]}" --out "$OUT/gpu_check_switches.json"
+    fi
+    ;;
 *)
     echo "unknown step $STEP (call1, call2, call3, s3a-s30d; see each step's comment)" >&2
     exit 2
