@@ -2199,7 +2199,7 @@ s32a)
     fi
     ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s30d; see each step's comment)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s32a; see each step's comment)" >&2
     exit 2
     ;;
 esac
