@@ -2198,8 +2198,20 @@ s32a)
             --workers 8 --only D=128 "${keep[@]}" --out "$OUT/gpu_check_switches.json"
     fi
     ;;
+s33a)
+    # Session 33: the Gluon forward's output in 16-byte row pieces (configs.GLUON_FORWARD_ROW_STORES; two in-warp
+    # shuffle conversions, 8 STG.128 per thread instead of 32 STG.32). s31p put the tail (last P V, output, LSE) at
+    # 17% of the SM time on sliding_window (3.4 us per item). Predicted, forward back to back: sliding_window and
+    # causal_document -1.5% to -4%, full -0% to -1%. Then gpu_check (D=128 and D=64) with it on.
+    run ab_row_stores 150 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_ROW_STORES False,True --pass fwd \
+        --masks sliding_window,causal_document,full --loop 1.0 --reps 3
+    run gpu_check_row_d128 180 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
+        --workers 8 --only D=128 --set GLUON_FORWARD_ROW_STORES=True --out "$OUT/gpu_check_row_d128.json"
+    run gpu_check_row_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
+        --workers 8 --only D=64 --set GLUON_FORWARD_ROW_STORES=True --out "$OUT/gpu_check_row_d64.json"
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s32a; see each step's comment)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s33a; see each step's comment)" >&2
     exit 2
     ;;
 esac

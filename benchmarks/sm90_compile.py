@@ -7,7 +7,7 @@ target; the kernels are compiled through their JIT ``warmup`` with CPU tensors o
 
     python benchmarks/sm90_compile.py dkdv --block 64 64 --warps 4 --stages 2 [--atomic-dq] [--sass out.sass]
     python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep --persistent --ring-lists
-        --early-mask N]  # Gluon fwd
+        --early-mask N --row-stores]  # Gluon fwd
     python benchmarks/sm90_compile.py bwd-ws --stages 2 [--causal --vectors N]                 # Gluon backward
     python benchmarks/sm90_compile.py plan --block 64 128 [--transposed --bounds-given --vectors N]  # tiles.plan
 
@@ -155,6 +155,9 @@ def main() -> None:
         action="store_true",
         help="Gluon forward: each item's lists handed over in the item ring (RING_LISTS)",
     )
+    parser.add_argument(
+        "--row-stores", action="store_true", help="Gluon forward: the output stored in whole rows (ROW_STORES)"
+    )
     parser.add_argument("--transposed", action="store_true", help="plan: the backward's lists (per key block)")
     parser.add_argument("--bounds-given", action="store_true", help="plan: the forward's bounds handed in")
     parser.add_argument("--no-dkv-tma", action="store_true",
@@ -204,6 +207,7 @@ def main() -> None:
             PERSISTENT=a.persistent,
             EARLY_MASK=a.early_mask,
             RING_LISTS=a.ring_lists,
+            ROW_STORES=a.row_stores,
             **sweep,
         )
         _compile(forward_hopper.fwd_ws_kernel, args, flags, 4, a.stages, a.sass, forward_hopper.WS_MAX_REGISTERS)

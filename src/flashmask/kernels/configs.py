@@ -127,6 +127,10 @@ GLUON_FORWARD_EARLY_MASK = 0
 # The persistent Gluon forward's producer hands each item's query block and list counts to the consumers with the
 # item (shared memory), instead of each consumer loading them (two dependent loads while the tensor cores wait).
 GLUON_FORWARD_RING_LISTS = False
+# The Gluon forward's output leaves in whole rows, 16 bytes per thread and store (moved there by shuffles within each
+# warp), instead of the wgmma accumulator's 4-byte pieces of 8 rows per store: a quarter of the store instructions,
+# each touching half the cache lines.
+GLUON_FORWARD_ROW_STORES = False
 # The Gluon kernels at D=64 on Hopper (Triton 3.6), forward and backward, each with its switch. They compile there
 # without spills (112 / 113 KB of shared memory). Against D=64's Triton kernels on the H100 at 8K (GPU time, session
 # 24, s24b): forward -8% to -15%, backward -13% to -23% on full, sliding_window, causal_document,

@@ -138,7 +138,8 @@ def _next_item(sched, n, params, SWEEP: gl.constexpr, PERSISTENT: gl.constexpr, 
 def _producer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
               CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr, SWEEP: gl.constexpr,
-              PERSISTENT: gl.constexpr, EARLY_MASK: gl.constexpr, RING_LISTS: gl.constexpr):  # fmt: skip
+              PERSISTENT: gl.constexpr, EARLY_MASK: gl.constexpr, RING_LISTS: gl.constexpr,
+              ROW_STORES: gl.constexpr):  # fmt: skip
     """One warp: per work item, the Q rows of both warpgroups, then K and V of every visited tile into the stage
     ring (one ring position per tile, carried across items).
 
@@ -189,6 +190,26 @@ def _producer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
             item = _claim_and_publish(sched, n, PERSISTENT)
     if RING_LISTS:
         _publish(sched, n, (item,))  # past the last item: the consumers stop
+
+
+@gluon.constexpr_function
+def _store_layout(head_dim, step):
+    """Layouts of one warpgroup's ``[64, head_dim]`` output tile on the way from the wgmma accumulator's (each thread
+    2 consecutive columns of a row, its quad's 4 threads 8: a warp's store writes 16-byte runs of 8 rows) to one in
+    which each thread holds 8 consecutive columns and its quad 32 (64-byte runs). ``step`` 1 swaps the accumulator's
+    column bits 2 (a lane bit) and 8 (a register bit), ``step`` 2 also 4 and 16: one lane / register swap each, so
+    that Triton moves the values by shuffles within each warp (two swaps in one conversion would go through shared
+    memory, which the K/V stages fill). Rows stay on the warps and lanes of the accumulator."""
+    rows_by_lane = [[1, 0], [2, 0], [4, 0]]
+    high_cols = [[0, c] for c in (32, 64, 128) if c < head_dim]
+    if step == 1:
+        lane_bases = [[0, 8], [0, 4]] + rows_by_lane
+        reg_bases = [[0, 1], [0, 2], [8, 0], [0, 16]] + high_cols
+    else:
+        lane_bases = [[0, 8], [0, 16]] + rows_by_lane
+        reg_bases = [[0, 1], [0, 2], [0, 4], [8, 0]] + high_cols
+    return gl.DistributedLinearLayout(reg_bases=reg_bases, lane_bases=lane_bases, warp_bases=[[16, 0], [32, 0]],
+                                      block_bases=[], shape=[WG_ROWS, head_dim])  # fmt: skip
 
 
 @gluon.jit
@@ -370,7 +391,8 @@ def _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists, mask_arg
 def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
               CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr, SWEEP: gl.constexpr,
-              PERSISTENT: gl.constexpr, EARLY_MASK: gl.constexpr, RING_LISTS: gl.constexpr):  # fmt: skip
+              PERSISTENT: gl.constexpr, EARLY_MASK: gl.constexpr, RING_LISTS: gl.constexpr,
+              ROW_STORES: gl.constexpr):  # fmt: skip
     """One warpgroup: per work item, its 64 query rows over every visited key tile, then their output and LSE."""
     q_bufs, k_bufs, v_bufs = bufs
     q_bars, q_empty, k_ready, v_ready, k_empty, v_empty = bars
@@ -469,10 +491,18 @@ def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
         else:
             seen = l_i > 0.0
             l_safe = gl.where(seen, l_i, 1.0)
-            out = acc / gl.expand_dims(gl.convert_layout(l_safe, o_row_layout), 1)
+            out = (acc / gl.expand_dims(gl.convert_layout(l_safe, o_row_layout), 1)).to(dtype)
             o_ptrs = out_ptr + b.to(gl.int64) * stride_ob + h * stride_oh
-            o_ptrs = o_ptrs + gl.expand_dims(o_rows.to(gl.int64) * stride_os, 1) + gl.expand_dims(offs_d, 0)
-            gl.store(o_ptrs, out.to(dtype), mask=o_row_ok)
+            if ROW_STORES:
+                store_layout: gl.constexpr = _store_layout(head_dim, 2)
+                out = gl.convert_layout(gl.convert_layout(out, _store_layout(head_dim, 1)), store_layout)
+                store_rows = first_row + gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, store_layout))
+                store_cols = gl.arange(0, head_dim, layout=gl.SliceLayout(0, store_layout))
+                o_ptrs = o_ptrs + gl.expand_dims(store_rows.to(gl.int64) * stride_os, 1) + gl.expand_dims(store_cols, 0)
+                gl.store(o_ptrs, out, mask=gl.expand_dims(store_rows < seqlen_q, 1))
+            else:
+                o_ptrs = o_ptrs + gl.expand_dims(o_rows.to(gl.int64) * stride_os, 1) + gl.expand_dims(offs_d, 0)
+                gl.store(o_ptrs, out, mask=o_row_ok)
             lse = gl.where(seen, (m_i + gl.log2(l_safe)) * LN2, float("-inf"))
             gl.store(lse_ptr + state_rows, lse, mask=row_ok)
         n += 1
@@ -526,6 +556,7 @@ def fwd_ws_kernel(
     PERSISTENT: gl.constexpr = False,
     EARLY_MASK: gl.constexpr = 0,
     RING_LISTS: gl.constexpr = False,
+    ROW_STORES: gl.constexpr = False,
 ):
     """4 warps here plus a 4-warp and a 1-warp worker; ``num_items`` = query blocks of 128 x batch x query heads.
 
@@ -572,13 +603,13 @@ def fwd_ws_kernel(
         [
             (_consumer, (descs, bufs, bars, sched, params, outs, dims, 0,
                          CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
-                         EARLY_MASK, RING_LISTS)),
+                         EARLY_MASK, RING_LISTS, ROW_STORES)),
             (_consumer, (descs, bufs, bars, sched, params, outs, dims, 1,
                          CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
-                         EARLY_MASK, RING_LISTS)),
+                         EARLY_MASK, RING_LISTS, ROW_STORES)),
             (_producer, (descs, bufs, bars, sched, params, outs, dims, 0,
                          CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
-                         EARLY_MASK, RING_LISTS)),
+                         EARLY_MASK, RING_LISTS, ROW_STORES)),
         ],
         [4, 1],
         [240, 24],
