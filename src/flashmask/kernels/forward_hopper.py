@@ -203,11 +203,11 @@ def _store_layout(head_dim, step):
     rows_by_lane = [[1, 0], [2, 0], [4, 0]]
     high_cols = [[0, c] for c in (32, 64, 128) if c < head_dim]
     if step == 1:
-        lane_bases = [[0, 8], [0, 4]] + rows_by_lane
-        reg_bases = [[0, 1], [0, 2], [8, 0], [0, 16]] + high_cols
+        lane_bases = [[0, 8], [0, 4], *rows_by_lane]
+        reg_bases = [[0, 1], [0, 2], [8, 0], [0, 16], *high_cols]
     else:
-        lane_bases = [[0, 8], [0, 16]] + rows_by_lane
-        reg_bases = [[0, 1], [0, 2], [0, 4], [8, 0]] + high_cols
+        lane_bases = [[0, 8], [0, 16], *rows_by_lane]
+        reg_bases = [[0, 1], [0, 2], [0, 4], [8, 0], *high_cols]
     return gl.DistributedLinearLayout(reg_bases=reg_bases, lane_bases=lane_bases, warp_bases=[[16, 0], [32, 0]],
                                       block_bases=[], shape=[WG_ROWS, head_dim])  # fmt: skip
 
