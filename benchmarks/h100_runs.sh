@@ -2209,6 +2209,10 @@ s33a)
         --workers 8 --only D=128 --set GLUON_FORWARD_ROW_STORES=True --out "$OUT/gpu_check_row_d128.json"
     run gpu_check_row_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
         --workers 8 --only D=64 --set GLUON_FORWARD_ROW_STORES=True --out "$OUT/gpu_check_row_d64.json"
+    # Last (it patches the kernel): s31p's phase probe with the switch on, for the tail's share.
+    [[ -n $DRY ]] || git apply benchmarks/experiments/probe_fwd_phases.patch || exit 1
+    run probe_fwd_row_stores 100 probe.txt python3 benchmarks/experiments/probe_fwd_phases.py \
+        --masks sliding_window,causal_document --set GLUON_FORWARD_ROW_STORES=True
     ;;
 *)
     echo "unknown step $STEP (call1, call2, call3, s3a-s33a; see each step's comment)" >&2

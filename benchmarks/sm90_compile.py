@@ -6,8 +6,8 @@ target; the kernels are compiled through their JIT ``warmup`` with CPU tensors o
 (so the divisibility specialisations match a real launch), and ``cuobjdump`` reads the cubin.
 
     python benchmarks/sm90_compile.py dkdv --block 64 64 --warps 4 --stages 2 [--atomic-dq] [--sass out.sass]
-    python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep --persistent --ring-lists
-        --early-mask N --row-stores]  # Gluon fwd
+    python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep --persistent
+        --row-stores]  # Gluon fwd
     python benchmarks/sm90_compile.py bwd-ws --stages 2 [--causal --vectors N]                 # Gluon backward
     python benchmarks/sm90_compile.py plan --block 64 128 [--transposed --bounds-given --vectors N]  # tiles.plan
 
@@ -145,17 +145,6 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="forward: a middle sweep (state carried in and out)")
     parser.add_argument("--persistent", action="store_true", help="Gluon forward: the persistent grid")
     parser.add_argument(
-        "--early-mask",
-        type=int,
-        default=0,
-        help="Gluon forward: partial tiles' key block (1) and limits (2) loaded early (EARLY_MASK)",
-    )
-    parser.add_argument(
-        "--ring-lists",
-        action="store_true",
-        help="Gluon forward: each item's lists handed over in the item ring (RING_LISTS)",
-    )
-    parser.add_argument(
         "--row-stores", action="store_true", help="Gluon forward: the output stored in whole rows (ROW_STORES)"
     )
     parser.add_argument("--transposed", action="store_true", help="plan: the backward's lists (per key block)")
@@ -205,8 +194,6 @@ def main() -> None:
             **mc,
             NUM_STAGES=a.stages,
             PERSISTENT=a.persistent,
-            EARLY_MASK=a.early_mask,
-            RING_LISTS=a.ring_lists,
             ROW_STORES=a.row_stores,
             **sweep,
         )

@@ -7,9 +7,9 @@ through a two-slot ring in shared memory (``item_ids`` with ``item_ready`` / ``i
 and 2). Past the last item every partition sees ``num_items`` and stops. Without ``PERSISTENT`` each program
 has one item, its own place in a grid ``(blocks, batch x heads)``, and no ring is used.
 
-``sched`` is ``(item_ids, item_ready, item_empty, counter, num_items)``. A slot holds the item, and optionally
-what else the producer works out for it (``_item_ring(words)``, ``_publish`` / ``_received_word``), so that the
-consumers need not load it again from global memory between two items, while the tensor cores wait.
+``sched`` is ``(item_ids, item_ready, item_empty, counter, num_items)``. A slot holds the item; it can hold more
+words (``_item_ring(words)``, ``_publish`` / ``_received_word``), but handing each item's list counts over with it
+did not pay in the forward (benchmarks/NOTES.md, session 33).
 """
 
 from __future__ import annotations
@@ -38,17 +38,6 @@ def _claim_and_publish(sched, n, PERSISTENT: gl.constexpr):
     if PERSISTENT:
         item = gl.minimum(gl.atomic_add(counter, 1, sem="relaxed"), num_items)
         _publish(sched, n, (item,))
-    else:
-        item = _own_item(n, num_items)
-    return item
-
-
-@gluon.jit
-def _claim(sched, n, PERSISTENT: gl.constexpr):
-    """The producer's ``n``-th work item, not yet handed on: ``_publish`` it with what it works out for it."""
-    counter, num_items = sched[3], sched[4]
-    if PERSISTENT:  # noqa: SIM108 (one branch compiled: PERSISTENT is a constant)
-        item = gl.minimum(gl.atomic_add(counter, 1, sem="relaxed"), num_items)
     else:
         item = _own_item(n, num_items)
     return item

@@ -121,12 +121,6 @@ WARP_SPECIALIZED_FORWARD = KernelConfig(128, 128, 4, 3, True, warp_specialized=T
 # The Gluon backward (``backward_hopper``): 128 keys per program (two 4-warp consumer warpgroups of 64), query
 # tiles of 64 rows, two Q/dO stages (three spill and take 226 KB of shared memory).
 WARP_SPECIALIZED_BACKWARD = KernelConfig(64, 128, 4, 2, True, warp_specialized=True)
-# The Gluon forward's partial tiles: 0 loads each one's key block and mask limits after its scores are waited for; 1
-# loads the key block before (unmasked and partial tiles in two loops); 2 the limits too. Not with key sweeps.
-GLUON_FORWARD_EARLY_MASK = 0
-# The persistent Gluon forward's producer hands each item's query block and list counts to the consumers with the
-# item (shared memory), instead of each consumer loading them (two dependent loads while the tensor cores wait).
-GLUON_FORWARD_RING_LISTS = False
 # The Gluon forward's output leaves in whole rows, 16 bytes per thread and store (moved there by shuffles within each
 # warp), instead of the wgmma accumulator's 4-byte pieces of 8 rows per store: a quarter of the store instructions,
 # each touching half the cache lines.

@@ -26,16 +26,7 @@ from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warp
 
 # A scalar Triton helper: Gluon compiles it as it is (same SASS as a Gluon copy).
 from ._common import _column_limits, _fill_below_or_from, _fill_in_spans
-from ._work_items import (
-    _claim,
-    _claim_and_publish,
-    _item_ring,
-    _publish,
-    _receive,
-    _received_word,
-    _release,
-    _wait_published,
-)
+from ._work_items import _claim_and_publish, _item_ring, _receive
 from .forward import _first_at_least
 
 LN2: gl.constexpr = gl.constexpr(0.6931471805599453)
@@ -119,27 +110,10 @@ def _work_item(item, item_lists, params):
 
 
 @gluon.jit
-def _next_item(sched, n, params, SWEEP: gl.constexpr, PERSISTENT: gl.constexpr, RING_LISTS: gl.constexpr):
-    """A consumer's ``n``-th work item and its ``_item_lists``: from the ring's slot where the producer put both
-    (``RING_LISTS``), else the item from the ring (or the grid) and placeholders: the caller loads the rest."""
-    if RING_LISTS:
-        _wait_published(sched, n)
-        item = _received_word(sched, n, 0)
-        item_lists = (_received_word(sched, n, 1), _received_word(sched, n, 2), _received_word(sched, n, 3),
-                      _received_word(sched, n, 4), _received_word(sched, n, 5))  # fmt: skip
-        _release(sched, n)
-    else:
-        item = _receive(sched, n, PERSISTENT)
-        item_lists = (item, item, item, item, item)  # (loaded in the loop, once the item is known to be one)
-    return item, item_lists
-
-
-@gluon.jit
 def _producer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
               CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr, SWEEP: gl.constexpr,
-              PERSISTENT: gl.constexpr, EARLY_MASK: gl.constexpr, RING_LISTS: gl.constexpr,
-              ROW_STORES: gl.constexpr):  # fmt: skip
+              PERSISTENT: gl.constexpr, ROW_STORES: gl.constexpr):  # fmt: skip
     """One warp: per work item, the Q rows of both warpgroups, then K and V of every visited tile into the stage
     ring (one ring position per tile, carried across items).
 
@@ -153,15 +127,9 @@ def _producer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
     block_n: gl.constexpr = k_bufs.type.shape[2]
     n = 0
     ring = 0
-    if RING_LISTS:  # noqa: SIM108 (one branch compiled: RING_LISTS is a constant)
-        item = _claim(sched, n, PERSISTENT)
-    else:
-        item = _claim_and_publish(sched, n, PERSISTENT)
+    item = _claim_and_publish(sched, n, PERSISTENT)
     while item < num_items:
-        item_lists = _item_lists(item, params, SWEEP)
-        if RING_LISTS:
-            _publish(sched, n, (item, item_lists[0], item_lists[1], item_lists[2], item_lists[3], item_lists[4]))
-        lists, coords = _work_item(item, item_lists, params)
+        lists, coords = _work_item(item, _item_lists(item, params, SWEEP), params)
         b, h, kv_h, start_m, _pid_bh, _mask_base = coords
         for g in gl.static_range(2):
             # Barriers start with the phase before the first complete: the first round of waits passes at once.
@@ -184,12 +152,7 @@ def _producer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
                                             v_bufs.index(stage))  # fmt: skip
         ring += num_tiles
         n += 1
-        if RING_LISTS:  # noqa: SIM108 (as above)
-            item = _claim(sched, n, PERSISTENT)
-        else:
-            item = _claim_and_publish(sched, n, PERSISTENT)
-    if RING_LISTS:
-        _publish(sched, n, (item,))  # past the last item: the consumers stop
+        item = _claim_and_publish(sched, n, PERSISTENT)
 
 
 @gluon.constexpr_function
@@ -334,15 +297,14 @@ def _softmax_step(s, m_i, l_i, qk_scale):
 
 @gluon.jit
 def _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists, mask_args, rows, offs_n, dims, s_zero,
-               MASK: gl.constexpr, CAUSAL: gl.constexpr, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr,
+               CAUSAL: gl.constexpr, HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr,
                UTS_COL: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
     """Visited tile ``t >= 1`` of one warpgroup's item: its scores, issued before the previous tile's ``P V``, then
-    its softmax while that runs. Returns the new ``(acc, p_op, m_i, l_i)``.
+    its softmax while that runs; the element mask if ``t`` is a partial tile (a runtime test after the scores).
+    Returns the new ``(acc, p_op, m_i, l_i)``.
 
-    ``MASK``: 0, an unmasked tile; 1, the element mask if ``t`` is a partial tile (a runtime test after the scores);
-    2, a partial tile whose key block is loaded before the scores are waited for, its limits after; 3, both before.
-    A partial tile's key block and limits are two dependent loads from L2, which after the wait may leave the
-    tensor cores idle on both warpgroups (they reach the item's partial tiles together).
+    Loading a partial tile's key block and limits before its scores are waited for (the unmasked and partial tiles
+    in two loops) was 5% slower on 8K sliding_window (benchmarks/NOTES.md, session 33).
     """
     _q_bufs, k_bufs, v_bufs = bufs
     _q_bars, _q_empty, k_ready, v_ready, k_empty, v_empty = bars
@@ -358,27 +320,16 @@ def _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists, mask_arg
     mbarrier.wait(k_ready.index(stage), ((ring + t) // num_stages) & 1)
     k_t = k_bufs.index(stage).reshape([block_n, head_dim]).permute((1, 0))
     s_token = warpgroup_mma(q_smem, k_t, s_zero, use_acc=False, is_async=True)
-    if MASK >= 2:
-        start_n = _key_block(lists, t) * block_n
     mbarrier.wait(v_ready.index(prev), ((ring + t - 1) // num_stages) & 1)
     v_prev = v_bufs.index(prev).reshape([block_n, head_dim])
     acc_token = warpgroup_mma(p_op, v_prev, acc, is_async=True)
-    if MASK == 3:
-        limits = _mask_limits(start_n, first_row, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK, LTE_COL,
-                              UTS_COL, UTE_COL)  # fmt: skip
     # wgmma groups retire in order: this waits for the scores and leaves P V running under the softmax.
     s = warpgroup_mma_wait(1, deps=(s_token,))
     mbarrier.arrive(k_empty.index(stage))
-    if MASK == 2:
+    if t >= lists[4]:
+        start_n = _key_block(lists, t) * block_n
         s = _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK,
                            LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
-    elif MASK == 3:
-        s = _apply_limits(s, limits, start_n, first_row, rows, offs_n, dims, CAUSAL, HAS_MASK, LTE_COL, UTE_COL)
-    elif MASK == 1:  # noqa: SIM102 (a constant, then a runtime test)
-        if t >= lists[4]:
-            start_n = _key_block(lists, t) * block_n
-            s = _masked_scores(s, start_n, first_row, rows, offs_n, dims, mask_base, stride_ms, CAUSAL, HAS_MASK,
-                               LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
     p, alpha, m_i, l_i = _softmax_step(s, m_i, l_i, qk_scale)
     acc, p_op = warpgroup_mma_wait(0, deps=(acc_token, p_op))
     mbarrier.arrive(v_empty.index(prev))
@@ -391,8 +342,7 @@ def _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists, mask_arg
 def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
               CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr, SWEEP: gl.constexpr,
-              PERSISTENT: gl.constexpr, EARLY_MASK: gl.constexpr, RING_LISTS: gl.constexpr,
-              ROW_STORES: gl.constexpr):  # fmt: skip
+              PERSISTENT: gl.constexpr, ROW_STORES: gl.constexpr):  # fmt: skip
     """One warpgroup: per work item, its 64 query rows over every visited key tile, then their output and LSE."""
     q_bufs, k_bufs, v_bufs = bufs
     q_bars, q_empty, k_ready, v_ready, k_empty, v_empty = bars
@@ -417,11 +367,9 @@ def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
 
     n = 0
     ring = 0
-    item, item_lists = _next_item(sched, n, params, SWEEP, PERSISTENT, RING_LISTS)
+    item = _receive(sched, n, PERSISTENT)
     while item < num_items:
-        if not RING_LISTS:
-            item_lists = _item_lists(item, params, SWEEP)
-        lists, coords = _work_item(item, item_lists, params)
+        lists, coords = _work_item(item, _item_lists(item, params, SWEEP), params)
         num_full_here = lists[4]
         num_tiles = lists[5]
         b, h, _kv_h, start_m, pid_bh, mask_base = coords
@@ -458,22 +406,10 @@ def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
             acc = acc * gl.expand_dims(gl.convert_layout(alpha, o_row_layout), 1)
             p_op = gl.convert_layout(p.to(dtype), p_layout)
             mask_args = (first_row, mask_base, stride_ms)
-            if EARLY_MASK > 0:
-                # The lists put the unmasked tiles first: one loop without the element mask, then one for the
-                # partial tiles that loads each one's key block (and limits) under its score matmul.
-                for t in range(1, num_full_here):
-                    acc, p_op, m_i, l_i = _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists,
-                                                     mask_args, rows, offs_n, dims, s_zero, 0, CAUSAL, HAS_MASK,
-                                                     LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
-                for t in range(gl.maximum(num_full_here, 1), num_tiles):
-                    acc, p_op, m_i, l_i = _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists,
-                                                     mask_args, rows, offs_n, dims, s_zero, EARLY_MASK + 1, CAUSAL,
-                                                     HAS_MASK, LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
-            else:
-                for t in range(1, num_tiles):
-                    acc, p_op, m_i, l_i = _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists,
-                                                     mask_args, rows, offs_n, dims, s_zero, 1, CAUSAL, HAS_MASK,
-                                                     LTE_COL, UTS_COL, UTE_COL)  # fmt: skip
+            for t in range(1, num_tiles):
+                acc, p_op, m_i, l_i = _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists, mask_args,
+                                                 rows, offs_n, dims, s_zero, CAUSAL, HAS_MASK, LTE_COL, UTS_COL,
+                                                 UTE_COL)  # fmt: skip
             # Every score tile is done: the producer may load the next item's Q rows while the last P V runs.
             mbarrier.arrive(q_empty.index(WG))
             last = (ring + num_tiles - 1) % num_stages
@@ -506,7 +442,7 @@ def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
             lse = gl.where(seen, (m_i + gl.log2(l_safe)) * LN2, float("-inf"))
             gl.store(lse_ptr + state_rows, lse, mask=row_ok)
         n += 1
-        item, item_lists = _next_item(sched, n, params, SWEEP, PERSISTENT, RING_LISTS)
+        item = _receive(sched, n, PERSISTENT)
 
 
 @gluon.jit
@@ -554,8 +490,6 @@ def fwd_ws_kernel(
     CARRY_IN: gl.constexpr = False,
     CARRY_OUT: gl.constexpr = False,
     PERSISTENT: gl.constexpr = False,
-    EARLY_MASK: gl.constexpr = 0,
-    RING_LISTS: gl.constexpr = False,
     ROW_STORES: gl.constexpr = False,
 ):
     """4 warps here plus a 4-warp and a 1-warp worker; ``num_items`` = query blocks of 128 x batch x query heads.
@@ -591,8 +525,7 @@ def fwd_ws_kernel(
     descs = (q_desc, k_desc, v_desc)
     bufs = (q_bufs, k_bufs, v_bufs)
     bars = (q_bars, q_empty, k_ready, v_ready, k_empty, v_empty)
-    # The item, and with RING_LISTS its five ``_item_lists`` words.
-    item_ids, item_ready, item_empty = _item_ring(6 if RING_LISTS else 1)
+    item_ids, item_ready, item_empty = _item_ring()
     sched = (item_ids, item_ready, item_empty, Counter, num_items)
     params = (Mask, FullCount, FullIndex, PartCount, PartIndex, Order, sweep_lo, sweep_hi, stride_mb, stride_mh,
               list_stride_b, num_q_heads, q_per_kv, q_per_mask, num_m_blocks, num_n_blocks)  # fmt: skip
@@ -603,13 +536,13 @@ def fwd_ws_kernel(
         [
             (_consumer, (descs, bufs, bars, sched, params, outs, dims, 0,
                          CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
-                         EARLY_MASK, RING_LISTS, ROW_STORES)),
+                         ROW_STORES)),
             (_consumer, (descs, bufs, bars, sched, params, outs, dims, 1,
                          CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
-                         EARLY_MASK, RING_LISTS, ROW_STORES)),
+                         ROW_STORES)),
             (_producer, (descs, bufs, bars, sched, params, outs, dims, 0,
                          CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
-                         EARLY_MASK, RING_LISTS, ROW_STORES)),
+                         ROW_STORES)),
         ],
         [4, 1],
         [240, 24],
