@@ -2202,16 +2202,26 @@ s33a)
     # Session 33: the Gluon forward's output in 16-byte row pieces (configs.GLUON_FORWARD_ROW_STORES; two in-warp
     # shuffle conversions, 8 STG.128 per thread instead of 32 STG.32). s31p put the tail (last P V, output, LSE) at
     # 17% of the SM time on sliding_window (3.4 us per item). Predicted, forward back to back: sliding_window and
-    # causal_document -1.5% to -4%, full -0% to -1%. Then gpu_check (D=128 and D=64) with it on.
+    # causal_document -1.5% to -4%, full -0% to -1%. Then gpu_check D=128 with it on; on an H100, if sliding_window
+    # reads under 0.995x (rule fixed before the run), the 8K sliding_window row against Flex with it on; gpu_check
+    # D=64; last (it patches the kernel) s31p's phase probe with it on.
     run ab_row_stores 150 ab.txt python3 benchmarks/ab_setting.py GLUON_FORWARD_ROW_STORES False,True --pass fwd \
         --masks sliding_window,causal_document,full --loop 1.0 --reps 3
-    run gpu_check_row_d128 180 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
+    run gpu_check_row_d128 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
         --workers 8 --only D=128 --set GLUON_FORWARD_ROW_STORES=True --out "$OUT/gpu_check_row_d128.json"
-    run gpu_check_row_d64 150 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
+    r=$(grep -so "^sliding_window GLUON_FORWARD_ROW_STORES=True: [0-9.]* ms ([0-9.]*x)" "$OUT/ab.txt" | tail -1 |
+        sed 's/.*(\(.*\)x)/\1/')
+    echo "$(now) GLUON_FORWARD_ROW_STORES=True on sliding_window: ${r:-no result}x" | tee -a "$STEPS"
+    if [[ -n $r ]] && python3 -c "import sys; sys.exit(0 if float('$r') < 0.995 else 1)" &&
+        nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H100; then
+        run sw_8k_row_stores 150 bench.log python3 benchmarks/bench_with.py --set GLUON_FORWARD_ROW_STORES=True -- \
+            bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 128 --masks sliding_window --peers flex \
+            --out "$OUT/sw_8k_row_stores"
+    fi
+    run gpu_check_row_d64 100 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py \
         --workers 8 --only D=64 --set GLUON_FORWARD_ROW_STORES=True --out "$OUT/gpu_check_row_d64.json"
-    # Last (it patches the kernel): s31p's phase probe with the switch on, for the tail's share.
     [[ -n $DRY ]] || git apply benchmarks/experiments/probe_fwd_phases.patch || exit 1
-    run probe_fwd_row_stores 100 probe.txt python3 benchmarks/experiments/probe_fwd_phases.py \
+    run probe_fwd_row_stores 80 probe.txt python3 benchmarks/experiments/probe_fwd_phases.py \
         --masks sliding_window,causal_document --set GLUON_FORWARD_ROW_STORES=True
     ;;
 *)
