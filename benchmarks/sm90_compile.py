@@ -6,8 +6,7 @@ target; the kernels are compiled through their JIT ``warmup`` with CPU tensors o
 (so the divisibility specialisations match a real launch), and ``cuobjdump`` reads the cubin.
 
     python benchmarks/sm90_compile.py dkdv --block 64 64 --warps 4 --stages 2 [--atomic-dq] [--sass out.sass]
-    python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep --persistent
-        --row-stores]  # Gluon fwd
+    python benchmarks/sm90_compile.py fwd-ws --block 128 128 --stages 3 [--causal --sweep --persistent]  # Gluon fwd
     python benchmarks/sm90_compile.py bwd-ws --stages 2 [--causal --vectors N]                 # Gluon backward
     python benchmarks/sm90_compile.py plan --block 64 128 [--transposed --bounds-given --vectors N]  # tiles.plan
 
@@ -116,6 +115,7 @@ def _compile(kernel, args: list, constexprs: dict, warps: int, stages: int, sass
     loops = _tile_loop_local_loads(dump)
     if loops:
         usage += f", tile-loop local loads {max(loops)} ({len(loops)} loops)"
+    usage += f", 16-byte global stores {dump.count('STG.E.128')}"
     print(f"{kernel.fn.__name__} {constexprs} warps {warps} stages {stages}: {usage}", flush=True)
     if sass:
         Path(sass).write_text(dump)
@@ -144,9 +144,6 @@ def main() -> None:
     parser.add_argument("--gate", type=int, default=0, help="forward: gated grid (1 or 2, see fwd_kernel)")
     parser.add_argument("--sweep", action="store_true", help="forward: a middle sweep (state carried in and out)")
     parser.add_argument("--persistent", action="store_true", help="Gluon forward: the persistent grid")
-    parser.add_argument(
-        "--row-stores", action="store_true", help="Gluon forward: the output stored in whole rows (ROW_STORES)"
-    )
     parser.add_argument("--transposed", action="store_true", help="plan: the backward's lists (per key block)")
     parser.add_argument("--bounds-given", action="store_true", help="plan: the forward's bounds handed in")
     parser.add_argument("--no-dkv-tma", action="store_true",
@@ -194,7 +191,6 @@ def main() -> None:
             **mc,
             NUM_STAGES=a.stages,
             PERSISTENT=a.persistent,
-            ROW_STORES=a.row_stores,
             **sweep,
         )
         _compile(forward_hopper.fwd_ws_kernel, args, flags, 4, a.stages, a.sass, forward_hopper.WS_MAX_REGISTERS)

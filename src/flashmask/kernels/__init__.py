@@ -399,8 +399,7 @@ def _launch_forward_ws(q, k, v, out, lse, softmax_scale: float, mask: _MaskArgs,
         out, lse, mask.tensor, *lists.per_block(), lists.counter, state_acc, state_m, state_l, *ints,
         softmax_scale * _LOG2E,
         **mask.constexprs(), NUM_STAGES=cfg.num_stages, SWEEP=sweep, CARRY_IN=carry_in, CARRY_OUT=carry_out,
-        PERSISTENT=persistent, ROW_STORES=_configs.GLUON_FORWARD_ROW_STORES, num_warps=cfg.num_warps,
-        maxnreg=WS_MAX_REGISTERS,
+        PERSISTENT=persistent, num_warps=cfg.num_warps, maxnreg=WS_MAX_REGISTERS,
     )  # fmt: skip
 
 

@@ -121,10 +121,6 @@ WARP_SPECIALIZED_FORWARD = KernelConfig(128, 128, 4, 3, True, warp_specialized=T
 # The Gluon backward (``backward_hopper``): 128 keys per program (two 4-warp consumer warpgroups of 64), query
 # tiles of 64 rows, two Q/dO stages (three spill and take 226 KB of shared memory).
 WARP_SPECIALIZED_BACKWARD = KernelConfig(64, 128, 4, 2, True, warp_specialized=True)
-# The Gluon forward's output leaves in whole rows, 16 bytes per thread and store (moved there by shuffles within each
-# warp), instead of the wgmma accumulator's 4-byte pieces of 8 rows per store: a quarter of the store instructions,
-# each touching half the cache lines.
-GLUON_FORWARD_ROW_STORES = False
 # The Gluon kernels at D=64 on Hopper (Triton 3.6), forward and backward, each with its switch. They compile there
 # without spills (112 / 113 KB of shared memory). Against D=64's Triton kernels on the H100 at 8K (GPU time, session
 # 24, s24b): forward -8% to -15%, backward -13% to -23% on full, sliding_window, causal_document,

@@ -113,7 +113,7 @@ def _work_item(item, item_lists, params):
 def _producer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
               CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr, SWEEP: gl.constexpr,
-              PERSISTENT: gl.constexpr, ROW_STORES: gl.constexpr):  # fmt: skip
+              PERSISTENT: gl.constexpr):  # fmt: skip
     """One warp: per work item, the Q rows of both warpgroups, then K and V of every visited tile into the stage
     ring (one ring position per tile, carried across items).
 
@@ -342,7 +342,7 @@ def _next_tile(t, ring, acc, p_op, m_i, l_i, q_smem, bufs, bars, lists, mask_arg
 def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CAUSAL: gl.constexpr,
               HAS_MASK: gl.constexpr, LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr,
               CARRY_IN: gl.constexpr, CARRY_OUT: gl.constexpr, SWEEP: gl.constexpr,
-              PERSISTENT: gl.constexpr, ROW_STORES: gl.constexpr):  # fmt: skip
+              PERSISTENT: gl.constexpr):  # fmt: skip
     """One warpgroup: per work item, its 64 query rows over every visited key tile, then their output and LSE."""
     q_bufs, k_bufs, v_bufs = bufs
     q_bars, q_empty, k_ready, v_ready, k_empty, v_empty = bars
@@ -428,17 +428,16 @@ def _consumer(descs, bufs, bars, sched, params, outs, dims, WG: gl.constexpr, CA
             seen = l_i > 0.0
             l_safe = gl.where(seen, l_i, 1.0)
             out = (acc / gl.expand_dims(gl.convert_layout(l_safe, o_row_layout), 1)).to(dtype)
+            # Stored in 16-byte pieces (a warp's store: 64-byte runs of 8 rows), not the accumulator's 4-byte pieces
+            # (16-byte runs): forward -5.8% / -4.6% / -1.4% on 8K sliding_window / causal_document / full (H100,
+            # benchmarks/NOTES.md, session 33).
+            store_layout: gl.constexpr = _store_layout(head_dim, 2)
+            out = gl.convert_layout(gl.convert_layout(out, _store_layout(head_dim, 1)), store_layout)
+            store_rows = first_row + gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, store_layout))
+            store_cols = gl.arange(0, head_dim, layout=gl.SliceLayout(0, store_layout))
             o_ptrs = out_ptr + b.to(gl.int64) * stride_ob + h * stride_oh
-            if ROW_STORES:
-                store_layout: gl.constexpr = _store_layout(head_dim, 2)
-                out = gl.convert_layout(gl.convert_layout(out, _store_layout(head_dim, 1)), store_layout)
-                store_rows = first_row + gl.arange(0, WG_ROWS, layout=gl.SliceLayout(1, store_layout))
-                store_cols = gl.arange(0, head_dim, layout=gl.SliceLayout(0, store_layout))
-                o_ptrs = o_ptrs + gl.expand_dims(store_rows.to(gl.int64) * stride_os, 1) + gl.expand_dims(store_cols, 0)
-                gl.store(o_ptrs, out, mask=gl.expand_dims(store_rows < seqlen_q, 1))
-            else:
-                o_ptrs = o_ptrs + gl.expand_dims(o_rows.to(gl.int64) * stride_os, 1) + gl.expand_dims(offs_d, 0)
-                gl.store(o_ptrs, out, mask=o_row_ok)
+            o_ptrs = o_ptrs + gl.expand_dims(store_rows.to(gl.int64) * stride_os, 1) + gl.expand_dims(store_cols, 0)
+            gl.store(o_ptrs, out, mask=gl.expand_dims(store_rows < seqlen_q, 1))
             lse = gl.where(seen, (m_i + gl.log2(l_safe)) * LN2, float("-inf"))
             gl.store(lse_ptr + state_rows, lse, mask=row_ok)
         n += 1
@@ -490,7 +489,6 @@ def fwd_ws_kernel(
     CARRY_IN: gl.constexpr = False,
     CARRY_OUT: gl.constexpr = False,
     PERSISTENT: gl.constexpr = False,
-    ROW_STORES: gl.constexpr = False,
 ):
     """4 warps here plus a 4-warp and a 1-warp worker; ``num_items`` = query blocks of 128 x batch x query heads.
 
@@ -535,14 +533,11 @@ def fwd_ws_kernel(
     gl.warp_specialize(
         [
             (_consumer, (descs, bufs, bars, sched, params, outs, dims, 0,
-                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
-                         ROW_STORES)),
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT)),
             (_consumer, (descs, bufs, bars, sched, params, outs, dims, 1,
-                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
-                         ROW_STORES)),
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT)),
             (_producer, (descs, bufs, bars, sched, params, outs, dims, 0,
-                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT,
-                         ROW_STORES)),
+                         CAUSAL, HAS_MASK, LTE_COL, UTS_COL, UTE_COL, CARRY_IN, CARRY_OUT, SWEEP, PERSISTENT)),
         ],
         [4, 1],
         [240, 24],
