@@ -2224,8 +2224,20 @@ s33a)
     run probe_fwd_row_stores 80 probe.txt python3 benchmarks/experiments/probe_fwd_phases.py \
         --masks sliding_window,causal_document --set GLUON_FORWARD_ROW_STORES=True
     ;;
+s33b)
+    # Session 33, after the forward's output went to 16-byte row stores (commit ed0a021): memcheck over both Gluon
+    # head dims' sanitize.py cases (the change moves values by shuffles and stores each row's 16-byte pieces,
+    # masked by row as before; no shared memory), then the whole gpu_check matrix (last run whole in s27b), then
+    # the 8K table at D=128 (every mask, every peer) on the current kernels.
+    san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 --tool memcheck)
+    run memcheck_d128 100 memcheck.txt "${san[@]}" python3 benchmarks/sanitize.py --head-dim 128
+    run memcheck_d64 90 memcheck.txt "${san[@]}" python3 benchmarks/sanitize.py --head-dim 64
+    run gpu_check_all 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
+        --out "$OUT/gpu_check_all.json"
+    table_8k
+    ;;
 *)
-    echo "unknown step $STEP (call1, call2, call3, s3a-s33a; see each step's comment)" >&2
+    echo "unknown step $STEP (call1, call2, call3, s3a-s33b; see each step's comment)" >&2
     exit 2
     ;;
 esac

@@ -4,8 +4,7 @@ Needs ``probe_fwd_phases.patch`` applied (it adds compile-time-gated ``%globalti
 ``forward_hopper.fwd_ws_kernel``, written through a ``Probe`` argument, and ``kernels.PROBE_FWD``):
 
     git apply benchmarks/experiments/probe_fwd_phases.patch
-    python benchmarks/experiments/probe_fwd_phases.py --masks sliding_window,causal_document,full \
-        [--set GLUON_FORWARD_ROW_STORES=True]
+    python benchmarks/experiments/probe_fwd_phases.py --masks sliding_window,causal_document,full [--set NAME=VALUE]
 
 Each work item (query block x batch x head) gets a row: 0 warpgroup 0 has the item, 1 its first tile's scores are
 in, 2 past its tile loop (before the last P V), 3 warpgroup 0 done (output and LSE stores issued), 4 the SM, 5 its
