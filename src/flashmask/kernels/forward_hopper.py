@@ -228,8 +228,7 @@ def _mask_limits(start_n, first_row, offs_n, dims, mask_base, stride_ms, CAUSAL:
                  LTE_COL: gl.constexpr, UTS_COL: gl.constexpr, UTE_COL: gl.constexpr):  # fmt: skip
     """What the element mask of the partial tile at key column ``start_n`` reads from memory, laid out as
     ``offs_n`` (the score tile's column slice): LTS with one vector, ``_packed_limits`` with two or four, and
-    nothing (``start_n``) without a column mask. Apart from ``_apply_limits`` so that the loads can be issued
-    before the tile's scores are waited for."""
+    nothing (``start_n``) without a column mask: the loads of ``_masked_scores``, ``_apply_limits`` the compares."""
     seqlen_k = dims[1]
     if HAS_MASK and LTE_COL < 0 and UTE_COL < 0:
         cols = start_n + offs_n
