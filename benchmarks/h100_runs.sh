@@ -2228,12 +2228,15 @@ s33b)
     # Session 33, after the forward's output went to 16-byte row stores (commit ed0a021): memcheck over both Gluon
     # head dims' sanitize.py cases (the change moves values by shuffles and stores each row's 16-byte pieces,
     # masked by row as before; no shared memory), then the whole gpu_check matrix (last run whole in s27b), then
-    # the 8K table at D=128 (every mask, every peer) on the current kernels.
+    # the 8K table at D=128 (every mask, every peer) on the current kernels, and D=64's three masks nearest the
+    # change (its forward was not timed with the row stores; the tables since session 25 are the comparison).
     san=(env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --error-exitcode 1 --tool memcheck)
     run memcheck_d128 100 memcheck.txt "${san[@]}" python3 benchmarks/sanitize.py --head-dim 128
     run memcheck_d64 90 memcheck.txt "${san[@]}" python3 benchmarks/sanitize.py --head-dim 64
     run gpu_check_all 200 gpu_check.log env FLASHMASK_CHECK_LAUNCH=1 python3 benchmarks/gpu_check.py --workers 8 \
         --out "$OUT/gpu_check_all.json"
+    run k64_8k_3 200 bench.log "${FM[@]}" bench "${BENCH_DRY[@]}" --part kernel --seqlens 8K --head-dims 64 \
+        --masks sliding_window,causal_document,full --peers flex --out "$OUT/k64_8k_3"
     table_8k
     ;;
 *)
