@@ -7,9 +7,8 @@ through a two-slot ring in shared memory (``item_ids`` with ``item_ready`` / ``i
 and 2). Past the last item every partition sees ``num_items`` and stops. Without ``PERSISTENT`` each program
 has one item, its own place in a grid ``(blocks, batch x heads)``, and no ring is used.
 
-``sched`` is ``(item_ids, item_ready, item_empty, counter, num_items)``. A slot holds the item; it can hold more
-words (``_item_ring(words)``, ``_publish`` / ``_received_word``), but handing each item's list counts over with it
-did not pay in the forward (benchmarks/NOTES.md, session 33).
+``sched`` is ``(item_ids, item_ready, item_empty, counter, num_items)``. A slot holds the item only: handing each
+item's list counts over with it as well did not pay in the forward (benchmarks/NOTES.md, session 33).
 """
 
 from __future__ import annotations
@@ -37,67 +36,44 @@ def _claim_and_publish(sched, n, PERSISTENT: gl.constexpr):
     counter, num_items = sched[3], sched[4]
     if PERSISTENT:
         item = gl.minimum(gl.atomic_add(counter, 1, sem="relaxed"), num_items)
-        _publish(sched, n, (item,))
+        _publish(sched, n, item)
     else:
         item = _own_item(n, num_items)
     return item
 
 
 @gluon.jit
-def _publish(sched, n, words):
-    """Hands ``words`` (int32 scalars, the item first; at most the ring's words per slot) to both consumers in ring
-    slot ``n % 2``, once both have read what the slot held before."""
+def _publish(sched, n, item):
+    """Hands ``item`` (int32) to both consumers in ring slot ``n % 2``, once both have read what the slot held
+    before."""
     item_ids, item_ready, item_empty, _counter, _num_items = sched
-    words_per_slot: gl.constexpr = item_ids.type.shape[0] // 2
     slot = n % 2
     mbarrier.wait(item_empty.index(slot), ((n // 2) & 1) ^ 1)
     one_warp: gl.constexpr = gl.BlockedLayout([1], [32], [1], [0])
-    for j in gl.static_range(len(words)):
-        item_ids.index(slot * words_per_slot + j).store(gl.full([1], words[j], gl.int32, one_warp))
+    item_ids.index(slot).store(gl.full([1], item, gl.int32, one_warp))
     mbarrier.arrive(item_ready.index(slot))
 
 
 @gluon.jit
-def _wait_published(sched, n):
-    """A consumer's wait for the ``n``-th slot; read it with ``_received_word``, then ``_release`` it."""
-    item_ready = sched[1]
-    mbarrier.wait(item_ready.index(n % 2), (n // 2) & 1)
-
-
-@gluon.jit
-def _received_word(sched, n, j: gl.constexpr):
-    """Word ``j`` of the ``n``-th slot (after ``_wait_published``), the same in every thread of a warpgroup."""
-    item_ids = sched[0]
-    words_per_slot: gl.constexpr = item_ids.type.shape[0] // 2
-    one_warpgroup: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
-    return gl.max(item_ids.index((n % 2) * words_per_slot + j).load(one_warpgroup), 0)
-
-
-@gluon.jit
-def _release(sched, n):
-    """A consumer is done reading the ``n``-th slot: the producer may write the slot again."""
-    item_empty = sched[2]
-    mbarrier.arrive(item_empty.index(n % 2))
-
-
-@gluon.jit
 def _receive(sched, n, PERSISTENT: gl.constexpr):
-    """A consumer's ``n``-th work item (see ``_claim_and_publish``)."""
-    num_items = sched[4]
+    """A consumer's ``n``-th work item (see ``_claim_and_publish``), the same in every thread of a warpgroup."""
+    item_ids, item_ready, item_empty, _counter, num_items = sched
     if PERSISTENT:
-        _wait_published(sched, n)
-        item = _received_word(sched, n, 0)
-        _release(sched, n)
+        slot = n % 2
+        mbarrier.wait(item_ready.index(slot), (n // 2) & 1)
+        one_warpgroup: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+        item = gl.max(item_ids.index(slot).load(one_warpgroup), 0)
+        mbarrier.arrive(item_empty.index(slot))  # read: the producer may write the slot again
     else:
         item = _own_item(n, num_items)
     return item
 
 
 @gluon.jit
-def _item_ring(WORDS: gl.constexpr = 1):
-    """``(item_ids, item_ready, item_empty)``: the ring's shared memory (``WORDS`` int32 per slot) and barriers,
+def _item_ring():
+    """``(item_ids, item_ready, item_empty)``: the ring's shared memory (an int32 per slot) and barriers,
     initialised."""
-    item_ids = gl.allocate_shared_memory(gl.int32, [2 * WORDS, 1], gl.SwizzledSharedLayout(1, 1, 1, [0]))
+    item_ids = gl.allocate_shared_memory(gl.int32, [2, 1], gl.SwizzledSharedLayout(1, 1, 1, [0]))
     item_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     item_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     for slot in gl.static_range(2):
